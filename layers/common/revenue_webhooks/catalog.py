@@ -1,0 +1,249 @@
+"""The event catalog: every Mixpanel event and property this project emits, in one place.
+
+`docs/events.md` is generated from this module and the providers' `PRODUCES` tables
+(`python -m revenue_webhooks.catalog`); a test fails when the two drift apart.
+Names are the defaults; operators rename them with EVENT_NAMES / PROPERTY_NAMES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Events.
+PURCHASE_COMPLETED = "Purchase Completed"
+REFUND_ISSUED = "Refund Issued"
+SUBSCRIPTION_STARTED = "Subscription Started"
+SUBSCRIPTION_RENEWED = "Subscription Renewed"
+SUBSCRIPTION_CHANGED = "Subscription Changed"
+SUBSCRIPTION_CANCELLATION_SCHEDULED = "Subscription Cancellation Scheduled"
+SUBSCRIPTION_REACTIVATED = "Subscription Reactivated"
+SUBSCRIPTION_CANCELLED = "Subscription Cancelled"
+TRIAL_ENDING = "Trial Ending"
+PAYMENT_FAILED = "Payment Failed"
+
+# Event properties.
+REVENUE = "Revenue"
+CURRENCY = "Currency"
+ORDER_ID = "Order ID"
+PROVIDER = "Provider"
+PURCHASE_TYPE = "Purchase Type"
+PLAN = "Plan"
+PRICE = "Price"
+INTERVAL = "Interval"
+SUBSCRIPTION_ID = "Subscription ID"
+QUANTITY = "Quantity"
+FROM_PLAN = "From Plan"
+TO_PLAN = "To Plan"
+FROM_QUANTITY = "From Quantity"
+TO_QUANTITY = "To Quantity"
+REFUND_ID = "Refund ID"
+REASON = "Reason"
+ATTEMPT = "Attempt"
+CANCEL_AT = "Cancel At"
+TRIAL_END = "Trial End"
+STATUS = "Status"
+
+# Purchase Type values.
+ONE_TIME = "one_time"
+SUBSCRIPTION_INITIAL = "subscription_initial"
+SUBSCRIPTION_RENEWAL = "subscription_renewal"
+SUBSCRIPTION_UPDATE = "subscription_update"
+INVOICE = "invoice"
+
+# Profile properties (sent to /engage as $set of absolute values).
+LIFETIME_REVENUE = "Lifetime Revenue"
+PURCHASE_COUNT = "Purchase Count"
+REFUND_COUNT = "Refund Count"
+SUBSCRIPTION_STATUS = "Subscription Status"
+PROFILE_PLAN = "Plan"
+LAST_PURCHASE_DATE = "Last Purchase Date"
+
+# Properties every event has (set by the event builder, not by providers).
+COMMON_PROPERTIES = {
+    "distinct_id": "The user: `$user_id` when the app passed one, else `$device:<device id>` (see docs/identity.md).",
+    "time": "Unix seconds from the provider's own data (event or object time), never the processing time.",
+    "$insert_id": "UUIDv5 of the fact key and the event name: 36 characters of `[0-9a-f-]`.",
+    "$user_id": "The app's user id, when the payment carried one (Simplified ID Merge).",
+    "$device_id": "The browser's device id when passed, else the provider's customer id.",
+    "ip": '"0" (no geolocation of the Lambda), or the buyer\'s IP when passed in metadata.',
+    PROVIDER: "The payment provider: stripe, shopify, paddle, lemonsqueezy, revenuecat or a Standard Webhooks sender.",
+}
+
+
+@dataclass(frozen=True)
+class CatalogEvent:
+    name: str
+    meaning: str
+    insert_id_recipe: str
+    properties: tuple[tuple[str, str], ...]
+
+
+MONEY = (
+    (REVENUE, "Amount in major units of `Currency` (exact: minor units / 10^exponent)."),
+    (CURRENCY, "Upper-case ISO 4217 code of the currency charged."),
+)
+
+EVENTS: tuple[CatalogEvent, ...] = (
+    CatalogEvent(
+        PURCHASE_COMPLETED,
+        "Money collected: one per paid one-time order and one per paid invoice above zero.",
+        "`<provider>:payment:<order, session or invoice id>`",
+        MONEY
+        + (
+            (ORDER_ID, "The provider's order, Checkout session or invoice id."),
+            (PURCHASE_TYPE, "one_time, subscription_initial, subscription_renewal, subscription_update or invoice."),
+            (SUBSCRIPTION_ID, "For subscription payments."),
+            (PLAN, "For subscription payments: the plan or product name or id."),
+            (PRICE, "For subscription payments: the price id."),
+            (INTERVAL, "For subscription payments: day, week, month or year."),
+        ),
+    ),
+    CatalogEvent(
+        REFUND_ISSUED,
+        "One per refund, with that refund's own amount (never a cumulative total).",
+        "`<provider>:refund:<refund id>`",
+        MONEY
+        + (
+            (ORDER_ID, "The order or payment refunded."),
+            (REFUND_ID, "The provider's refund id."),
+            (REASON, "The refund reason when the provider gives one."),
+        ),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_STARTED,
+        "A subscription became active or trialing (an incomplete one has not started).",
+        "`<provider>:subscription-start:<subscription id>`",
+        (
+            (SUBSCRIPTION_ID, "The provider's subscription id."),
+            (PLAN, "Plan or product name or id."),
+            (PRICE, "Price id."),
+            (INTERVAL, "Billing interval."),
+            (QUANTITY, "Seats or units."),
+            (STATUS, "active or trialing."),
+            (TRIAL_END, "ISO 8601 end of the trial, when trialing."),
+        ),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_RENEWED,
+        "A paid renewal (cycle) of a subscription; the money is on its Purchase Completed.",
+        "`<provider>:subscription-renewal:<invoice or transaction id>`",
+        MONEY + ((SUBSCRIPTION_ID, "The subscription renewed."), (PLAN, "Plan."), (ORDER_ID, "The renewal's invoice.")),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_CHANGED,
+        "Plan or quantity changed.",
+        "`<provider>:subscription-change:<subscription id>:<provider event id>`",
+        (
+            (SUBSCRIPTION_ID, "The subscription."),
+            (FROM_PLAN, "Plan before."),
+            (TO_PLAN, "Plan after."),
+            (FROM_QUANTITY, "Quantity before."),
+            (TO_QUANTITY, "Quantity after."),
+        ),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_CANCELLATION_SCHEDULED,
+        "The customer asked to cancel at period end (or at a date); access continues until then.",
+        "`<provider>:subscription-cancel-scheduled:<subscription id>:<provider event id>`",
+        ((SUBSCRIPTION_ID, "The subscription."), (CANCEL_AT, "ISO 8601 time the subscription will end.")),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_REACTIVATED,
+        "A scheduled cancellation was withdrawn.",
+        "`<provider>:subscription-reactivated:<subscription id>:<provider event id>`",
+        ((SUBSCRIPTION_ID, "The subscription."),),
+    ),
+    CatalogEvent(
+        SUBSCRIPTION_CANCELLED,
+        "The subscription has ended.",
+        "`<provider>:subscription-end:<subscription id>`",
+        ((SUBSCRIPTION_ID, "The subscription."), (REASON, "Cancellation reason when given."), (PLAN, "Plan.")),
+    ),
+    CatalogEvent(
+        TRIAL_ENDING,
+        "A trial ends soon (Stripe: three days before).",
+        "`<provider>:trial-ending:<subscription id>:<trial end>`",
+        ((SUBSCRIPTION_ID, "The subscription."), (TRIAL_END, "ISO 8601 end of the trial.")),
+    ),
+    CatalogEvent(
+        PAYMENT_FAILED,
+        "One per failed payment attempt.",
+        "`<provider>:payment-failed:<invoice or payment id>:<attempt>`",
+        MONEY
+        + (
+            (ORDER_ID, "The invoice or payment that failed."),
+            (ATTEMPT, "Attempt number when the provider counts them."),
+            (REASON, "Decline or failure reason."),
+        ),
+    ),
+)
+
+PROFILE_PROPERTIES = (
+    (LIFETIME_REVENUE, "Net revenue (purchases minus refunds) in PROFILE_CURRENCY, when set."),
+    (f"{LIFETIME_REVENUE} <CUR>", "Net revenue per currency, e.g. `Lifetime Revenue USD`."),
+    (PURCHASE_COUNT, "Number of Purchase Completed facts."),
+    (REFUND_COUNT, "Number of Refund Issued facts."),
+    (SUBSCRIPTION_STATUS, "Latest subscription status (newest event wins)."),
+    (PROFILE_PLAN, "Latest plan (newest event wins)."),
+    (LAST_PURCHASE_DATE, "ISO 8601 time of the newest purchase."),
+    ("$email", "Only when SEND_EMAIL=true (PII)."),
+)
+
+BY_NAME = {event.name: event for event in EVENTS}
+
+
+def properties_of(event_name: str) -> set[str]:
+    """Every property an event may carry: its own and the common ones."""
+    return {name for name, _ in BY_NAME[event_name].properties} | set(COMMON_PROPERTIES)
+
+
+def render_markdown() -> str:
+    """docs/events.md, from this catalog and each provider's PRODUCES table."""
+    from .providers import produced_by
+
+    sources = produced_by()
+    lines = [
+        "# Event catalog",
+        "",
+        "Generated by `python -m revenue_webhooks.catalog` from `layers/common/revenue_webhooks/catalog.py`",
+        "and the providers' `PRODUCES` tables. Do not edit by hand: `make docs` rewrites it and a test",
+        "fails when it drifts from the code.",
+        "",
+        "Every event carries these properties:",
+        "",
+        "| property | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in COMMON_PROPERTIES.items()]
+    for event in EVENTS:
+        lines += [
+            "",
+            f"## {event.name}",
+            "",
+            event.meaning,
+            "",
+            f"`$insert_id` from the fact key {event.insert_id_recipe}.",
+            "",
+        ]
+        lines += ["Produced by:", ""]
+        for provider, types in sorted(sources.get(event.name, {}).items()):
+            lines.append(f"- **{provider}**: " + ", ".join(f"`{t}`" for t in types))
+        if not sources.get(event.name):
+            lines.append("- (no provider yet)")
+        lines += ["", "| property | meaning |", "|---|---|"]
+        lines += [f"| `{name}` | {text} |" for name, text in event.properties]
+    lines += [
+        "",
+        "## Profile properties",
+        "",
+        "Sent to `/engage` as `$set` of absolute totals kept in the ledger,",
+        'with `$ip: "0"` and `$ignore_time: true`.',
+        "",
+    ]
+    lines += ["| property | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {text} |" for name, text in PROFILE_PROPERTIES]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

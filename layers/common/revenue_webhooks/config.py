@@ -1,0 +1,194 @@
+"""Every setting, read once from the environment the template gives each function.
+
+Validated at import time of a handler (a cold start), so a misconfigured stack fails
+its first invocation with a clear message instead of mis-routing a webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+MIXPANEL_HOSTS = {
+    "US": "https://api.mixpanel.com",
+    "EU": "https://api-eu.mixpanel.com",
+    "IN": "https://api-in.mixpanel.com",
+}
+MODES = ("live", "test", "any")
+ID_MERGE_MODES = ("simplified", "original")
+
+# Where a provider's signing secret is named, per route (value: Secrets Manager id or ARN).
+SECRET_ENV = {
+    "stripe": "STRIPE_WEBHOOK_SECRET_ID",
+    "shopify": "SHOPIFY_WEBHOOK_SECRET_ID",
+    "paddle": "PADDLE_WEBHOOK_SECRET_ID",
+    "lemonsqueezy": "LEMONSQUEEZY_WEBHOOK_SECRET_ID",
+    "revenuecat": "REVENUECAT_WEBHOOK_SECRET_ID",
+}
+STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's configuration; see README "Configuration" for each variable."""
+
+    events_queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    ledger_table: str = ""
+    mixpanel_credentials_id: str = ""
+    mixpanel_region: str = "US"
+    mixpanel_api_url: str = ""
+    mode: str = "live"
+    max_body_bytes: int = 512_000
+    signature_tolerance_s: int = 300
+    future_skew_s: int = 60
+    max_receive_count: int = 5
+    id_merge: str = "simplified"
+    user_id_keys: tuple[str, ...] = ("mixpanel_distinct_id", "user_id")
+    device_id_keys: tuple[str, ...] = ("mixpanel_device_id",)
+    ip_keys: tuple[str, ...] = ("mixpanel_ip", "ip")
+    send_email: bool = False
+    profile_currency: str = ""
+    event_names: Mapping[str, str] = field(default_factory=dict)
+    property_names: Mapping[str, str] = field(default_factory=dict)
+    secret_ids: Mapping[str, str] = field(default_factory=dict)
+    standard_webhooks_secrets_id: str = ""
+    standard_webhooks_mapping: Mapping[str, Any] = field(default_factory=dict)
+    shopify_max_age_s: int = 86_400
+    debug_payloads: bool = False
+    mixpanel_connect_timeout_s: float = 3.05
+    mixpanel_read_timeout_s: float = 20.0
+    mixpanel_backoff_base_s: float = 2.0
+    mixpanel_backoff_cap_s: float = 60.0
+    mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+
+    @property
+    def mixpanel_base_url(self) -> str:
+        return (self.mixpanel_api_url or MIXPANEL_HOSTS[self.mixpanel_region]).rstrip("/")
+
+    def accepts_mode(self, livemode: bool | None) -> bool:
+        """Whether an event's test/live flag matches this deployment (None: the provider has none)."""
+        if livemode is None or self.mode == "any":
+            return True
+        return livemode == (self.mode == "live")
+
+
+def from_environ(environ: Mapping[str, str]) -> Settings:
+    """Build and validate settings from an environment mapping."""
+    region = environ.get("MIXPANEL_REGION", "US").upper()
+    if region not in MIXPANEL_HOSTS:
+        raise ConfigError(f"MIXPANEL_REGION={region!r}: expected one of {sorted(MIXPANEL_HOSTS)}")
+    mode = environ.get("MODE", "live").lower()
+    if mode not in MODES:
+        raise ConfigError(f"MODE={mode!r}: expected one of {MODES}")
+    id_merge = environ.get("MIXPANEL_ID_MERGE", "simplified").lower()
+    if id_merge not in ID_MERGE_MODES:
+        raise ConfigError(f"MIXPANEL_ID_MERGE={id_merge!r}: expected one of {ID_MERGE_MODES}")
+    api_url = environ.get("MIXPANEL_API_URL", "")
+    if api_url and not api_url.startswith(("https://", "http://")):
+        raise ConfigError(f"MIXPANEL_API_URL={api_url!r}: expected an http(s) URL")
+    profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
+    if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
+        raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    return Settings(
+        events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
+        dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
+        ledger_table=environ.get("LEDGER_TABLE", ""),
+        mixpanel_credentials_id=environ.get("MIXPANEL_CREDENTIALS_ID", ""),
+        mixpanel_region=region,
+        mixpanel_api_url=api_url,
+        mode=mode,
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", 512_000, minimum=1024),
+        signature_tolerance_s=_int(environ, "SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1),
+        future_skew_s=_int(environ, "FUTURE_SKEW_SECONDS", 60, minimum=0),
+        max_receive_count=_int(environ, "MAX_RECEIVE_COUNT", 5, minimum=1),
+        id_merge=id_merge,
+        user_id_keys=_keys(environ, "USER_ID_METADATA_KEYS", ("mixpanel_distinct_id", "user_id")),
+        device_id_keys=_keys(environ, "DEVICE_ID_METADATA_KEYS", ("mixpanel_device_id",)),
+        ip_keys=_keys(environ, "IP_METADATA_KEYS", ("mixpanel_ip", "ip")),
+        send_email=_bool(environ, "SEND_EMAIL"),
+        profile_currency=profile_currency,
+        event_names=_json(environ, "EVENT_NAMES"),
+        property_names=_json(environ, "PROPERTY_NAMES"),
+        secret_ids={route: environ[name] for route, name in SECRET_ENV.items() if environ.get(name)},
+        standard_webhooks_secrets_id=environ.get(STANDARD_WEBHOOKS_SECRET_ENV, ""),
+        standard_webhooks_mapping=_json(environ, "STANDARD_WEBHOOKS_MAPPING"),
+        shopify_max_age_s=_int(environ, "SHOPIFY_MAX_AGE_SECONDS", 86_400, minimum=60),
+        debug_payloads=_bool(environ, "DEBUG_PAYLOADS"),
+        mixpanel_connect_timeout_s=_float(environ, "MIXPANEL_CONNECT_TIMEOUT_SECONDS", 3.05),
+        mixpanel_read_timeout_s=_float(environ, "MIXPANEL_READ_TIMEOUT_SECONDS", 20.0),
+        mixpanel_backoff_base_s=_float(environ, "MIXPANEL_BACKOFF_BASE_SECONDS", 2.0),
+        mixpanel_backoff_cap_s=_float(environ, "MIXPANEL_BACKOFF_CAP_SECONDS", 60.0),
+        mixpanel_jitter_s=(
+            _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
+            _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
+        ),
+    )
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process, read once."""
+    return from_environ(os.environ)
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value}: must be at least {minimum}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value}: must not be negative")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _keys(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = environ.get(name, "")
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    return keys or default
+
+
+def _json(environ: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a JSON object")
+    return value

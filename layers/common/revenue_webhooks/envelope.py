@@ -1,0 +1,122 @@
+"""The queue message format (version 1), shared by the receiver, the forwarder and the tools.
+
+The SQS message body is the provider's payload exactly as received and verified, so a
+dead letter is the original webhook and a message is as small as the webhook itself (no
+JSON-in-JSON escaping). What the forwarder needs besides the body travels as message
+attributes. Dead-letter attributes are added beside them; SQS allows ten attributes per
+message, so the receiver uses at most five and the dead-letter reason at most five.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = "1"
+
+# Receiver-set attributes.
+A_PROVIDER = "provider"
+A_EVENT_ID = "event_id"
+A_EVENT_TYPE = "event_type"
+A_RECEIVED_AT = "received_at"  # Unix milliseconds when API Gateway received the request
+A_BODY_ENCODING = "body_encoding"  # "base64" when the raw body has characters SQS refuses
+
+# Dead-letter attributes (set by the forwarder when it dead-letters a message itself).
+A_DL_REASON = "dead_letter_reason"
+A_DL_DETAIL = "dead_letter_detail"
+A_DL_FIELD = "dead_letter_field"
+A_DL_AT = "dead_letter_at"
+A_DL_ATTEMPTS = "dead_letter_attempts"
+
+DEAD_LETTER_ATTRIBUTES = (A_DL_REASON, A_DL_DETAIL, A_DL_FIELD, A_DL_AT, A_DL_ATTEMPTS)
+
+# Characters SQS accepts in a message body (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+_SQS_UNSAFE = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """A verified provider webhook as it travels through the queue."""
+
+    provider: str
+    event_id: str
+    event_type: str
+    received_at_ms: int
+    body: bytes
+
+    def to_sqs(self) -> dict[str, Any]:
+        """SendMessage arguments (`MessageBody` and `MessageAttributes`)."""
+        try:
+            text = self.body.decode("utf-8")
+            encoding = "base64" if _SQS_UNSAFE.search(text) else None
+        except UnicodeDecodeError:
+            encoding = "base64"
+        if encoding:
+            text = base64.b64encode(self.body).decode("ascii")
+        attributes = {
+            A_PROVIDER: _string(self.provider),
+            A_EVENT_ID: _string(self.event_id),
+            A_EVENT_TYPE: _string(self.event_type),
+            A_RECEIVED_AT: {"DataType": "Number", "StringValue": str(self.received_at_ms)},
+        }
+        if encoding:
+            attributes[A_BODY_ENCODING] = _string(encoding)
+        return {"MessageBody": text, "MessageAttributes": attributes}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> QueuedEvent:
+        """From a Lambda SQS event record (camel-case `messageAttributes`, `stringValue`)."""
+        attributes = {name: value.get("stringValue") for name, value in (record.get("messageAttributes") or {}).items()}
+        return cls._build(record["body"], attributes)
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> QueuedEvent:
+        """From an SQS ReceiveMessage result (`Body`, `MessageAttributes`, `StringValue`)."""
+        attributes = {
+            name: value.get("StringValue") for name, value in (message.get("MessageAttributes") or {}).items()
+        }
+        return cls._build(message["Body"], attributes)
+
+    @classmethod
+    def _build(cls, body: str, attributes: Mapping[str, str | None]) -> QueuedEvent:
+        missing = [name for name in (A_PROVIDER, A_EVENT_ID, A_EVENT_TYPE, A_RECEIVED_AT) if not attributes.get(name)]
+        if missing:
+            raise ValueError(f"queue message lacks attributes {missing}: not written by this receiver")
+        raw = base64.b64decode(body) if attributes.get(A_BODY_ENCODING) == "base64" else body.encode("utf-8")
+        return cls(
+            provider=str(attributes[A_PROVIDER]),
+            event_id=str(attributes[A_EVENT_ID]),
+            event_type=str(attributes[A_EVENT_TYPE]),
+            received_at_ms=int(str(attributes[A_RECEIVED_AT])),
+            body=raw,
+        )
+
+
+def dead_letter_attributes(reason: str, detail: str, field: str | None, at_ms: int, attempts: int) -> dict[str, Any]:
+    """The attributes that explain a dead letter, for an operator deciding whether to replay it."""
+    attributes = {
+        A_DL_REASON: _string(reason),
+        A_DL_DETAIL: _string(detail[:1000] or "-"),
+        A_DL_AT: {"DataType": "Number", "StringValue": str(at_ms)},
+        A_DL_ATTEMPTS: {"DataType": "Number", "StringValue": str(attempts)},
+    }
+    if field:
+        attributes[A_DL_FIELD] = _string(field[:256])
+    return attributes
+
+
+def sqs_attributes_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A Lambda record's attributes in SendMessage form, to forward a message unchanged."""
+    converted = {}
+    for name, value in (record.get("messageAttributes") or {}).items():
+        if name in DEAD_LETTER_ATTRIBUTES:
+            continue
+        converted[name] = {"DataType": value.get("dataType", "String"), "StringValue": value.get("stringValue", "")}
+    return converted
+
+
+def _string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}

@@ -1,0 +1,88 @@
+"""What a provider event means, before it is a Mixpanel event: a business fact.
+
+A provider module turns one webhook into zero or more facts. A fact has a stable
+`key` naming the business object it is about (a payment, a refund, a subscription
+start), so that every webhook describing the same thing, in any order and any number
+of times, yields the same fact and therefore the same Mixpanel event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a fact is about, in Mixpanel's Simplified ID Merge terms.
+
+    `user_id` is the app's own id (passed to the provider by the app at checkout),
+    `device_id` an anonymous id (the browser's, or the provider's customer id), and
+    `customer` the provider's customer id, which keys the profile totals.
+    """
+
+    user_id: str | None = None
+    device_id: str | None = None
+    customer: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.user_id or self.device_id or self.customer)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileEffect:
+    """How a fact changes the customer's profile totals in the ledger.
+
+    Counters are applied once per fact (the ledger records the fact and the totals in
+    one transaction); `status` and `plan` are states where the newest event wins.
+    """
+
+    purchases: int = 0
+    refunds: int = 0
+    revenue: Money | None = None
+    status: str | None = None
+    plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One business fact, ready to become one Mixpanel event.
+
+    `key` is `<provider>:<kind>:<object id>` and must be the same for every webhook
+    describing this fact; `time` is in Unix seconds and must come from the provider's
+    own data, never from the clock, so redeliveries produce byte-identical events.
+    """
+
+    key: str
+    event: str
+    time: int
+    identity: Identity
+    money: Money | None = None
+    order_id: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    profile: ProfileEffect | None = None
+    ip: str | None = None
+    # Payment references this fact establishes (a purchase names its payment intent,
+    # charge and invoice) so later facts about the same payment find its user.
+    links: tuple[str, ...] = ()
+    # References whose recorded identity this fact must take (a refund takes the user
+    # of the payment it refunds); unresolved references defer the fact.
+    identity_from: tuple[str, ...] = ()
+
+    @property
+    def provider(self) -> str:
+        return self.key.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A fact that cannot be decided yet (it depends on another event not seen so far).
+
+    The forwarder retries the message later; on the last attempt it dead-letters it
+    with `reason`, so nothing is dropped silently.
+    """
+
+    reason: str

@@ -1,0 +1,309 @@
+"""The forwarder: an SQS batch in, Mixpanel events and profiles out, and the exact list of retries.
+
+Every message ends in one of three places: delivered (all its events accepted by
+Mixpanel), retried (reported in `batchItemFailures`: transient trouble, or a fact waiting
+for another webhook), or dead-lettered by us with a reason (Mixpanel refused it, it cannot
+be parsed or mapped, or its retries ran out). A dead-letter send that fails is retried
+too, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import runtime
+from .config import Settings
+from .envelope import QueuedEvent, dead_letter_attributes, sqs_attributes_from_record
+from .events import mixpanel_event, profile_update
+from .facts import Deferred, Fact, Identity
+from .ledger import Ledger, LedgerUnavailable, customer_key
+from .mixpanel import MixpanelClient, Outcome, Result
+from .providers import get_provider
+
+logger = runtime.logger
+
+# Time kept back from the Lambda deadline for ledger writes, dead letters and the answer.
+SAFETY_MARGIN_S = 8.0
+
+
+@dataclass
+class Message:
+    """One SQS record and what became of it."""
+
+    record: dict[str, Any]
+    queued: QueuedEvent | None = None
+    facts: list[Fact] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    customers: set[str] = field(default_factory=set)
+    result: Result | None = None  # None until decided; DELIVERED when every event was accepted
+
+    @property
+    def id(self) -> str:
+        return self.record["messageId"]
+
+    @property
+    def attempts(self) -> int:
+        return int((self.record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+
+    @property
+    def label(self) -> tuple[str, str]:
+        if self.queued:
+            return (self.queued.provider, self.queued.event_type)
+        attributes = self.record.get("messageAttributes") or {}
+        return (
+            (attributes.get("provider") or {}).get("stringValue", "unknown"),
+            (attributes.get("event_type") or {}).get("stringValue", "unknown"),
+        )
+
+    def decide(self, result: Result) -> None:
+        """Keep the first non-delivered outcome: a message is only as good as its worst event."""
+        if self.result is None or self.result.outcome is Outcome.DELIVERED:
+            self.result = result
+
+
+class Forwarder:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        client: MixpanelClient,
+        project_token: str,
+        sqs: Any,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.client = client
+        self.project_token = project_token
+        self.sqs = sqs
+
+    def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        """Handle one SQS batch; returns the partial batch response Lambda expects."""
+        deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - SAFETY_MARGIN_S)
+        messages = [Message(record) for record in records]
+        for message in messages:
+            self._map(message)
+        self._resolve_identities(messages)
+        self._record(messages)
+        self._deliver_events(messages, deadline)
+        self._deliver_profiles(messages)
+        return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def _map(self, message: Message) -> None:
+        try:
+            message.queued = QueuedEvent.from_record(message.record)
+            provider = get_provider(message.queued.provider, self.settings)
+            if provider is None:
+                message.decide(Result(Outcome.INVALID, "unknown_provider", message.queued.provider))
+                return
+            mapped = provider.map(message.queued)
+        except Exception as error:  # a bug or an unexpected shape: isolate this message, keep the batch
+            logger.exception("mapping failed", extra=self._log_context(message))
+            message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
+            return
+        deferred = [item for item in mapped if isinstance(item, Deferred)]
+        if deferred:
+            message.decide(Result(Outcome.TRANSIENT, "deferred", deferred[0].reason))
+        message.facts = [item for item in mapped if isinstance(item, Fact)]
+
+    def _resolve_identities(self, messages: list[Message]) -> None:
+        """Facts that must take another fact's user (a refund takes its payment's) look it up now."""
+        pending = [m for m in messages if m.result is None and any(f.identity_from for f in m.facts)]
+        if not pending:
+            return
+        refs = {ref for m in pending for f in m.facts for ref in f.identity_from}
+        try:
+            links = self.ledger.links(refs)
+        except LedgerUnavailable as error:
+            for message in pending:
+                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
+            return
+        for message in pending:
+            resolved: list[Fact] = []
+            for fact in message.facts:
+                link = next((links[ref] for ref in fact.identity_from if ref in links), None)
+                if link is not None:
+                    fact = replace(fact, identity=_merge(link, fact.identity))
+                elif fact.identity_from and message.attempts < self.settings.max_receive_count:
+                    message.decide(Result(Outcome.TRANSIENT, "awaiting_payment", f"{fact.key} waits for its payment"))
+                elif fact.identity_from and not fact.identity.known:
+                    message.decide(
+                        Result(
+                            Outcome.INVALID,
+                            "unattributed",
+                            f"{fact.key}: payment never seen and no customer in payload",
+                        )
+                    )
+                resolved.append(fact)
+            message.facts = resolved
+
+    def _record(self, messages: list[Message]) -> None:
+        """Ledger: the first webhook about a fact fixes its event; later ones re-send that event."""
+        live = [m for m in messages if m.result is None and m.facts]
+        try:
+            known = self.ledger.facts(f.key for m in live for f in m.facts)
+        except LedgerUnavailable as error:
+            for message in live:
+                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
+            return
+        for message in live:
+            try:
+                for fact in message.facts:
+                    event = known.get(fact.key)
+                    if event is None:
+                        event, _ = self.ledger.record(fact, mixpanel_event(fact, self.settings))
+                    message.events.append(event)
+                    if fact.profile is not None or fact.identity.user_id:
+                        ck = customer_key(fact)
+                        if ck:
+                            message.customers.add(ck)
+            except LedgerUnavailable as error:
+                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
+
+    def _deliver_events(self, messages: list[Message], deadline: float) -> None:
+        sending = [m for m in messages if m.result is None and m.events]
+        batch = [event for m in sending for event in m.events]
+        results = self.client.import_events(batch, deadline=deadline) if batch else []
+        position = 0
+        for message in sending:
+            for event in message.events:
+                result = results[position]
+                position += 1
+                if result.outcome is not Outcome.DELIVERED:
+                    logger.warning(
+                        "event not delivered",
+                        extra={
+                            **self._log_context(message),
+                            "insert_id": event["properties"].get("$insert_id"),
+                            "outcome": result.outcome.value,
+                            "reason": result.reason,
+                            "detail": result.detail,
+                        },
+                    )
+                message.decide(result)
+        for message in messages:
+            if message.result is None:  # no events (e.g. a subscription-mode Checkout): nothing to send
+                message.decide(Result(Outcome.DELIVERED))
+
+    def _deliver_profiles(self, messages: list[Message]) -> None:
+        """Absolute totals for every customer the delivered messages touched (a retry re-sends them harmlessly)."""
+        if not self.project_token:
+            return
+        touched = [m for m in messages if m.result and m.result.outcome is Outcome.DELIVERED and m.customers]
+        keys = sorted({ck for m in touched for ck in m.customers})
+        if not keys:
+            return
+        try:
+            totals = self.ledger.customers(keys)
+        except LedgerUnavailable as error:
+            for message in touched:
+                message.result = Result(Outcome.TRANSIENT, "ledger_unavailable", str(error))
+            return
+        updates, owners = [], []
+        for ck in keys:
+            update = profile_update(totals.get(ck, {}), self.settings, self.project_token)
+            if update is not None:
+                updates.append(update)
+                owners.append(ck)
+        failed: dict[str, Result] = {}
+        for ck, result in zip(owners, self.client.update_profiles(updates) if updates else [], strict=True):
+            if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
+                failed[ck] = result
+            elif result.outcome is Outcome.INVALID:
+                logger.error("profile rejected by Mixpanel", extra={"customer": ck, "detail": result.detail})
+                runtime.metrics.add_metric(name="ProfileRejected", unit="Count", value=1)
+        for message in touched:
+            problem = next((failed[ck] for ck in message.customers if ck in failed), None)
+            if problem is not None:
+                message.result = problem
+
+    def _finish(self, messages: list[Message]) -> list[str]:
+        """Dead-letter what must be, count everything, and return the ids to retry."""
+        retry: list[str] = []
+        tallies: dict[str, Counter[tuple[str, str]]] = {}
+        for message in messages:
+            result = message.result or Result(Outcome.TRANSIENT, "undecided")
+            if result.outcome is Outcome.DELIVERED:
+                status = "Delivered"
+            elif result.outcome is Outcome.INVALID or message.attempts >= self.settings.max_receive_count:
+                if self._dead_letter(message, result):
+                    status = "DeadLettered"
+                else:
+                    status = "Retried"
+                    retry.append(message.id)
+            else:
+                status = "Retried"
+                retry.append(message.id)
+            if result.outcome is Outcome.CONFIG:
+                runtime.metrics.add_metric(name="MixpanelConfigError", unit="Count", value=1)
+            tallies.setdefault(status, Counter())[message.label] += 1
+            logger.info(status.lower(), extra={**self._log_context(message), "reason": result.reason})
+        for name, counter in tallies.items():
+            runtime.count(name, counter)
+        return retry
+
+    def _dead_letter(self, message: Message, result: Result) -> bool:
+        reason = result.reason if result.outcome is Outcome.INVALID else f"retries_exhausted:{result.reason}"
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.settings.dead_letter_queue_url,
+                MessageBody=message.record["body"],
+                MessageAttributes={
+                    **sqs_attributes_from_record(message.record),
+                    **dead_letter_attributes(
+                        reason, result.detail, result.field or None, int(time.time() * 1000), message.attempts
+                    ),
+                },
+            )
+            return True
+        except Exception:
+            logger.exception("dead-letter send failed; the message will be retried", extra=self._log_context(message))
+            return False
+
+    @staticmethod
+    def _log_context(message: Message) -> dict[str, Any]:
+        provider, event_type = message.label
+        context = {"message_id": message.id, "provider": provider, "event_type": event_type}
+        if message.queued:
+            context["event_id"] = message.queued.event_id
+        return context
+
+
+def _merge(link: Identity, own: Identity) -> Identity:
+    return Identity(
+        user_id=link.user_id or own.user_id,
+        device_id=link.device_id or own.device_id,
+        customer=link.customer or own.customer,
+    )
+
+
+def from_settings(settings: Settings) -> Forwarder:
+    """The container's forwarder: the credentials secret is re-read every five minutes (rotation)."""
+    from .mixpanel import Backoff, Credentials
+
+    credentials_json = runtime.secret_string(settings.mixpanel_credentials_id)
+    cached = _FORWARDERS.get(credentials_json)
+    if cached is None:
+        credentials = Credentials.from_secret(credentials_json)
+        client = MixpanelClient(
+            settings.mixpanel_base_url,
+            credentials,
+            timeout=(settings.mixpanel_connect_timeout_s, settings.mixpanel_read_timeout_s),
+            backoff=Backoff(
+                settings.mixpanel_backoff_base_s, settings.mixpanel_backoff_cap_s, settings.mixpanel_jitter_s
+            ),
+        )
+        if not credentials.project_token:
+            logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
+        cached = Forwarder(settings, Ledger(settings.ledger_table), client, credentials.project_token, runtime.sqs())
+        _FORWARDERS.clear()
+        _FORWARDERS[credentials_json] = cached
+    return cached
+
+
+_FORWARDERS: dict[str, Forwarder] = {}

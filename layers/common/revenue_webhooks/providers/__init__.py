@@ -1,0 +1,59 @@
+"""Provider registry: a route name to its provider, imported only when a webhook needs it.
+
+Lazy imports keep a cold receiver on the Standard Webhooks route from importing
+`stripe`. A new provider is a new module here plus one line in `BUILT_IN`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from .base import Provider
+
+# Route name -> module in this package. Each module defines `create(settings) -> Provider`
+# and `PRODUCES: dict[str, tuple[str, ...]]` (provider event type -> catalog events).
+BUILT_IN = {
+    "stripe": "stripe",
+    "shopify": "shopify",
+    "paddle": "paddle",
+    "lemonsqueezy": "lemonsqueezy",
+    "revenuecat": "revenuecat",
+}
+STANDARD_WEBHOOKS_MODULE = "standard_webhooks"
+
+
+def get_provider(route: str, settings: Any) -> Provider | None:
+    """The provider serving `/webhooks/<route>`, or None when no such route is configured."""
+    return _cached(route, id(settings), settings)
+
+
+@cache
+def _cached(route: str, _settings_id: int, settings: Any) -> Provider | None:
+    module_name = BUILT_IN.get(route)
+    if module_name:
+        return _module(module_name).create(settings)
+    senders: Mapping[str, Any] = getattr(settings, "standard_webhooks_mapping", {}) or {}
+    if route in senders:
+        return _module(STANDARD_WEBHOOKS_MODULE).create(settings, route)
+    return None
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def produced_by() -> dict[str, dict[str, list[str]]]:
+    """Catalog event -> provider -> provider event types that produce it (for docs/events.md)."""
+    table: dict[str, dict[str, list[str]]] = {}
+    for route, module_name in BUILT_IN.items():
+        try:
+            produces = _module(module_name).PRODUCES
+        except ModuleNotFoundError:
+            continue
+        for provider_type, events in produces.items():
+            for event in events:
+                table.setdefault(event, {}).setdefault(route, []).append(provider_type)
+    return table

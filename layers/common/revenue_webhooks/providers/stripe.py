@@ -1,0 +1,541 @@
+"""Stripe: `Stripe-Signature` verification with the official library, and the Stripe event catalog.
+
+Rules (sources in docs/events.md and the Stripe facts): one Purchase Completed per paid
+Checkout payment (`mode=payment`) and per paid invoice above zero, keyed by the business
+object so that `invoice.paid` and `invoice.payment_succeeded` collapse; subscription-mode
+Checkout adds nothing (its money is the first invoice). Refunds are keyed by refund id,
+with the refund's own amount, from `refund.created` or from the refund list that older
+API versions embed in `charge.refunded`. Payloads are read in old (2018+) and new
+(2025-03-31.basil+) shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from .. import catalog as c
+from ..envelope import QueuedEvent
+from ..facts import Deferred, Fact, Identity, ProfileEffect
+from ..identity import buyer_ip, resolve
+from ..money import Money
+from .base import (
+    ParsedWebhook,
+    PayloadInvalid,
+    Provider,
+    SignatureInvalid,
+    TimestampOutOfTolerance,
+    WebhookRequest,
+    dig,
+    parse_json_object,
+)
+
+NAME = "stripe"
+
+PRODUCES: dict[str, tuple[str, ...]] = {
+    "checkout.session.completed": (c.PURCHASE_COMPLETED,),
+    "checkout.session.async_payment_succeeded": (c.PURCHASE_COMPLETED,),
+    "invoice.paid": (c.PURCHASE_COMPLETED, c.SUBSCRIPTION_RENEWED),
+    "invoice.payment_succeeded": (c.PURCHASE_COMPLETED, c.SUBSCRIPTION_RENEWED),
+    "refund.created": (c.REFUND_ISSUED,),
+    "charge.refunded": (c.REFUND_ISSUED,),
+    "customer.subscription.created": (c.SUBSCRIPTION_STARTED,),
+    "customer.subscription.updated": (
+        c.SUBSCRIPTION_STARTED,
+        c.SUBSCRIPTION_CHANGED,
+        c.SUBSCRIPTION_CANCELLATION_SCHEDULED,
+        c.SUBSCRIPTION_REACTIVATED,
+    ),
+    "customer.subscription.deleted": (c.SUBSCRIPTION_CANCELLED,),
+    "customer.subscription.trial_will_end": (c.TRIAL_ENDING,),
+    "invoice.payment_failed": (c.PAYMENT_FAILED,),
+    "payment_intent.payment_failed": (c.PAYMENT_FAILED,),
+}
+
+PURCHASE_TYPE_BY_BILLING_REASON = {
+    "subscription_create": c.SUBSCRIPTION_INITIAL,
+    "subscription_cycle": c.SUBSCRIPTION_RENEWAL,
+    "subscription": c.SUBSCRIPTION_RENEWAL,  # legacy value, before 2018
+    "subscription_threshold": c.SUBSCRIPTION_RENEWAL,
+    "subscription_update": c.SUBSCRIPTION_UPDATE,
+}
+STARTED_STATUSES = ("active", "trialing")
+
+
+def create(settings: Any) -> StripeProvider:
+    return StripeProvider(settings)
+
+
+def payment_ref(object_id: str) -> str:
+    """Ledger key under which a purchase records who paid, for refunds of the same payment."""
+    return f"{NAME}:payment-ref:{object_id}"
+
+
+class StripeProvider(Provider):
+    name = NAME
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
+        header = request.header("stripe-signature")
+        if not header:
+            raise SignatureInvalid("missing Stripe-Signature header")
+        # stripe-python's tolerance check only rejects the past; a far-future timestamp is our check.
+        timestamp = _signed_timestamp(header)
+        now = request.received_at_ms / 1000
+        if timestamp is not None and timestamp > now + self.settings.future_skew_s:
+            raise TimestampOutOfTolerance("Stripe-Signature timestamp is in the future")
+        from stripe import SignatureVerificationError, WebhookSignature  # imported on this route only
+
+        payload = request.body.decode("utf-8", errors="surrogateescape")
+        stale = False
+        for secret in secrets:
+            try:
+                WebhookSignature.verify_header(payload, header, secret, tolerance=self.settings.signature_tolerance_s)
+                return
+            except SignatureVerificationError as error:
+                stale |= "tolerance" in str(error)
+            except UnicodeEncodeError:
+                raise SignatureInvalid("body is not UTF-8") from None
+        if stale:
+            raise TimestampOutOfTolerance("Stripe-Signature timestamp older than the tolerance")
+        raise SignatureInvalid("no Stripe-Signature v1 entry matches a configured secret")
+
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        event = parse_json_object(request.body)
+        event_id, event_type = event.get("id"), event.get("type")
+        if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
+            raise PayloadInvalid("not a Stripe event: id and type are required")
+        if not isinstance(dig(event, "data", "object"), dict):
+            raise PayloadInvalid("not a Stripe snapshot event: data.object is required")
+        livemode = event.get("livemode")
+        return ParsedWebhook(event_id, event_type, livemode if isinstance(livemode, bool) else None, event)
+
+    def is_relevant(self, event_type: str) -> bool:
+        return event_type in PRODUCES
+
+    def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
+        payload = parse_json_object(event.body)
+        handler = _HANDLERS.get(payload.get("type", ""))
+        if handler is None:
+            return []
+        return handler(_Event(payload, self.settings))
+
+
+class _Event:
+    """One Stripe event with the lookups every mapping needs, across API versions."""
+
+    def __init__(self, payload: dict[str, Any], settings: Any) -> None:
+        self.payload = payload
+        self.settings = settings
+        self.id: str = payload["id"]
+        self.obj: dict[str, Any] = payload["data"]["object"]
+        self.previous: dict[str, Any] = dig(payload, "data", "previous_attributes") or {}
+        self.created = int(payload.get("created") or 0)
+
+    def identity(self, *metadata: Any, reference_ids: Sequence[Any] = ()) -> Identity:
+        return resolve(self.settings, metadata, reference_ids=reference_ids, customer=_id_of(self.obj.get("customer")))
+
+    def ip(self, *metadata: Any) -> str | None:
+        return buyer_ip(self.settings, metadata)
+
+
+def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
+    session = e.obj
+    if session.get("mode") != "payment" or session.get("payment_status") != "paid":
+        return []  # setup mode, subscriptions (counted by their invoice), unpaid delayed methods
+    money = _money(session.get("amount_total"), session.get("currency"))
+    if money is None or money.minor <= 0:
+        return []
+    metadata = session.get("metadata")
+    payment_intent = _id_of(session.get("payment_intent"))
+    return [
+        Fact(
+            key=f"{NAME}:payment:{session['id']}",
+            event=c.PURCHASE_COMPLETED,
+            time=e.created,
+            identity=e.identity(metadata, reference_ids=[session.get("client_reference_id")]),
+            money=money,
+            order_id=session["id"],
+            properties={c.PURCHASE_TYPE: c.ONE_TIME},
+            profile=ProfileEffect(purchases=1, revenue=money),
+            ip=e.ip(metadata),
+            links=tuple(payment_ref(ref) for ref in (session["id"], payment_intent) if ref),
+        )
+    ]
+
+
+def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
+    invoice = e.obj
+    if invoice.get("status") not in (None, "paid") or invoice.get("paid") is False:
+        return []
+    money = _money(invoice.get("amount_paid"), invoice.get("currency"))
+    if money is None or money.minor <= 0:
+        return []  # trials and 100%-coupon invoices collect nothing
+    subscription = _invoice_subscription(invoice)
+    price = _first_price(dig(invoice, "lines", "data") or [])
+    purchase_type = (
+        PURCHASE_TYPE_BY_BILLING_REASON.get(invoice.get("billing_reason") or "", c.INVOICE)
+        if subscription
+        else c.INVOICE
+    )
+    metadata = _invoice_metadata(invoice)
+    identity = e.identity(*metadata)
+    paid_at = int(dig(invoice, "status_transitions", "paid_at") or e.created)
+    properties: dict[str, Any] = {c.PURCHASE_TYPE: purchase_type}
+    if subscription:
+        properties.update({c.SUBSCRIPTION_ID: subscription, **_price_properties(price)})
+    refs = [invoice["id"], _id_of(invoice.get("payment_intent")), _id_of(invoice.get("charge"))]
+    refs += [_id_of(dig(p, "payment", "payment_intent")) for p in dig(invoice, "payments", "data") or []]
+    facts: list[Fact | Deferred] = [
+        Fact(
+            key=f"{NAME}:payment:{invoice['id']}",
+            event=c.PURCHASE_COMPLETED,
+            time=paid_at,
+            identity=identity,
+            money=money,
+            order_id=invoice["id"],
+            properties=properties,
+            profile=ProfileEffect(purchases=1, revenue=money, plan=_plan(price) if subscription else None),
+            ip=e.ip(*metadata),
+            links=tuple(payment_ref(ref) for ref in refs if ref),
+        )
+    ]
+    if subscription and purchase_type == c.SUBSCRIPTION_RENEWAL:
+        facts.append(
+            Fact(
+                key=f"{NAME}:subscription-renewal:{invoice['id']}",
+                event=c.SUBSCRIPTION_RENEWED,
+                time=paid_at,
+                identity=identity,
+                money=money,
+                order_id=invoice["id"],
+                properties={c.SUBSCRIPTION_ID: subscription, c.PLAN: _plan(price)}
+                if price
+                else {c.SUBSCRIPTION_ID: subscription},
+                ip=e.ip(*metadata),
+            )
+        )
+    return facts
+
+
+def _refund_created(e: _Event) -> list[Fact | Deferred]:
+    return _refund_facts(e, e.obj, charge=None)
+
+
+def _charge_refunded(e: _Event) -> list[Fact | Deferred]:
+    charge = e.obj
+    refunds = dig(charge, "refunds", "data")
+    if not isinstance(refunds, list):
+        return []  # API 2022-11-15+ omits the refund list: refund.created carries each refund
+    facts: list[Fact | Deferred] = []
+    for refund in refunds:
+        if isinstance(refund, dict):
+            facts += _refund_facts(e, refund, charge=charge)
+    return facts
+
+
+def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | None) -> list[Fact | Deferred]:
+    if refund.get("status") in ("failed", "canceled"):
+        return []
+    money = _money(refund.get("amount"), refund.get("currency"))
+    refund_id = refund.get("id")
+    if money is None or money.minor <= 0 or not refund_id:
+        return []
+    charge_id = _id_of(refund.get("charge")) or (charge or {}).get("id")
+    payment_intent = _id_of(refund.get("payment_intent")) or _id_of((charge or {}).get("payment_intent"))
+    own = charge or {}
+    identity = resolve(e.settings, [refund.get("metadata"), own.get("metadata")], customer=_id_of(own.get("customer")))
+    return [
+        Fact(
+            key=f"{NAME}:refund:{refund_id}",
+            event=c.REFUND_ISSUED,
+            time=int(refund.get("created") or e.created),
+            identity=identity,
+            money=money,
+            order_id=payment_intent or charge_id,
+            properties={c.REFUND_ID: refund_id, **({c.REASON: refund["reason"]} if refund.get("reason") else {})},
+            profile=ProfileEffect(refunds=1, revenue=-money),
+            identity_from=tuple(payment_ref(ref) for ref in (payment_intent, charge_id) if ref),
+        )
+    ]
+
+
+def _subscription_created(e: _Event) -> list[Fact | Deferred]:
+    if e.obj.get("status") not in STARTED_STATUSES:
+        return []  # incomplete: started by the update that activates it
+    return [_subscription_started(e)]
+
+
+def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
+    sub, previous = e.obj, e.previous
+    facts: list[Fact | Deferred] = []
+    if previous.get("status") in ("incomplete", "incomplete_expired") and sub.get("status") in STARTED_STATUSES:
+        facts.append(_subscription_started(e))
+    before, after = _subscription_item(previous), _subscription_item(sub)
+    if ("items" in previous or "plan" in previous or "quantity" in previous) and before != after:
+        facts.append(
+            _subscription_fact(
+                e,
+                f"subscription-change:{sub['id']}:{e.id}",
+                c.SUBSCRIPTION_CHANGED,
+                {c.FROM_PLAN: before[0], c.TO_PLAN: after[0], c.FROM_QUANTITY: before[1], c.TO_QUANTITY: after[1]},
+                ProfileEffect(plan=after[0]),
+            )
+        )
+    before_state = {flag: previous.get(flag, sub.get(flag)) for flag in CANCEL_FLAGS}
+    was_scheduled, now_scheduled = _cancel_scheduled(before_state), _cancel_scheduled(sub)
+    if any(flag in previous for flag in CANCEL_FLAGS) and was_scheduled != now_scheduled:
+        if now_scheduled:
+            cancel_at = (
+                sub.get("cancel_at")
+                or sub.get("current_period_end")
+                or dig(sub, "items", "data", 0, "current_period_end")
+            )
+            facts.append(
+                _subscription_fact(
+                    e,
+                    f"subscription-cancel-scheduled:{sub['id']}:{e.id}",
+                    c.SUBSCRIPTION_CANCELLATION_SCHEDULED,
+                    {c.CANCEL_AT: _iso(cancel_at)} if cancel_at else {},
+                    None,
+                )
+            )
+        else:
+            facts.append(
+                _subscription_fact(
+                    e, f"subscription-reactivated:{sub['id']}:{e.id}", c.SUBSCRIPTION_REACTIVATED, {}, None
+                )
+            )
+    return facts
+
+
+def _subscription_deleted(e: _Event) -> list[Fact | Deferred]:
+    sub = e.obj
+    reason = dig(sub, "cancellation_details", "reason")
+    properties = {c.REASON: reason} if reason else {}
+    plan = _subscription_item(sub)[0]
+    if plan:
+        properties[c.PLAN] = plan
+    ended = int(sub.get("ended_at") or e.created)
+    fact = _subscription_fact(
+        e, f"subscription-end:{sub['id']}", c.SUBSCRIPTION_CANCELLED, properties, ProfileEffect(status="canceled")
+    )
+    return [replace(fact, time=ended)]
+
+
+def _trial_will_end(e: _Event) -> list[Fact | Deferred]:
+    trial_end = e.obj.get("trial_end")
+    if not trial_end:
+        return []
+    return [
+        _subscription_fact(
+            e, f"trial-ending:{e.obj['id']}:{trial_end}", c.TRIAL_ENDING, {c.TRIAL_END: _iso(trial_end)}, None
+        )
+    ]
+
+
+def _invoice_payment_failed(e: _Event) -> list[Fact | Deferred]:
+    invoice = e.obj
+    attempt = int(invoice.get("attempt_count") or 0)
+    money = _money(invoice.get("amount_due"), invoice.get("currency"))
+    metadata = _invoice_metadata(invoice)
+    properties: dict[str, Any] = {c.ATTEMPT: attempt}
+    subscription = _invoice_subscription(invoice)
+    if subscription:
+        properties[c.SUBSCRIPTION_ID] = subscription
+    return [
+        Fact(
+            key=f"{NAME}:payment-failed:{invoice['id']}:{attempt}",
+            event=c.PAYMENT_FAILED,
+            time=e.created,
+            identity=e.identity(*metadata),
+            money=money,
+            order_id=invoice["id"],
+            properties=properties,
+            ip=e.ip(*metadata),
+        )
+    ]
+
+
+def _payment_intent_failed(e: _Event) -> list[Fact | Deferred]:
+    intent = e.obj
+    if intent.get("invoice"):
+        return []  # invoice.payment_failed reports it, with the attempt number
+    error = intent.get("last_payment_error") or {}
+    attempt_ref = _id_of(error.get("charge")) or _id_of(intent.get("latest_charge")) or e.id
+    properties: dict[str, Any] = {}
+    reason = error.get("decline_code") or error.get("code")
+    if reason:
+        properties[c.REASON] = reason
+    metadata = intent.get("metadata")
+    return [
+        Fact(
+            key=f"{NAME}:payment-failed:{intent['id']}:{attempt_ref}",
+            event=c.PAYMENT_FAILED,
+            time=e.created,
+            identity=e.identity(metadata),
+            money=_money(intent.get("amount"), intent.get("currency")),
+            order_id=intent["id"],
+            properties=properties,
+            ip=e.ip(metadata),
+        )
+    ]
+
+
+def _subscription_started(e: _Event) -> Fact:
+    sub = e.obj
+    item = _first_item(sub)
+    price = (item or {}).get("price") or (item or {}).get("plan") or sub.get("plan")
+    properties: dict[str, Any] = {c.STATUS: sub.get("status"), **_price_properties(price)}
+    quantity = (item or {}).get("quantity") or sub.get("quantity")
+    if quantity:
+        properties[c.QUANTITY] = quantity
+    if sub.get("status") == "trialing" and sub.get("trial_end"):
+        properties[c.TRIAL_END] = _iso(sub["trial_end"])
+    return _subscription_fact(
+        e,
+        f"subscription-start:{sub['id']}",
+        c.SUBSCRIPTION_STARTED,
+        properties,
+        ProfileEffect(status=sub.get("status"), plan=_plan(price) if price else None),
+    )
+
+
+def _subscription_fact(
+    e: _Event, key: str, event: str, properties: dict[str, Any], profile: ProfileEffect | None
+) -> Fact:
+    sub = e.obj
+    metadata = sub.get("metadata")
+    return Fact(
+        key=f"{NAME}:{key}",
+        event=event,
+        time=e.created,
+        identity=e.identity(metadata),
+        properties={c.SUBSCRIPTION_ID: sub["id"], **properties},
+        profile=profile,
+        ip=e.ip(metadata),
+    )
+
+
+# --- field readers, old and new API shapes -------------------------------------------------
+
+
+def _money(amount: Any, currency: Any) -> Money | None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(currency, str):
+        return None
+    try:
+        return Money(amount, currency)
+    except ValueError:
+        return None
+
+
+def _id_of(value: Any) -> str | None:
+    """A Stripe reference is an id string, or the expanded object with an `id`."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    return (
+        _id_of(invoice.get("subscription"))  # before 2025-03-31.basil
+        or _id_of(dig(invoice, "parent", "subscription_details", "subscription"))  # basil and later
+        or _id_of(dig(invoice, "lines", "data", 0, "subscription"))
+        or _id_of(dig(invoice, "lines", "data", 0, "parent", "subscription_item_details", "subscription"))
+    )
+
+
+def _invoice_metadata(invoice: dict[str, Any]) -> list[Any]:
+    """Where an app's ids may sit on an invoice: its own, its subscription's (old and new shape), its lines'."""
+    lines = dig(invoice, "lines", "data") or []
+    return [
+        invoice.get("metadata"),
+        dig(invoice, "subscription_details", "metadata"),
+        dig(invoice, "parent", "subscription_details", "metadata"),
+        dig(invoice, "subscription", "metadata"),
+        *[line.get("metadata") for line in lines if isinstance(line, dict)],
+    ]
+
+
+def _first_price(lines: list[Any]) -> dict[str, Any] | None:
+    for line in lines:
+        if isinstance(line, dict):
+            price = line.get("price") or line.get("plan") or dig(line, "pricing", "price_details")
+            if isinstance(price, dict):
+                return price
+    return None
+
+
+def _first_item(sub: dict[str, Any]) -> dict[str, Any] | None:
+    item = dig(sub, "items", "data", 0)
+    return item if isinstance(item, dict) else None
+
+
+def _subscription_item(sub: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(plan, quantity) of a subscription or of its previous_attributes."""
+    item = _first_item(sub)
+    price = (item or {}).get("price") or (item or {}).get("plan") or sub.get("plan")
+    quantity = (item or {}).get("quantity") or sub.get("quantity")
+    return (_plan(price) if isinstance(price, dict) else None, quantity)
+
+
+def _plan(price: Any) -> str | None:
+    if not isinstance(price, dict):
+        return None
+    return price.get("nickname") or price.get("lookup_key") or _id_of(price.get("product")) or price.get("id")
+
+
+def _price_properties(price: Any) -> dict[str, Any]:
+    if not isinstance(price, dict):
+        return {}
+    properties = {c.PLAN: _plan(price), c.PRICE: price.get("id")}
+    interval = dig(price, "recurring", "interval") or price.get("interval")
+    if interval:
+        properties[c.INTERVAL] = interval
+    return {key: value for key, value in properties.items() if value}
+
+
+CANCEL_FLAGS = ("cancel_at_period_end", "cancel_at")
+
+
+def _cancel_scheduled(state: dict[str, Any]) -> bool:
+    """Whether a subscription state has a cancellation scheduled (either Stripe flag)."""
+    return any(bool(state.get(flag)) for flag in CANCEL_FLAGS)
+
+
+def _iso(timestamp: Any) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(timestamp)))
+
+
+def _signed_timestamp(header: str) -> int | None:
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+_HANDLERS = {
+    "checkout.session.completed": _checkout_completed,
+    "checkout.session.async_payment_succeeded": _checkout_completed,
+    "invoice.paid": _invoice_paid,
+    "invoice.payment_succeeded": _invoice_paid,
+    "refund.created": _refund_created,
+    "charge.refunded": _charge_refunded,
+    "customer.subscription.created": _subscription_created,
+    "customer.subscription.updated": _subscription_updated,
+    "customer.subscription.deleted": _subscription_deleted,
+    "customer.subscription.trial_will_end": _trial_will_end,
+    "invoice.payment_failed": _invoice_payment_failed,
+    "payment_intent.payment_failed": _payment_intent_failed,
+}
+assert set(_HANDLERS) == set(PRODUCES), "every produced Stripe type needs a handler"

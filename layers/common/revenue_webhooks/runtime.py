@@ -1,0 +1,62 @@
+"""Process-wide resources of a Lambda container: logger, metrics, AWS clients, secrets.
+
+Created lazily, once per container, and reused by warm invocations. boto3 clients honour
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, so the same code runs against AWS, the
+local stack and the tests' moto server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from .config import Settings
+
+NAMESPACE = "RevenueWebhooks"
+SECRET_MAX_AGE_S = 300
+
+logger = Logger(service="revenue-webhooks")
+metrics = Metrics(namespace=NAMESPACE, service="revenue-webhooks")
+
+
+@cache
+def sqs() -> Any:
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def secret_values(secret_id: str) -> list[str]:
+    """A secret's comma-separated values (several while a secret is rotated), cached for five minutes."""
+    return [value.strip() for value in secret_string(secret_id).split(",") if value.strip()]
+
+
+def secret_string(secret_id: str, *, force: bool = False) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_S, force_fetch=force)
+    return value if isinstance(value, str) else value.decode()
+
+
+def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
+    """One sender's secrets from the StandardWebhooksSecrets JSON object."""
+    if not settings.standard_webhooks_secrets_id:
+        return []
+    data = json.loads(secret_string(settings.standard_webhooks_secrets_id) or "{}")
+    raw = data.get(sender, "") if isinstance(data, dict) else ""
+    return [value.strip() for value in str(raw).split(",") if value.strip()]
+
+
+def count(name: str, by: Counter[tuple[str, str]]) -> None:
+    """Emit `name` per (provider, event type), as EMF metrics with those two dimensions."""
+    from aws_lambda_powertools.metrics import single_metric
+
+    for (provider, event_type), value in by.items():
+        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="Provider", value=provider or "unknown")
+            metric.add_dimension(name="EventType", value=(event_type or "unknown")[:200])
