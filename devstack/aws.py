@@ -43,8 +43,11 @@ class MotoServer:
     """moto in server mode, reached over HTTP by boto3 exactly as AWS would be."""
 
     def __init__(self, port: int = 0) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request drowns the stack's own
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 

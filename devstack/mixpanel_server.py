@@ -16,6 +16,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -32,7 +33,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -370,8 +370,11 @@ def event_time_ms(value: float) -> int:
     return round(value) if value >= MILLISECONDS_FROM else round(value * 1000)
 
 
-def validate_event(index: int, event: Any, now_s: float) -> FailedRecord | None:
-    """Why Mixpanel's strict `/import` would reject this event, or None when it is accepted."""
+def validate_event(index: int, event: Any, now_s: float, *, check_size: bool = True) -> FailedRecord | None:
+    """Why Mixpanel's strict `/import` would reject this event, or None when it is accepted.
+
+    `check_size=False` skips measuring the event, for bodies too small to hold a 1MB event.
+    """
     if not isinstance(event, dict):
         return _failed(index, "", "event", "each record must be a JSON object")
     props = event.get("properties")
@@ -418,7 +421,7 @@ def validate_event(index: int, event: Any, now_s: float) -> FailedRecord | None:
         problem = _structure_problem(value, 0)
         if problem:
             return _failed(index, insert_id, f"properties.{key}", problem)
-    if len(_compact(event).encode()) >= MAX_EVENT_BYTES:
+    if check_size and len(_compact(event).encode()) >= MAX_EVENT_BYTES:
         return _failed(index, insert_id, "properties", "the event must be smaller than 1MB of uncompressed JSON")
     return None
 
@@ -576,7 +579,8 @@ class SpecChecker:
 
     def __init__(self, spec_path: Path = SPEC_PATH) -> None:
         self._validators: dict[int, OAS30WriteValidator] = {}
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        spec = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
         self._import = spec["paths"]["/import"]["post"]
         self._import_body = OAS30WriteValidator(self._body_schema(self._import))
         self._engage_params = spec["paths"]["/engage#profile-batch-update"]["post"]
@@ -672,6 +676,12 @@ class SpecChecker:
             validator = self._validators.setdefault(id(schema), OAS30WriteValidator(schema))
             found.extend((location, e.message) for e in validator.iter_errors(value))
         return found
+
+
+@functools.cache
+def spec_checker(spec_path: Path = SPEC_PATH) -> SpecChecker:
+    """One checker per spec file: parsing the spec takes longer than starting a server."""
+    return SpecChecker(spec_path)
 
 
 def _where(path: Iterable[Any]) -> str:
@@ -866,7 +876,17 @@ class _Reply:
         return cls(status, _compact(payload).encode())
 
 
-_REASONS = {code: HTTPStatus(code).phrase for code in (200, 400, 401, 413, 429, 500, 502, 503)}
+# Mixpanel's own `status` words (Python 3.13 renamed 413 to "Content Too Large"; Mixpanel did not).
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 _PROXY_ERROR_PAGE = "<html><head><title>{code} {phrase}</title></head><body><h1>{code} {phrase}</h1></body></html>"
 
 
@@ -929,7 +949,7 @@ class MixpanelServer:
         self.revenue_view = revenue
         self.faults = FaultPlan()
         self._store = _Store(self.db_path)
-        self._spec = SpecChecker() if validate_spec else None
+        self._spec = spec_checker() if validate_spec else None
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1178,8 +1198,9 @@ class MixpanelServer:
         now = time.time()
         failures: list[FailedRecord] = []
         valid: list[dict[str, Any]] = []
+        check_size = parsed.uncompressed_bytes >= MAX_EVENT_BYTES
         for index, event in enumerate(events):
-            failure = validate_event(index, event, now)
+            failure = validate_event(index, event, now, check_size=check_size)
             if failure is None and reject is not None and reject.rejects(event):
                 failure = FailedRecord(index, event["properties"]["$insert_id"], reject.field, reject.message)
             if failure is None:
@@ -1286,6 +1307,7 @@ class MixpanelServer:
             "names": names,
             "amount_property": self.revenue_view.amount_property,
             "currency_property": self.revenue_view.currency_property,
+            "refund_events": list(self.revenue_view.refund_events),
             "matched": len(matched),
             "total": len(rows),
         }
@@ -1528,6 +1550,7 @@ _PAGE_HTML = r"""<!doctype html>
   .profile h3 { margin:0 0 6px; font-size:13px; word-break:break-all; }
   .profile dl { margin:0; display:grid; grid-template-columns:auto 1fr; gap:2px 10px; font-size:12px; }
   .profile dt { color:var(--muted); } .profile dd { margin:0; word-break:break-word; }
+  .profile .seen { margin-top:6px; font-size:12px; }
   .empty { color:var(--muted); font-style:italic; padding:8px 0; }
   .notice { padding:8px 12px; border-radius:8px; background:#fff4e5; color:var(--warn); }
   .status-2 { color:var(--good); } .status-4, .status-5 { color:var(--bad); }
@@ -1550,7 +1573,7 @@ _PAGE_HTML = r"""<!doctype html>
     <h2>Events <span class="count" id="events-count"></span></h2>
     <div class="filters">
       <select id="filter-name" aria-label="Event name"><option value="">All events</option></select>
-      <input id="filter-user" type="search" placeholder="User (distinct_id contains…)" aria-label="User">
+      <input id="filter-user" type="search" placeholder="User contains…" aria-label="User">
     </div>
     <table id="events">
       <thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Revenue</th><th>Properties</th></tr></thead>
@@ -1632,16 +1655,18 @@ function renderEvents(data) {
   body.replaceChildren(...data.events.map(e => {
     const p = e.properties, key = String(e.seq);
     const value = p[data.amount_property], cur = p[data.currency_property];
-    const amount = typeof value === "number" && typeof cur === "string" && cur ? fmtMoney(value, cur) : "";
+    const refund = data.refund_events.includes(e.event);
+    const amount = typeof value === "number" && typeof cur === "string" && cur
+      ? fmtMoney(refund ? -Math.abs(value) : value, cur) : "";
     const details = el("details", {}, el("summary", {text: Object.keys(p).length + " properties"}),
                        el("pre", {class: "mono", text: JSON.stringify(p, null, 2)}));
     details.open = openDetails.has(key);
     details.addEventListener("toggle", () => details.open ? openDetails.add(key) : openDetails.delete(key));
-    return el("tr", {"data-event": e.event, "data-user": p.distinct_id},
+    return el("tr", {"data-event": e.event, "data-user": p.distinct_id, "data-insert-id": p["$insert_id"]},
       el("td", {class: "mono", text: fmtTime(e.time_ms)}),
       el("td", {}, el("span", {class: "pill", text: e.event})),
       el("td", {class: "mono", text: p.distinct_id === "" ? "(no user)" : p.distinct_id}),
-      el("td", {class: "money", text: amount}),
+      el("td", {class: "money" + (refund ? " neg" : ""), text: amount}),
       el("td", {}, details));
   }));
 }
@@ -1702,7 +1727,7 @@ function renderProfiles(data) {
     for (const [k, v] of Object.entries(p.properties)) dl.append(el("dt", {text: k}), el("dd", {text: fmtValue(v)}));
     const seen = p.last_seen ? "last seen " + fmtTime(p.last_seen * 1000) : "last seen not updated ($ignore_time)";
     return el("div", {class: "profile", "data-distinct-id": p.distinct_id},
-              el("h3", {class: "mono", text: p.distinct_id}), dl, el("div", {class: "muted", text: seen}));
+              el("h3", {class: "mono", text: p.distinct_id}), dl, el("div", {class: "muted seen", text: seen}));
   }));
 }
 

@@ -84,6 +84,7 @@ class Forwarder:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
         deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - SAFETY_MARGIN_S)
         messages = [Message(record) for record in records]
+        runtime.metrics.add_metric(name="MessagesProcessed", unit="Count", value=len(messages))
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)

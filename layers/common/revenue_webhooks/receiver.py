@@ -26,6 +26,7 @@ logger = runtime.logger
 
 def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """API Gateway HTTP API (payload 2.0) event in, HTTP response out."""
+    runtime.metrics.add_metric(name="WebhookRequests", unit="Count", value=1)
     route = _route(event)
     provider = get_provider(route, settings) if route else None
     if provider is None:

@@ -60,3 +60,23 @@ def count(name: str, by: Counter[tuple[str, str]]) -> None:
         with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="Provider", value=provider or "unknown")
             metric.add_dimension(name="EventType", value=(event_type or "unknown")[:200])
+
+
+def reset() -> None:
+    """Forget every per-container cache (clients, secrets, settings), as a new Lambda container would.
+
+    Lambda never needs this; the local stack and the tests call it when they start a handler
+    against new endpoints in the same process.
+    """
+    from aws_lambda_powertools.utilities import parameters
+
+    from . import config, forwarder, mixpanel
+    from .providers import _INSTANCES
+
+    sqs.cache_clear()
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+    config.settings.cache_clear()
+    forwarder._FORWARDERS.clear()
+    mixpanel.reset_shared_client()
+    _INSTANCES.clear()

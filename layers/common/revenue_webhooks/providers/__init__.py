@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from .base import Provider
@@ -27,11 +26,16 @@ STANDARD_WEBHOOKS_MODULE = "standard_webhooks"
 
 def get_provider(route: str, settings: Any) -> Provider | None:
     """The provider serving `/webhooks/<route>`, or None when no such route is configured."""
-    return _cached(route, id(settings), settings)
+    key = (route, id(settings))
+    if key not in _INSTANCES:
+        _INSTANCES[key] = _create(route, settings)
+    return _INSTANCES[key]
 
 
-@cache
-def _cached(route: str, _settings_id: int, settings: Any) -> Provider | None:
+_INSTANCES: dict[tuple[str, int], Provider | None] = {}
+
+
+def _create(route: str, settings: Any) -> Provider | None:
     module_name = BUILT_IN.get(route)
     if module_name:
         return _module(module_name).create(settings)

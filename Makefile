@@ -1,0 +1,75 @@
+# revenue-webhooks: every command creates .venv and installs what it needs on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Lambda runs python3.13 and `sam build` needs that interpreter: prefer it for the venv.
+# (A pyenv shim may exist without working, so each candidate is tried.)
+PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+BOOTSTRAP_PYTHON ?= $(or $(PYTHON313),python3)
+PYTEST_ARGS ?=
+export SAM_CLI_TELEMETRY := 0
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help venv demo dev test lint unit integration e2e template build docs bench event redrive replay clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv with the project and its tools
+
+demo: venv ## run the whole pipeline locally on the sample events and print what reached Mixpanel
+	$(PY) -m devstack.cli demo
+
+dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C
+	$(PY) -m devstack.cli dev
+
+test: venv lint docs-check unit integration e2e template build ## everything CI runs
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: venv ## unit tests (pure logic, signatures, mapping)
+	$(PY) -m pytest tests/unit -q -n 2 $(PYTEST_ARGS)
+
+integration: venv ## handlers against moto's server mode and the Mixpanel test server
+	$(PY) -m pytest tests/integration -q -n 2 $(PYTEST_ARGS)
+
+e2e: venv ## the local stack as a subprocess, the demo, the browser page
+	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+template: venv ## cfn-lint and sam validate
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint
+	$(BIN)/sam validate --region us-east-1
+
+build: venv ## sam build (needs python3.13, which the venv provides)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+
+docs: venv ## regenerate docs/events.md from the catalog
+	$(PY) -m revenue_webhooks.catalog > docs/events.md
+
+docs-check: venv
+	@$(PY) -m revenue_webhooks.catalog | diff -u docs/events.md - || (echo "docs/events.md is stale: run make docs" && exit 1)
+
+event: venv ## a freshly signed API Gateway event: make event PROVIDER=stripe NAME=checkout.session.completed
+	@$(PY) -m devstack.cli event --provider $(or $(PROVIDER),stripe) --name $(or $(NAME),checkout.session.completed)
+
+redrive: venv ## move dead letters back to EventsQueue: make redrive ARGS="--list" / ARGS="--reason mixpanel_429 --dry-run"
+	$(PY) -m devstack.cli redrive $(ARGS)
+
+replay: venv ## post stored provider events, signed, to a webhook URL: make replay ARGS="--url ... --provider stripe events/stripe"
+	$(PY) -m devstack.cli replay $(ARGS)
+
+clean: ## remove the venv, build and local state
+	rm -rf $(VENV) .aws-sam .devstack

@@ -1,0 +1,118 @@
+"""`revenue-webhooks <command>`: the local stack, the demo, signed sample events, and the dead-letter tools.
+
+    revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
+    revenue-webhooks demo       the sample events through the local pipeline, then a table of what reached Mixpanel
+    revenue-webhooks event      a freshly signed API Gateway event for `sam local invoke`
+    revenue-webhooks redrive    move dead letters back to EventsQueue (devstack.redrive)
+    revenue-webhooks replay     post stored provider events, signed, to a webhook URL (devstack.replay)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+DELEGATED = {"redrive": "devstack.redrive", "replay": "devstack.replay"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in DELEGATED:  # they own their flags and --help
+        return _delegate(args[0], args[1:])
+    parser = argparse.ArgumentParser(
+        prog="revenue-webhooks",
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join((__doc__ or "").splitlines()[1:]),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    dev = commands.add_parser("dev", help="run the local stack until Ctrl-C")
+    dev.add_argument("--verbose", action="store_true", help="also show the functions' JSON logs and metrics")
+    dev.add_argument("--template", type=Path, help="another template file (default: the repository's template.yaml)")
+    dev.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter override, like sam deploy --parameter-overrides (repeatable)",
+    )
+
+    demo = commands.add_parser("demo", help="send every sample through the local pipeline and report")
+    demo.add_argument("--timeout", type=float, default=50.0, help="seconds to wait for the queue to drain")
+
+    event = commands.add_parser("event", help="a freshly signed API Gateway HTTP API event (payload 2.0)")
+    from .events_cli import add_arguments
+
+    add_arguments(event)
+    for name in DELEGATED:
+        commands.add_parser(name, help=f"see `revenue-webhooks {name} --help`")
+
+    parsed = parser.parse_args(args)
+    if parsed.command == "dev":
+        return dev_command(parsed)
+    if parsed.command == "demo":
+        from .demo import run
+
+        return run(timeout_s=parsed.timeout)
+    if parsed.command == "event":
+        from .events_cli import run as run_event
+
+        return run_event(parsed)
+    return 2
+
+
+def dev_command(args: argparse.Namespace) -> int:
+    """Start, print the banner, stream one line per webhook, stop everything on Ctrl-C or SIGTERM."""
+    from .stack import LocalStack, Options, StackError
+
+    try:
+        options = Options.from_environ(os.environ)
+        options.verbose = args.verbose
+        if args.template:
+            options.template_path = args.template.resolve()
+        for item in args.parameter:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                print(f"--parameter {item!r}: expected KEY=VALUE", file=sys.stderr)
+                return 2
+            options.parameters[key] = value
+        stack = LocalStack(options)
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        stack.start()
+    except StackError as error:
+        print(f"make dev: {error}", file=sys.stderr)
+        return 1
+    try:
+        print(stack.banner(), flush=True)
+        print("Ready. Ctrl-C stops everything.", flush=True)
+        while not stopping.wait(0.5):
+            pass
+        print("\nStopping...", flush=True)
+    finally:
+        stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    try:
+        module = importlib.import_module(DELEGATED[command])
+    except ModuleNotFoundError as error:
+        if error.name != DELEGATED[command]:
+            raise
+        print(f"revenue-webhooks {command}: {DELEGATED[command]} is not installed in this checkout", file=sys.stderr)
+        return 2
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The sample webhooks in `events/<route>/<name>.json`, and how each is signed.
+
+A sample file is the provider's body exactly as it would be delivered; what a provider puts in
+headers instead of the body (Shopify's topic) comes from the file name, so one file is one
+delivery. `make demo`, `make event` and the local stack's console all read samples through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import signing
+from .template import ROOT
+
+EVENTS_DIR = ROOT / "events"
+SQS_DIR = "sqs"  # `events/sqs/`: Lambda SQS events for the forwarder, not webhooks
+
+
+def secret_env(route: str) -> str:
+    """Where a route's signing secret is given to the tools: STRIPE_WEBHOOK_SECRET, DEMO_BILLING_WEBHOOK_SECRET..."""
+    return route.upper().replace("-", "_") + "_WEBHOOK_SECRET"
+
+
+@dataclass(frozen=True)
+class Sample:
+    route: str  # the `{provider}` path segment: a provider, or a Standard Webhooks sender
+    name: str  # the file name without `.json`
+    path: Path
+
+    @property
+    def body(self) -> bytes:
+        """The delivery's bytes (without the trailing newline an editor adds to a file)."""
+        data = self.path.read_bytes()
+        return data[:-1] if data.endswith(b"\n") else data
+
+    def sign_options(self) -> dict[str, str]:
+        if self.route == "shopify":  # the topic travels in X-Shopify-Topic: orders.paid.json is orders/paid
+            return {"topic": self.name.replace(".", "/", 1)}
+        return {}
+
+    def headers(self, secret: str, timestamp: int | None = None) -> dict[str, str]:
+        """Fresh signature headers, as the provider would send them now (or at `timestamp`)."""
+        return signing.sign(self.route, self.body, secret, timestamp, **self.sign_options())
+
+
+def samples(route: str | None = None, directory: Path = EVENTS_DIR) -> list[Sample]:
+    """Every webhook sample, by route then name (`events/sqs/` excluded)."""
+    found = []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and p.name != SQS_DIR):
+        if route is not None and folder.name != route:
+            continue
+        found += [Sample(folder.name, path.stem, path) for path in sorted(folder.glob("*.json"))]
+    return found
+
+
+def find(route: str, name: str, directory: Path = EVENTS_DIR) -> Sample:
+    """One sample by route and name (or a path to any file), with the choices in the error."""
+    as_path = Path(name)
+    if as_path.suffix == ".json" and as_path.is_file():
+        return Sample(route, as_path.stem, as_path)
+    for sample in samples(route, directory):
+        if sample.name == name:
+            return sample
+    choices = ", ".join(s.name for s in samples(route, directory)) or "none"
+    raise LookupError(f"no sample events/{route}/{name}.json (samples for {route}: {choices})")
+
+
+def secret_from(environ: Mapping[str, str], route: str) -> str | None:
+    """The route's signing secret from the environment (STRIPE_WEBHOOK_SECRET...), or None."""
+    return environ.get(secret_env(route), "").strip() or None

@@ -1,0 +1,632 @@
+"""The whole pipeline on a laptop: `make dev` and `make demo` run this, with no Docker and no AWS account.
+
+Everything comes from template.yaml: moto (server mode, 127.0.0.1) gets the template's queues,
+redrive policy, table and secrets; the template's HttpApi routes are served on 127.0.0.1 as payload
+format 2.0 events to the real ReceiverFunction handler; an event source mapping with the template's
+batch size, batching window and ReportBatchItemFailures feeds the real ForwarderFunction handler,
+which sends to the built-in local Mixpanel (or to a real project when credentials are given). Local
+choices are parameter overrides and a few variables, each said at start-up: MODE=any (test-mode
+events count), a demo Standard Webhooks sender, and quiet function logs unless --verbose.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from .apigw import Exchange, HttpApi, Route
+from .aws import REGION, MotoServer, provision
+from .lambda_runtime import context_for, load_handler
+from .samples import secret_env
+from .template import TEMPLATE, Template
+
+RECEIVER = "ReceiverFunction"
+FORWARDER = "ForwarderFunction"
+DEFAULT_PORT = 3000
+DEFAULT_MIXPANEL_PORT = 3001
+DEMO_SENDER = "demo-billing"
+SERVICE_ACCOUNT_ENV = ("MIXPANEL_PROJECT_ID", "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET")
+TOKEN_ENV = "MIXPANEL_PROJECT_TOKEN"
+DEAD_LETTER_PEEK_LIMIT = 100
+# Variables a developer's shell may hold that would send the local stack's boto3 calls elsewhere.
+_FOREIGN_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+class StackError(Exception):
+    """The local stack cannot start; the message says what to change."""
+
+
+@dataclass
+class Options:
+    """How to run the stack; `from_environ` reads what `make dev` documents (PORT, MIXPANEL_PORT, ...)."""
+
+    port: int = DEFAULT_PORT
+    mixpanel_port: int = DEFAULT_MIXPANEL_PORT
+    moto_port: int = 0
+    state_dir: Path = Path(".devstack")
+    template_path: Path = TEMPLATE
+    parameters: dict[str, str] = field(default_factory=dict)
+    stack_name: str = "local"
+    verbose: bool = False
+    environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
+    persist_secrets: bool = True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Options:
+        def port(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or not 0 <= int(raw) < 65536:
+                raise StackError(f"{name}={raw!r}: expected a port number")
+            return int(raw)
+
+        state = environ.get("DEVSTACK_DIR", "").strip()
+        return cls(
+            port=port("PORT", DEFAULT_PORT),
+            mixpanel_port=port("MIXPANEL_PORT", DEFAULT_MIXPANEL_PORT),
+            moto_port=port("MOTO_PORT", 0),
+            state_dir=Path(state) if state else TEMPLATE.parent / ".devstack",
+            environ=dict(environ),
+        )
+
+
+@dataclass
+class Tally:
+    """What happened to the webhooks, for `make demo` and the tests."""
+
+    accepted: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    events: dict[str, int] = field(default_factory=dict)  # Mixpanel event name -> count, as mapped
+
+
+class LocalStack:
+    def __init__(self, options: Options, out: TextIO | None = None) -> None:
+        self.options = options
+        self.out = out or sys.stdout
+        self.tally = Tally()
+        self._print_lock = threading.Lock()
+        self._settled = threading.Condition()
+        self._peek_lock = threading.Lock()
+        self._reported_dead: set[str] = set()
+        self._dead_depth = 0
+        self._saved_environ: dict[str, str] | None = None
+        self.api: HttpApi | None = None
+        self.moto: MotoServer | None = None
+        self.mixpanel: Any = None  # devstack.mixpanel_server.MixpanelServer when local
+        self.esm: Any = None
+        self.webhook_secrets: dict[str, str] = {}
+        self.secret_sources: dict[str, str] = {}
+        self.mixpanel_description = ""
+
+    # ---- start and stop ------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        """Bind the ports first (a busy port is the commonest failure), then AWS, Mixpanel, functions."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        options = self.options
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        self._saved_environ = dict(os.environ)
+        for name in [*_FOREIGN_AWS, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
+            os.environ.pop(name, None)
+        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        if not options.verbose:  # read when the layer's logger is created: before the handlers load
+            os.environ["POWERTOOLS_LOG_LEVEL"] = options.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+
+        self.template = Template(options.template_path, parameters=self._parameters())
+        routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
+        if not routes:
+            raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
+        try:
+            self.api = HttpApi(routes, port=options.port, on_exchange=self._on_exchange)
+        except OSError as error:
+            raise StackError(f"port {options.port} is not free ({error.strerror}): set PORT to another one") from None
+
+        credentials, api_url = self._mixpanel_target()
+        self.moto = MotoServer(options.moto_port).start()
+        self.webhook_secrets = self._webhook_secrets()
+        secret_ids = self._secret_logical_ids()
+        secret_values = {
+            secret_ids[route]: value for route, value in self.webhook_secrets.items() if route in secret_ids
+        }
+        senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
+        secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
+        secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        self.resources = provision(
+            self.template, self.moto.endpoint, stack=options.stack_name, secret_values=secret_values
+        )
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
+        self.sqs = session.client("sqs", endpoint_url=self.moto.endpoint)
+        self.source = self.template.sqs_event_source(FORWARDER, self.resources.resolver)
+        self.queue_url = self.resources.queue_url(self.source.queue)
+        self.queue_attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])[
+            "Attributes"
+        ]
+        self.dead_letter_queue = self._dead_letter_queue_id()
+        self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
+
+        if api_url is None:
+            from .mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+
+            self.mixpanel = MixpanelServer(
+                port=options.mixpanel_port,
+                db_path=str(options.state_dir / "mixpanel.sqlite"),
+                credentials=DEMO_CREDENTIALS,
+                dead_letters=self.dead_letters,
+            )
+            try:
+                self.mixpanel.start()
+            except OSError as error:
+                raise StackError(
+                    f"port {options.mixpanel_port} is not free ({error.strerror}): set MIXPANEL_PORT to another one"
+                ) from None
+            api_url = self.mixpanel.url
+            self.mixpanel_description = (
+                f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
+            )
+
+        self._load_functions(api_url)
+        from .esm import EventSourceMapping
+
+        self.esm = EventSourceMapping(
+            self.sqs,
+            self.queue_url,
+            self.resources.attributes[(self.source.queue, "Arn")],
+            self._invoke_forwarder,
+            lambda: context_for(self.template, FORWARDER),
+            batch_size=self.source.batch_size,
+            batching_window_s=self.source.batching_window_s,
+            report_batch_item_failures=self.source.report_batch_item_failures,
+            on_batch=self._on_batch,
+        ).start()
+        self.api.start()
+
+    def stop(self) -> None:
+        """Stop what was started, newest first; the environment of this process is restored."""
+        for step in (
+            lambda: self.api and self.api.stop(),
+            lambda: self.esm and self.esm.stop(),
+            lambda: self.mixpanel and self.mixpanel.stop(),
+            lambda: self.moto and self.moto.stop(),
+        ):
+            try:
+                step()
+            except Exception as error:  # keep stopping the rest
+                self._say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
+        self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def _parameters(self) -> dict[str, str]:
+        """Template parameter overrides of the local stack, like `sam deploy --parameter-overrides`."""
+        parameters = {"Mode": "any"}
+        region = self.options.environ.get("MIXPANEL_REGION", "").strip().upper()
+        if region:
+            parameters["MixpanelRegion"] = region
+        mapping = demo_sender_mapping()
+        if mapping is not None:
+            parameters["StandardWebhooksMapping"] = json.dumps(mapping)
+        parameters.update(self.options.parameters)
+        return parameters
+
+    @property
+    def senders(self) -> list[str]:
+        """Standard Webhooks senders configured by the StandardWebhooksMapping parameter."""
+        try:
+            mapping = json.loads(self.template.parameters.get("StandardWebhooksMapping") or "{}")
+        except ValueError:
+            return []
+        return sorted(mapping) if isinstance(mapping, dict) else []
+
+    @property
+    def providers(self) -> list[str]:
+        """Every route a webhook can be posted to: the built-in providers, then the senders."""
+        from revenue_webhooks.providers import BUILT_IN
+
+        return [*BUILT_IN, *self.senders]
+
+    def _ref(self, function_id: str, variable: str) -> str:
+        """The logical id a function's variable references (`!Ref StripeWebhookSecret`), from the template."""
+        ref = _unresolved(self.template, function_id).get(variable)
+        if not (isinstance(ref, dict) and "Ref" in ref):
+            raise StackError(f"{function_id}: {variable} is not a !Ref in the template ({ref!r})")
+        return str(ref["Ref"])
+
+    def _secret_logical_ids(self) -> dict[str, str]:
+        from revenue_webhooks.config import SECRET_ENV
+
+        return {route: self._ref(RECEIVER, variable) for route, variable in SECRET_ENV.items()}
+
+    def _dead_letter_queue_id(self) -> str:
+        policy = self.template.properties(self.source.queue).get("RedrivePolicy") or {}
+        target = policy.get("deadLetterTargetArn")
+        if isinstance(target, dict) and "Fn::GetAtt" in target:
+            return str(target["Fn::GetAtt"][0])
+        raise StackError(f"{self.source.queue} has no RedrivePolicy naming a dead-letter queue in the template")
+
+    def _webhook_secrets(self) -> dict[str, str]:
+        """Each route's signing secret: the environment's (STRIPE_WEBHOOK_SECRET...), else one kept in state_dir."""
+        from revenue_webhooks.config import SECRET_ENV
+
+        path = self.options.state_dir / "secrets.json"
+        kept: dict[str, str] = {}
+        if self.options.persist_secrets and path.is_file():
+            try:
+                kept = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+            except (ValueError, AttributeError):
+                kept = {}
+        chosen: dict[str, str] = {}
+        for route in [*SECRET_ENV, *self.senders]:
+            given = self.options.environ.get(secret_env(route), "").strip()
+            if given:
+                chosen[route], self.secret_sources[route] = given, f"from {secret_env(route)}"
+            else:
+                chosen[route] = kept.get(route) or generate_secret(route)
+                kept[route] = chosen[route]
+                self.secret_sources[route] = "local"
+        if self.options.persist_secrets:
+            path.write_text(json.dumps(kept, indent=2) + "\n")
+            path.chmod(0o600)
+        return chosen
+
+    def _mixpanel_target(self) -> tuple[dict[str, str], str | None]:
+        """(MixpanelCredentials JSON, API URL) of a real project when the environment names one, else the local one."""
+        env = self.options.environ
+        service = {name: env.get(name, "").strip() for name in SERVICE_ACCOUNT_ENV}
+        token = env.get(TOKEN_ENV, "").strip()
+        if any(service.values()) and not all(service.values()):
+            missing = [name for name, value in service.items() if not value]
+            raise StackError(f"a Mixpanel service account needs {', '.join(SERVICE_ACCOUNT_ENV)}; missing {missing}")
+        if not token and not all(service.values()):
+            from .mixpanel_server import DEMO_CREDENTIALS
+
+            return {
+                "project_id": DEMO_CREDENTIALS.project_id,
+                "service_account_username": DEMO_CREDENTIALS.username,
+                "service_account_secret": DEMO_CREDENTIALS.secret,
+                "project_token": DEMO_CREDENTIALS.project_token,
+            }, None
+        credentials: dict[str, str] = {}
+        if all(service.values()):
+            credentials = {
+                "project_id": service["MIXPANEL_PROJECT_ID"],
+                "service_account_username": service["MIXPANEL_SERVICE_ACCOUNT_USERNAME"],
+                "service_account_secret": service["MIXPANEL_SERVICE_ACCOUNT_SECRET"],
+            }
+        if token:
+            credentials["project_token"] = token
+        from revenue_webhooks.config import MIXPANEL_HOSTS
+
+        url = env.get("MIXPANEL_API_URL", "").strip()
+        region = self.template.parameters.get("MixpanelRegion", "US")
+        host = url or MIXPANEL_HOSTS.get(region, MIXPANEL_HOSTS["US"])
+        who = f"project {credentials['project_id']}" if "project_id" in credentials else "the token's project"
+        profiles = "" if token else "; no MIXPANEL_PROJECT_TOKEN, so no profiles"
+        self.mixpanel_description = f"REAL Mixpanel, {who} at {host}{profiles}"
+        return credentials, url or host
+
+    def _load_functions(self, mixpanel_url: str) -> None:
+        """Each function's environment as the template resolves it, plus the local endpoints; then a cold start."""
+        import revenue_webhooks.forwarder as forwarder_module
+        import revenue_webhooks.mixpanel as mixpanel_module
+        import revenue_webhooks.runtime as runtime_module
+
+        mixpanel_module.reset_shared_client()
+        forwarder_module._FORWARDERS.clear()
+        runtime_module.sqs.cache_clear()  # a client of an earlier stack points at a stopped endpoint
+        os.environ["AWS_REGION"] = REGION
+        resolve = self.resources.resolver
+        local = self.moto.environment() if self.moto else {}
+        self.receiver_environment = {**self.template.function_environment(RECEIVER, resolve), **local}
+        self.forwarder_environment = {
+            **self.template.function_environment(FORWARDER, resolve),
+            **local,
+            "MIXPANEL_API_URL": mixpanel_url,
+        }
+        from revenue_webhooks.config import ConfigError, from_environ
+
+        try:
+            self.receiver = load_handler(self.template, RECEIVER, self.receiver_environment)
+            self.forwarder = load_handler(self.template, FORWARDER, self.forwarder_environment)
+            self.receiver_settings = from_environ(self.receiver_environment)
+            self.forwarder_settings = from_environ(self.forwarder_environment)
+        except ConfigError as error:
+            raise StackError(f"the functions refuse their configuration: {error}") from None
+
+    # ---- the functions -------------------------------------------------------------------
+
+    def _invoke_receiver(self, event: dict[str, Any]) -> Any:
+        return self.receiver(event, context_for(self.template, RECEIVER))
+
+    def _invoke_forwarder(self, event: dict[str, Any], context: Any) -> Any:
+        try:
+            return self.forwarder(event, context)
+        except Exception:  # Lambda logs the error and retries the whole batch; show the trace here
+            self._say(f"{FORWARDER} failed (the batch will be retried):\n{traceback.format_exc()}", stream=sys.stderr)
+            raise
+
+    # ---- what flows ----------------------------------------------------------------------
+
+    def describe(self, route: str, body: bytes, headers: Mapping[str, str]) -> tuple[str, str]:
+        """(event type, event id) of a delivery as the provider's own parser reads it, or ("", "")."""
+        from revenue_webhooks.providers import get_provider
+        from revenue_webhooks.providers.base import WebhookRequest
+
+        try:
+            provider = get_provider(route, self.receiver_settings)
+            if provider is None:
+                return "", ""
+            request = WebhookRequest(body, {k.lower(): v for k, v in headers.items()}, int(time.time() * 1000), route)
+            parsed = provider.parse(request)
+        except Exception:
+            return "", ""
+        return parsed.event_type, parsed.event_id
+
+    def _on_exchange(self, exchange: Exchange) -> None:
+        response = exchange.response
+        if exchange.route is None:
+            self._say(f"← {response.status} no such route (the API serves {', '.join(r.key for r in self.api_routes)})")
+            return
+        route = exchange.path_parameters.get("provider", "?")
+        event_type, event_id = self.describe(route, exchange.body, exchange.headers)
+        try:
+            answer = json.loads(response.body or b"{}")
+        except ValueError:
+            answer = {}
+        what = " ".join(part for part in (route, event_type, event_id) if part)
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if response.status == 200 and status == "accepted":
+            with self._settled:
+                self.tally.accepted += 1
+            self._say(f"← {what}: {response.status} received, enqueued")
+        elif response.status == 200 and status == "ignored":
+            self._say(f"← {what}: {response.status} received, ignored ({answer.get('reason', '')})")
+        else:
+            message = answer.get("error") or answer.get("message") or answer.get("status") or ""
+            self._say(f"← {what}: {response.status} {message}")
+        if exchange.error:
+            self._say(f"{RECEIVER} failed:\n{exchange.error}", stream=sys.stderr)
+
+    @property
+    def api_routes(self) -> list[Route]:
+        return list(self.api.routes) if self.api else []
+
+    def _on_batch(self, records: list[dict[str, Any]], failed: set[str]) -> None:
+        """One line per message of a forwarder batch: delivered (with its Mixpanel events), dead-lettered or retried."""
+        dead = self._new_dead_letters()
+        max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
+        for record in records:
+            attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
+            key = (attributes.get("provider"), attributes.get("event_id"))
+            what = " ".join(str(p) for p in (key[0], attributes.get("event_type"), key[1]) if p)
+            attempt = (record.get("attributes") or {}).get("ApproximateReceiveCount", "?")
+            if record["messageId"] in failed:
+                with self._settled:
+                    self.tally.retried += 1
+                visibility = self.queue_attributes.get("VisibilityTimeout", "?")
+                self._say(
+                    f"↻ {what}: not delivered yet, retry after {visibility} s (attempt {attempt} of {max_receive})"
+                )
+            elif key in dead:
+                letter = dead.pop(key)
+                with self._settled:
+                    self.tally.dead_lettered += 1
+                    self._settled.notify_all()
+                detail = f": {letter['detail']}" if letter.get("detail") and letter["detail"] != "-" else ""
+                self._say(f"✗ {what}: dead-lettered ({letter['reason']}{detail})")
+            else:
+                names = self._mixpanel_events(record)
+                with self._settled:
+                    self.tally.delivered += 1
+                    for name in names:
+                        self.tally.events[name] = self.tally.events.get(name, 0) + 1
+                    self._settled.notify_all()
+                shown = ", ".join(names) if names else "nothing to count"
+                self._say(f"→ {what}: delivered to Mixpanel: {shown}")
+
+    def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
+        """The event names a message became, by the provider's own mapping (display only)."""
+        from revenue_webhooks.envelope import QueuedEvent
+        from revenue_webhooks.facts import Fact
+        from revenue_webhooks.providers import get_provider
+
+        settings = self.forwarder_settings
+        try:
+            queued = QueuedEvent.from_record(record)
+            provider = get_provider(queued.provider, settings)
+            facts = provider.map(queued) if provider else []
+        except Exception:
+            return []
+        return [settings.event_names.get(f.event, f.event) for f in facts if isinstance(f, Fact)]
+
+    def _new_dead_letters(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+        """Dead letters that appeared since the last batch, by (provider, event id)."""
+        depth = _depth(self.sqs, self.dead_letter_url)
+        if depth == self._dead_depth:
+            return {}
+        self._dead_depth = depth
+        fresh = {}
+        for letter in self.dead_letters():
+            if letter["id"] not in self._reported_dead:
+                self._reported_dead.add(letter["id"])
+                fresh[(letter["provider"], letter["event_id"])] = letter
+        return fresh
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The dead-letter queue's messages, left in place (received, then made visible again), with reasons."""
+        from .redrive import Redrive
+
+        with self._peek_lock:
+            letters = Redrive(
+                self.sqs, self.dead_letter_url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
+            ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
+        return [
+            {
+                "id": letter.message_id,
+                "reason": letter.reason,
+                "detail": letter.detail,
+                "field": letter.field,
+                "attempts": letter.attempts,
+                "dead_lettered_at": letter.dead_lettered_at,
+                "provider": letter.provider,
+                "event_type": letter.event_type,
+                "event_id": letter.event_id,
+                "received_at": letter.received_at,
+                "body": letter.body[:4000],
+            }
+            for letter in letters
+        ]
+
+    def wait_settled(self, timeout_s: float) -> bool:
+        """Until every accepted webhook was delivered or dead-lettered and the queue is empty (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._settled:
+                done = self.tally.delivered + self.tally.dead_lettered >= self.tally.accepted
+                if not done:
+                    self._settled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                    continue
+            if _depth(self.sqs, self.queue_url) == 0:
+                return True
+            time.sleep(0.2)
+        return False
+
+    # ---- the banner ----------------------------------------------------------------------
+
+    def banner(self) -> str:
+        assert self.api is not None
+        width = max(len(route) for route in self.providers) + 2
+        base = f"127.0.0.1:{self.api.port}"
+        lines = [
+            f"revenue-webhooks local stack: {_shown(self.options.template_path)}, "
+            f"parameters {', '.join(f'{k}={v}' for k, v in sorted(self._overrides().items()))}",
+            "",
+            "Webhook URLs (POST):",
+        ]
+        for route in self.providers:
+            kind = "  (Standard Webhooks sender)" if route in self.senders else ""
+            lines.append(f"  {route:<{width}}http://{base}/webhooks/{route}{kind}")
+        lines += ["", "Signing secrets:"]
+        for route in self.providers:
+            if route in self.webhook_secrets:
+                source = self.secret_sources.get(route, "")
+                lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source}; {secret_env(route)} to set)")
+        if not self.senders:
+            lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        lines += [
+            "",
+            "Stripe CLI (test mode):",
+            f"  stripe listen --forward-to {base}/webhooks/stripe",
+            "  and start this stack with the secret it prints: STRIPE_WEBHOOK_SECRET=$(stripe listen --print-secret) make dev",
+            "",
+            f"Mixpanel: {self.mixpanel_description}",
+            f"Queue: {self.source.queue} (VisibilityTimeout {self.queue_attributes.get('VisibilityTimeout')} s, "
+            f"maxReceiveCount {json.loads(self.queue_attributes.get('RedrivePolicy') or '{}').get('maxReceiveCount')}"
+            f" -> {self.dead_letter_queue}); {FORWARDER} batches of up to {self.source.batch_size}, "
+            f"batching window {self.source.batching_window_s} s",
+            f"AWS (moto) at {self.moto.endpoint if self.moto else '?'}: "
+            f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
+            f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
+            f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _overrides(self) -> dict[str, str]:
+        shown = dict(self._parameters())
+        if "StandardWebhooksMapping" in shown:
+            shown["StandardWebhooksMapping"] = "{" + ", ".join(self.senders) + ": ...}"
+        return shown
+
+    def _say(self, line: str, *, stream: TextIO | None = None) -> None:
+        with self._print_lock:
+            target = stream or self.out
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} {line}" if stream is None else line, file=target, flush=True)
+
+
+def generate_secret(route: str) -> str:
+    """A local signing secret in the shape the provider issues (Stripe and Standard Webhooks: whsec_...)."""
+    if route == "stripe":
+        return "whsec_" + secrets.token_hex(16)
+    if route == "revenuecat":
+        return "Bearer rc_local_" + secrets.token_hex(12)
+    if route == "paddle":
+        return "pdl_ntfset_local_" + secrets.token_hex(16)
+    from revenue_webhooks.config import SECRET_ENV
+
+    if route in SECRET_ENV:
+        return "local_" + secrets.token_hex(16)
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def demo_sender_mapping() -> dict[str, Any] | None:
+    """StandardWebhooksMapping for the demo sender, or None while the Standard Webhooks provider is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("revenue_webhooks.providers.standard_webhooks") is None:
+        return None
+    return None
+
+
+def _unresolved(template: Template, function_id: str) -> dict[str, Any]:
+    merged = dict(
+        ((template.doc.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
+    )
+    merged.update((template.properties(function_id).get("Environment") or {}).get("Variables", {}))
+    return merged
+
+
+def _depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

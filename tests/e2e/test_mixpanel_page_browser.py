@@ -1,0 +1,163 @@
+"""The local Mixpanel's page, in a real headless Chromium: events, filters, revenue chart, profiles, dead letters.
+
+Uses the system Chromium (Debian package `chromium`, or the binary named by $CHROMIUM); skipped only when
+there is none. Never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path(tempfile.gettempdir()) / "mixpanel-page.png"
+SA = (DEMO_CREDENTIALS.username, DEMO_CREDENTIALS.secret)
+DAY = 86_400
+NOW = int(time.time())
+DEAD_LETTERS = [
+    {"id": "msg-1", "reason": "400 from Mixpanel: '$insert_id' is invalid", "provider": "stripe", "receive_count": 5},
+    {"id": "msg-2", "reason": "unknown provider route", "provider": "paddle", "receive_count": 5},
+]
+
+
+def purchase(insert_id: str, user: str, amount: float, currency: str, days_ago: int, name: str = "Purchase Completed",
+             ) -> dict[str, Any]:
+    return {"event": name, "properties": {"time": NOW - days_ago * DAY, "distinct_id": user, "$insert_id": insert_id,
+                                          "Revenue": amount, "Currency": currency, "Provider": "stripe", "ip": "0"}}
+
+
+def send(server: MixpanelServer, events: list[dict[str, Any]]) -> None:
+    response = requests.post(f"{server.url}/import", params={"strict": "1", "project_id": "1"}, json=events, auth=SA,
+                             timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM:
+        pytest.skip("no Chromium binary: install the Debian package `chromium` or set $CHROMIUM to one")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server() -> Iterator[MixpanelServer]:
+    with MixpanelServer(dead_letters=lambda: DEAD_LETTERS) as mixpanel:
+        send(mixpanel, [
+            purchase("p1", "user-1", 49.0, "USD", days_ago=2),
+            purchase("p2", "user-1", 19.5, "USD", days_ago=1),
+            purchase("p3", "user-2", 30.0, "EUR", days_ago=1),
+            purchase("r1", "user-1", 19.5, "USD", days_ago=0, name="Refund Issued"),
+            {"event": "Subscription Started",
+             "properties": {"time": NOW, "distinct_id": "user-2", "$insert_id": "s1", "Plan": "team"}},
+            purchase("p1", "user-1", 49.0, "USD", days_ago=2),  # a retry: deduplicated, not shown twice
+        ])
+        engage = requests.post(f"{mixpanel.url}/engage", params={"verbose": "2"}, timeout=10, json=[
+            {"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "user-1",
+             "$set": {"Plan": "pro", "Lifetime Revenue": 49.0}},
+            {"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "user-2", "$set": {"Plan": "team"}},
+        ])
+        assert engage.status_code == 200, engage.text
+        yield mixpanel
+
+
+@pytest.fixture
+def page(browser: Browser, server: MixpanelServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    tab.on("request", lambda request: None if request.url.startswith(server.url)
+           else problems.append(f"external request: {request.url}"))
+    tab.goto(server.url)
+    tab.wait_for_selector("body[data-loaded='1']")
+    yield tab
+    context.close()
+    assert problems == []
+
+
+def rows(page: Page) -> Any:
+    return page.locator("#events tbody tr[data-event]")
+
+
+def test_events_are_listed_newest_first_once_each(page: Page) -> None:
+    expect(rows(page)).to_have_count(5)
+    # Received order, newest first; dedup keeps the copy ingested last, so the retried p1 leads.
+    insert_ids = rows(page).evaluate_all("rows => rows.map(r => r.dataset.insertId)")
+    assert insert_ids == ["p1", "s1", "r1", "p3", "p2"]
+    expect(page.locator("#events-count")).to_have_text("5 (newest first)")
+    expect(page.locator("#stats")).to_contain_text("Ingested")
+
+
+def test_events_filter_by_name_and_by_user(page: Page) -> None:
+    page.select_option("#filter-name", "Refund Issued")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).first).to_have_attribute("data-event", "Refund Issued")
+    expect(page.locator("#events-count")).to_have_text("1 of 5 (newest first)")
+
+    page.select_option("#filter-name", "")
+    page.fill("#filter-user", "user-2")
+    expect(rows(page)).to_have_count(2)
+    assert set(rows(page).evaluate_all("rows => rows.map(r => r.dataset.user)")) == {"user-2"}
+    assert "user=user-2" in page.url  # the filtered view can be shared as a link
+
+
+def test_revenue_chart_draws_bars_per_currency(page: Page) -> None:
+    expect(page.locator("#charts svg")).to_have_count(2)
+    expect(page.locator("svg[data-currency='USD'] rect.bar:not(.refund)")).to_have_count(2)
+    expect(page.locator("svg[data-currency='USD'] rect.refund")).to_have_count(1)
+    expect(page.locator("svg[data-currency='EUR'] rect.bar")).to_have_count(1)
+    expect(page.locator(".chart", has=page.locator("svg[data-currency='USD']"))).to_contain_text("net $49.00")
+
+
+def test_profiles_and_dead_letters_are_shown(page: Page) -> None:
+    user_1 = page.locator(".profile[data-distinct-id='user-1']")
+    expect(user_1).to_contain_text("Plan")
+    expect(user_1).to_contain_text("pro")
+    expect(user_1).to_contain_text("Lifetime Revenue")
+    expect(page.locator(".profile")).to_have_count(2)
+    expect(page.locator("tr.dead-letter")).to_have_count(2)
+    expect(page.locator("#dead-letters")).to_contain_text("400 from Mixpanel: '$insert_id' is invalid")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_page_refreshes_by_itself(page: Page, server: MixpanelServer) -> None:
+    send(server, [purchase("late", "user-3", 5.0, "GBP", days_ago=0)])
+    expect(rows(page)).to_have_count(6, timeout=10_000)
+    expect(page.locator("svg[data-currency='GBP']")).to_have_count(1)
+
+
+def test_untrusted_event_data_is_shown_as_text(page: Page, server: MixpanelServer) -> None:
+    send(server, [purchase("xss", "<img src=x onerror=alert(1)>", 1.0, "USD", days_ago=0,
+                           name="<script>alert(1)</script>")])
+    expect(rows(page)).to_have_count(6, timeout=10_000)
+    expect(page.locator("#events")).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(page.locator("#events img")).to_have_count(0)
+
+
+def test_dead_letters_not_connected(browser: Browser) -> None:
+    with MixpanelServer() as unconnected:
+        tab = browser.new_page()
+        tab.goto(unconnected.url)
+        tab.wait_for_selector("body[data-loaded='1']")
+        expect(tab.locator("#dead-letters")).to_have_text("not connected")
+        expect(tab.locator("#events")).to_contain_text("No events yet.")
+        tab.close()

@@ -1,0 +1,175 @@
+"""The integration harness: the real handlers on real protocols, inside one test process.
+
+SQS, DynamoDB and Secrets Manager are moto's server mode reached over HTTP by boto3;
+Mixpanel is the Mixpanel-compatible server from devstack, reached over HTTP; queues, table
+and secrets are created from template.yaml; the forwarder is driven by an event source
+mapping that honours batchItemFailures, visibility timeouts and the redrive policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from devstack import signing
+from devstack.aws import MotoServer, provision
+from devstack.esm import EventSourceMapping
+from devstack.lambda_runtime import LambdaContext, context_for, load_handler
+from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+from devstack.template import Template
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STRIPE_SECRET = "whsec_test_" + "a" * 32
+
+# Retries in tests wait milliseconds, not Mixpanel's seconds.
+FAST_BACKOFF = {
+    "MIXPANEL_BACKOFF_BASE_SECONDS": "0.01",
+    "MIXPANEL_BACKOFF_CAP_SECONDS": "0.05",
+    "MIXPANEL_JITTER_MIN_SECONDS": "0",
+    "MIXPANEL_JITTER_MAX_SECONDS": "0.01",
+    "MIXPANEL_READ_TIMEOUT_SECONDS": "2",
+}
+
+
+def fixture_bytes(*parts: str) -> bytes:
+    return FIXTURES.joinpath(*parts).read_bytes()
+
+
+def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
+    """A payload-format-2.0 event as API Gateway's HTTP API sends it (lower-case headers, raw body)."""
+    now_ms = int(time.time() * 1000)
+    provider = path.rstrip("/").rsplit("/", 1)[-1]
+    return {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/{provider}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": f"req-{now_ms}",
+            "routeKey": "POST /webhooks/{provider}",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now_ms / 1000)),
+            "timeEpoch": now_ms,
+        },
+        "pathParameters": {"provider": provider},
+        "body": base64.b64encode(body).decode() if base64_body else body.decode("utf-8"),
+        "isBase64Encoded": base64_body,
+    }
+
+
+class Pipeline:
+    """Receiver, queue, forwarder and Mixpanel, wired as the template wires them."""
+
+    def __init__(
+        self,
+        *,
+        parameters: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        visibility_timeout_s: int = 1,
+        mixpanel_credentials: dict[str, str] | None = None,
+    ) -> None:
+        self.template = Template(parameters={"Mode": "any", **(parameters or {})})
+        self.moto = MotoServer().start()
+        self.mixpanel = MixpanelServer(credentials=DEMO_CREDENTIALS).start()
+        creds = mixpanel_credentials or {
+            "project_id": DEMO_CREDENTIALS.project_id,
+            "service_account_username": DEMO_CREDENTIALS.username,
+            "service_account_secret": DEMO_CREDENTIALS.secret,
+            "project_token": DEMO_CREDENTIALS.project_token,
+        }
+        self.resources = provision(
+            self.template,
+            self.moto.endpoint,
+            stack=f"t{int(time.time() * 1000) % 10**8}",
+            secret_values={"StripeWebhookSecret": STRIPE_SECRET, "MixpanelCredentials": json.dumps(creds)},
+            queue_overrides={"EventsQueue": {"VisibilityTimeout": str(visibility_timeout_s)}},
+        )
+        resolve = self.resources.resolver
+        env = {**self.moto.environment(), "MIXPANEL_API_URL": self.mixpanel.url, **FAST_BACKOFF, **(extra_env or {})}
+        self.environment = {
+            **self.template.function_environment("ReceiverFunction", resolve),
+            **self.template.function_environment("ForwarderFunction", resolve),
+            **env,
+        }
+        self.receiver = load_handler(self.template, "ReceiverFunction", self.environment)
+        self.forwarder = load_handler(self.template, "ForwarderFunction", self.environment)
+        self.sqs = boto3.client("sqs", endpoint_url=self.moto.endpoint)
+        self.dynamodb = boto3.client("dynamodb", endpoint_url=self.moto.endpoint)
+        self.queue_url = self.resources.queue_url("EventsQueue")
+        self.dlq_url = self.resources.queue_url("EventsDeadLetterQueue")
+        source = self.template.sqs_event_source("ForwarderFunction", resolve)
+        self.esm = EventSourceMapping(
+            self.sqs,
+            self.queue_url,
+            self.resources.attributes[("EventsQueue", "Arn")],
+            self.forwarder,
+            lambda: context_for(self.template, "ForwarderFunction"),
+            batch_size=source.batch_size,
+            batching_window_s=0,
+            report_batch_item_failures=source.report_batch_item_failures,
+        )
+
+    def close(self) -> None:
+        self.mixpanel.stop()
+        self.moto.stop()
+
+    # ---- driving -----------------------------------------------------------------------
+
+    def post(self, provider: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
+        event = http_api_event(f"/webhooks/{provider}", body, headers, base64_body=base64_body)
+        return self.receiver(event, LambdaContext("ReceiverFunction", 10))
+
+    def post_stripe(self, body: bytes, *, secret: str = STRIPE_SECRET, timestamp: int | None = None) -> dict[str, Any]:
+        return self.post("stripe", body, signing.stripe(body, secret, timestamp))
+
+    def drain(self, timeout_s: float = 30) -> bool:
+        return self.esm.drain(timeout_s)
+
+    # ---- looking -----------------------------------------------------------------------
+
+    def queue_depth(self, url: str | None = None) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every message in the DLQ (received, then made visible again)."""
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(5):
+            batch = self.sqs.receive_message(
+                QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=5
+            ).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                found[message["MessageId"]] = message
+        for message in found.values():
+            self.sqs.change_message_visibility(
+                QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        return list(found.values())
+
+    def reset(self) -> None:
+        """Empty queues, ledger and Mixpanel: a fresh deployment for the next example."""
+        for url in (self.queue_url, self.dlq_url):
+            self.sqs.purge_queue(QueueUrl=url)
+        table = self.resources.refs["LedgerTable"]
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk"):
+            for item in page.get("Items", []):
+                self.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"]})
+        self.mixpanel.reset()
+
+    def customer_totals(self, customer_key: str) -> dict[str, Any]:
+        item = self.dynamodb.get_item(
+            TableName=self.resources.refs["LedgerTable"], Key={"pk": {"S": f"customer#{customer_key}"}}, ConsistentRead=True
+        ).get("Item")
+        return json.loads(item["totals"]["S"]) if item else {}

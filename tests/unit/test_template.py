@@ -1,0 +1,51 @@
+"""template.yaml rules that cfn-lint does not check, and the public logical IDs."""
+
+from devstack.template import Template
+
+PUBLIC_IDS = {
+    "WebhookApi", "ReceiverFunction", "EventsQueue", "EventsDeadLetterQueue", "ForwarderFunction", "CommonLayer",
+    "StripeWebhookSecret", "MixpanelCredentials", "LedgerTable", "ShopifyWebhookSecret", "PaddleWebhookSecret",
+    "LemonSqueezyWebhookSecret", "RevenueCatWebhookSecret", "StandardWebhooksSecrets",
+}
+
+
+def test_public_logical_ids_exist() -> None:
+    assert PUBLIC_IDS <= set(Template().resources)
+
+
+def test_visibility_timeout_covers_six_forwarder_timeouts_plus_the_largest_batching_window() -> None:
+    template = Template()
+    timeout = int(template.function_setting("ForwarderFunction", "Timeout"))
+    window_max = int(template.doc["Parameters"]["ForwarderBatchingWindowSeconds"]["MaxValue"])
+    window_default = int(template.parameters["ForwarderBatchingWindowSeconds"])
+    visibility = int(template.properties("EventsQueue")["VisibilityTimeout"])
+    assert visibility >= 6 * timeout + window_default
+    assert visibility >= timeout  # Lambda refuses the mapping otherwise
+    assert window_max <= 300
+
+
+def test_redrive_to_the_dead_letter_queue_after_at_least_five_receives() -> None:
+    template = Template()
+    redrive = template.properties("EventsQueue")["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert int(template.doc["Parameters"]["MaxReceiveCount"]["MinValue"]) >= 5
+
+
+def test_forwarder_reports_batch_item_failures_and_fills_mixpanel_requests() -> None:
+    template = Template()
+    source = template.sqs_event_source("ForwarderFunction", lambda v: template.parameters[v["Ref"]] if isinstance(v, dict) else v)
+    assert source.queue == "EventsQueue" and source.report_batch_item_failures
+    assert source.batch_size >= 500 and source.batching_window_s >= 1
+
+
+def test_webhook_route_and_output() -> None:
+    template = Template()
+    assert template.http_routes("ReceiverFunction") == [("POST", "/webhooks/{provider}")]
+    assert "WebhookUrl" in template.doc["Outputs"]
+
+
+def test_runtime_and_architecture() -> None:
+    template = Template()
+    assert template.function_setting("ReceiverFunction", "Runtime") == "python3.13"
+    assert template.function_setting("ForwarderFunction", "Architectures") == ["arm64"]
