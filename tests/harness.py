@@ -160,8 +160,10 @@ class Pipeline:
 
     def reset(self) -> None:
         """Empty queues, ledger and Mixpanel: a fresh deployment for the next example."""
-        for url in (self.queue_url, self.dlq_url):
-            self.sqs.purge_queue(QueueUrl=url)
+        for url in (self.queue_url, self.dlq_url):  # PurgeQueue is limited to once a minute: delete instead
+            while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                for message in messages:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         table = self.resources.refs["LedgerTable"]
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk"):
             for item in page.get("Items", []):
