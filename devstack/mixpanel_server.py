@@ -1740,10 +1740,15 @@ function renderDeadLetters(data) {
   box.replaceChildren(el("table", {},
     el("thead", {}, el("tr", {}, el("th", {text: "Reason"}), el("th", {text: "Message"}))),
     el("tbody", {}, ...data.items.map(item => {
-      const reason = item.reason || item.error || item.failure || "(no reason given)";
-      return el("tr", {class: "dead-letter"}, el("td", {text: fmtValue(reason)}),
-        el("td", {}, el("details", {}, el("summary", {text: item.id || item.message_id || "message"}),
-                        el("pre", {class: "mono", text: JSON.stringify(item, null, 2)}))));
+      const reason = fmtValue(item.reason || item.error || item.failure || "(no reason given)");
+      const detail = item.detail ? fmtValue(item.detail) : "";
+      const about = [item.provider, item.event_type].filter(Boolean).join(" · ");
+      const label = item.event_id || item.id || item.message_id || "message";
+      return el("tr", {class: "dead-letter"},
+        el("td", {}, el("div", {text: reason}), detail ? el("div", {class: "muted", text: detail}) : null),
+        el("td", {}, about ? el("div", {class: "muted", text: about}) : null,
+           el("details", {}, el("summary", {text: label}),
+              el("pre", {class: "mono", text: JSON.stringify(item, null, 2)}))));
     }))));
 }
 

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/harness.py and tests/stripe_story.py
 
-from revenue_webhooks.config import Settings, from_environ  # noqa: E402
+from revenue_webhooks.config import Settings, from_environ
 
 
 @pytest.fixture

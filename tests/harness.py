@@ -40,6 +40,18 @@ def fixture_bytes(*parts: str) -> bytes:
     return FIXTURES.joinpath(*parts).read_bytes()
 
 
+def stripe_checkout(tag: str, *, created: int = 1_700_000_000, user_id: str | None = None) -> bytes:
+    """A paid one-time Checkout webhook (the fixture) made distinct by `tag`: event `evt_<tag>`, session
+    `cs_<tag>`, customer `cus_<tag>`. It maps to one Purchase Completed whose Order ID is `cs_<tag>`."""
+    event = json.loads(fixture_bytes("stripe", "checkout.session.completed.payment_mode.json"))
+    event.update(id=f"evt_{tag}", created=created)
+    session = event["data"]["object"]
+    session.update(id=f"cs_{tag}", customer=f"cus_{tag}", payment_intent=f"pi_{tag}")
+    if user_id:
+        session["metadata"] = {"user_id": user_id}
+    return json.dumps(event).encode()
+
+
 def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
     """A payload-format-2.0 event as API Gateway's HTTP API sends it (lower-case headers, raw body)."""
     now_ms = int(time.time() * 1000)
@@ -51,7 +63,13 @@ def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_bo
         "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
         "requestContext": {
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "test",
+            },
             "requestId": f"req-{now_ms}",
             "routeKey": "POST /webhooks/{provider}",
             "stage": "$default",
@@ -74,6 +92,7 @@ class Pipeline:
         extra_env: dict[str, str] | None = None,
         visibility_timeout_s: int = 1,
         mixpanel_credentials: dict[str, str] | None = None,
+        forwarder_timeout_s: float | None = None,
     ) -> None:
         self.template = Template(parameters={"Mode": "any", **(parameters or {})})
         self.moto = MotoServer().start()
@@ -105,12 +124,19 @@ class Pipeline:
         self.queue_url = self.resources.queue_url("EventsQueue")
         self.dlq_url = self.resources.queue_url("EventsDeadLetterQueue")
         source = self.template.sqs_event_source("ForwarderFunction", resolve)
+
+        def context() -> LambdaContext:
+            # A shorter Timeout than the template's compresses the time the forwarder may spend backing off.
+            if forwarder_timeout_s is None:
+                return context_for(self.template, "ForwarderFunction")
+            return LambdaContext("ForwarderFunction", forwarder_timeout_s)
+
         self.esm = EventSourceMapping(
             self.sqs,
             self.queue_url,
             self.resources.attributes[("EventsQueue", "Arn")],
             self.forwarder,
-            lambda: context_for(self.template, "ForwarderFunction"),
+            context,
             batch_size=source.batch_size,
             batching_window_s=0,
             report_batch_item_failures=source.report_batch_item_failures,
@@ -144,7 +170,7 @@ class Pipeline:
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every message in the DLQ (received, then made visible again)."""
         found: dict[str, dict[str, Any]] = {}
-        for _ in range(5):
+        for _ in range(100):  # up to 1000 messages
             batch = self.sqs.receive_message(
                 QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=5
             ).get("Messages", [])
@@ -172,6 +198,8 @@ class Pipeline:
 
     def customer_totals(self, customer_key: str) -> dict[str, Any]:
         item = self.dynamodb.get_item(
-            TableName=self.resources.refs["LedgerTable"], Key={"pk": {"S": f"customer#{customer_key}"}}, ConsistentRead=True
+            TableName=self.resources.refs["LedgerTable"],
+            Key={"pk": {"S": f"customer#{customer_key}"}},
+            ConsistentRead=True,
         ).get("Item")
         return json.loads(item["totals"]["S"]) if item else {}

@@ -99,7 +99,12 @@ class Story:
     # ---- subscriptions ---------------------------------------------------------------
 
     def subscription(
-        self, sub_id: str, status: str = "active", price: str = "price_basic", plan_name: str = "Basic", quantity: int = 1
+        self,
+        sub_id: str,
+        status: str = "active",
+        price: str = "price_basic",
+        plan_name: str = "Basic",
+        quantity: int = 1,
     ) -> dict[str, Any]:
         sub = _object("customer.subscription.created")
         item = sub["items"]["data"][0]
@@ -175,14 +180,22 @@ class Story:
             invoice["parent"] = (
                 {
                     "type": "subscription_details",
-                    "subscription_details": {"subscription": subscription["id"], "metadata": dict(subscription.get("metadata") or {})},
+                    "subscription_details": {
+                        "subscription": subscription["id"],
+                        "metadata": dict(subscription.get("metadata") or {}),
+                    },
                 }
                 if subscription
                 else None
             )
             invoice["payments"] = {
                 "object": "list",
-                "data": [{"object": "invoice_payment", "payment": {"type": "payment_intent", "payment_intent": payment_intent}}]
+                "data": [
+                    {
+                        "object": "invoice_payment",
+                        "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                    }
+                ]
                 if payment_intent
                 else [],
             }
@@ -239,7 +252,9 @@ class Story:
         return self._event("charge.refunded", charge, previous)
 
 
-def full_history(api_version: str = "2020-08-27", customer: str = "cus_story1", user_id: str = "user-42") -> list[dict[str, Any]]:
+def full_history(
+    api_version: str = "2020-08-27", customer: str = "cus_story1", user_id: str = "user-42"
+) -> list[dict[str, Any]]:
     """A customer's year: a one-time purchase, a subscription with renewals and a plan change, refunds, the end."""
     s = Story(customer=customer, user_id=user_id, api_version=api_version)
     events = [s.checkout(f"cs_{customer}_1", 4999, "usd", payment_intent=f"pi_{customer}_1")]
@@ -248,15 +263,33 @@ def full_history(api_version: str = "2020-08-27", customer: str = "cus_story1", 
     events.append(s.subscription_created(basic))
     active = {**basic, "status": "active"}
     events.append(s.subscription_updated(active, {"status": "incomplete"}))
-    first = s.invoice(f"in_{customer}_1", 1000, subscription=active, billing_reason="subscription_create",
-                      payment_intent=f"pi_{customer}_2", charge=f"ch_{customer}_2")
+    first = s.invoice(
+        f"in_{customer}_1",
+        1000,
+        subscription=active,
+        billing_reason="subscription_create",
+        payment_intent=f"pi_{customer}_2",
+        charge=f"ch_{customer}_2",
+    )
     events += [s.invoice_event("invoice.paid", first), s.invoice_event("invoice.payment_succeeded", first)]
-    renewal = s.invoice(f"in_{customer}_2", 1000, subscription=active, payment_intent=f"pi_{customer}_3", charge=f"ch_{customer}_3")
+    renewal = s.invoice(
+        f"in_{customer}_2", 1000, subscription=active, payment_intent=f"pi_{customer}_3", charge=f"ch_{customer}_3"
+    )
     events.append(s.invoice_event("invoice.paid", renewal))
     pro = s.subscription(basic["id"], price="price_pro", plan_name="Pro", quantity=2)
-    events.append(s.subscription_updated(pro, {"items": copy.deepcopy(active["items"]), "plan": copy.deepcopy(active["plan"]), "quantity": 1}))
-    proration = s.invoice(f"in_{customer}_3", 1500, subscription=pro, billing_reason="subscription_update",
-                          payment_intent=f"pi_{customer}_4", charge=f"ch_{customer}_4")
+    events.append(
+        s.subscription_updated(
+            pro, {"items": copy.deepcopy(active["items"]), "plan": copy.deepcopy(active["plan"]), "quantity": 1}
+        )
+    )
+    proration = s.invoice(
+        f"in_{customer}_3",
+        1500,
+        subscription=pro,
+        billing_reason="subscription_update",
+        payment_intent=f"pi_{customer}_4",
+        charge=f"ch_{customer}_4",
+    )
     events.append(s.invoice_event("invoice.paid", proration))
     failed = s.invoice(f"in_{customer}_4", 2000, subscription=pro, status="open", attempt_count=1)
     events.append(s.invoice_event("invoice.payment_failed", failed))

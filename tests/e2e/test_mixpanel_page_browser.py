@@ -31,7 +31,8 @@ DAY = 86_400
 NOW = int(time.time())
 DEAD_LETTERS = [
     {"id": "msg-1", "reason": "400 from Mixpanel: '$insert_id' is invalid", "provider": "stripe", "receive_count": 5},
-    {"id": "msg-2", "reason": "unknown provider route", "provider": "paddle", "receive_count": 5},
+    {"provider": "paddle", "event_type": "transaction.completed", "event_id": "ntf_01h", "reason": "mixpanel_rejected",
+     "detail": "'properties.time' is invalid: must not be before 1971-01-01"},
 ]
 
 
@@ -136,6 +137,8 @@ def test_profiles_and_dead_letters_are_shown(page: Page) -> None:
     expect(page.locator(".profile")).to_have_count(2)
     expect(page.locator("tr.dead-letter")).to_have_count(2)
     expect(page.locator("#dead-letters")).to_contain_text("400 from Mixpanel: '$insert_id' is invalid")
+    expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("must not be before 1971-01-01")
+    expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("ntf_01h")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 

@@ -15,10 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from harness import Pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from harness import Pipeline
 from revenue_webhooks.money import Money
 from stripe_story import BASIL, full_history
 
@@ -148,20 +147,24 @@ def test_concurrent_forwarders_never_count_a_fact_twice(shared: Pipeline) -> Non
     """Two forwarders recording the same facts at once: conditional writes let one win."""
     import threading
 
-    from revenue_webhooks.events import mixpanel_event
-    from revenue_webhooks.forwarder import from_settings
     from revenue_webhooks.config import settings as current_settings
     from revenue_webhooks.envelope import QueuedEvent
+    from revenue_webhooks.events import mixpanel_event
+    from revenue_webhooks.forwarder import from_settings
     from revenue_webhooks.providers.stripe import StripeProvider
 
     shared.reset()
     config = current_settings()
     ledger = from_settings(config).ledger
-    history = [e for e in full_history(customer="cus_race", user_id="user-race") if e["type"] == "checkout.session.completed"]
+    history = [
+        e for e in full_history(customer="cus_race", user_id="user-race") if e["type"] == "checkout.session.completed"
+    ]
     facts = [
         fact
         for event in history
-        for fact in StripeProvider(config).map(QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode()))
+        for fact in StripeProvider(config).map(
+            QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode())
+        )
     ]
     results: list[bool] = []
 

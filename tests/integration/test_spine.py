@@ -6,8 +6,9 @@ import json
 import re
 import time
 
-from devstack.signing import stripe as sign
 from harness import STRIPE_SECRET, Pipeline, fixture_bytes
+
+from devstack.signing import stripe as sign
 
 CHECKOUT = "checkout.session.completed.payment_mode.json"
 

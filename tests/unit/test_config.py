@@ -1,7 +1,6 @@
 """Configuration is validated at start-up with messages that name the variable."""
 
 import pytest
-
 from revenue_webhooks.config import ConfigError, from_environ
 
 
@@ -11,7 +10,9 @@ def test_defaults() -> None:
     assert settings.mode == "live" and settings.signature_tolerance_s == 300
 
 
-@pytest.mark.parametrize(("region", "host"), [("EU", "https://api-eu.mixpanel.com"), ("in", "https://api-in.mixpanel.com")])
+@pytest.mark.parametrize(
+    ("region", "host"), [("EU", "https://api-eu.mixpanel.com"), ("in", "https://api-in.mixpanel.com")]
+)
 def test_residency_hosts(region: str, host: str) -> None:
     assert from_environ({"MIXPANEL_REGION": region}).mixpanel_base_url == host
 

@@ -8,7 +8,6 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.envelope import QueuedEvent, dead_letter_attributes
 from revenue_webhooks.events import insert_id, mixpanel_event, profile_update
@@ -19,8 +18,14 @@ INSERT_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 
 
 def fact(key: str = "stripe:payment:pi_3Mtw_long_id", **changes: object) -> Fact:
-    base = {"key": key, "event": "Purchase Completed", "time": 1_700_000_000,
-            "identity": Identity(user_id="u-1", customer="cus_1"), "money": Money(1999, "usd"), "order_id": "pi_3Mtw"}
+    base = {
+        "key": key,
+        "event": "Purchase Completed",
+        "time": 1_700_000_000,
+        "identity": Identity(user_id="u-1", customer="cus_1"),
+        "money": Money(1999, "usd"),
+        "order_id": "pi_3Mtw",
+    }
     return Fact(**{**base, **changes})  # type: ignore[arg-type]
 
 
@@ -50,7 +55,9 @@ def test_customer_only_events_use_the_device_form_of_distinct_id() -> None:
 
 
 def test_original_id_merge_sets_distinct_id_only() -> None:
-    props = mixpanel_event(fact(identity=Identity(customer="cus_9")), from_environ({"MIXPANEL_ID_MERGE": "original"}))["properties"]
+    props = mixpanel_event(fact(identity=Identity(customer="cus_9")), from_environ({"MIXPANEL_ID_MERGE": "original"}))[
+        "properties"
+    ]
     assert props["distinct_id"] == "cus_9" and "$device_id" not in props
 
 
@@ -59,7 +66,9 @@ def test_buyer_ip_is_passed_through() -> None:
 
 
 def test_names_are_configurable() -> None:
-    settings = from_environ({"EVENT_NAMES": '{"Purchase Completed": "Order Paid"}', "PROPERTY_NAMES": '{"Purchase Type": "kind"}'})
+    settings = from_environ(
+        {"EVENT_NAMES": '{"Purchase Completed": "Order Paid"}', "PROPERTY_NAMES": '{"Purchase Type": "kind"}'}
+    )
     event = mixpanel_event(fact(properties={"Purchase Type": "one_time"}), settings)
     assert event["event"] == "Order Paid" and event["properties"]["kind"] == "one_time"
 
@@ -70,8 +79,15 @@ def test_rendering_is_byte_identical() -> None:
 
 
 def test_profile_update_sets_absolute_totals() -> None:
-    totals = {"user_id": "u-1", "purchases": 3, "refunds": 1, "revenue": {"USD": 6999, "JPY": 1200},
-              "status": "active", "plan": "Pro", "last_purchase_at": 1_700_000_000}
+    totals = {
+        "user_id": "u-1",
+        "purchases": 3,
+        "refunds": 1,
+        "revenue": {"USD": 6999, "JPY": 1200},
+        "status": "active",
+        "plan": "Pro",
+        "last_purchase_at": 1_700_000_000,
+    }
     update = profile_update(totals, from_environ({"PROFILE_CURRENCY": "USD"}), "tok")
     assert update is not None
     assert update["$ip"] == "0" and update["$ignore_time"] is True and update["$token"] == "tok"
@@ -85,12 +101,19 @@ def test_no_profile_until_a_user_is_known() -> None:
     assert profile_update({"customer": "cus_1", "purchases": 1}, from_environ({}), "tok") is None
 
 
-@pytest.mark.parametrize("body", [b'{"a": "plain"}', b'{"a": "\\u0000 escaped"}', "{\"a\": \"\uffff\"}".encode(), b"\xff\xfe not utf8"])
+@pytest.mark.parametrize(
+    "body", [b'{"a": "plain"}', b'{"a": "\\u0000 escaped"}', '{"a": "\uffff"}'.encode(), b"\xff\xfe not utf8"]
+)
 def test_envelope_round_trips_any_body(body: bytes) -> None:
     queued = QueuedEvent("stripe", "evt_1", "checkout.session.completed", 1_700_000_000_000, body)
     message = queued.to_sqs()
-    record = {"body": message["MessageBody"],
-              "messageAttributes": {k: {"stringValue": v["StringValue"], "dataType": v["DataType"]} for k, v in message["MessageAttributes"].items()}}
+    record = {
+        "body": message["MessageBody"],
+        "messageAttributes": {
+            k: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
+            for k, v in message["MessageAttributes"].items()
+        },
+    }
     assert QueuedEvent.from_record(record) == queued
 
 

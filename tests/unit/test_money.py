@@ -3,7 +3,6 @@
 from decimal import Decimal
 
 import pytest
-
 from revenue_webhooks.money import Money, exponent
 
 
@@ -17,7 +16,14 @@ def test_exponent_per_currency(currency: str, expected: int) -> None:
 
 @pytest.mark.parametrize(
     ("minor", "currency", "revenue"),
-    [(1999, "usd", 19.99), (2500, "usd", 25), (1200, "jpy", 1200), (5120, "kwd", 5.12), (1, "bhd", 0.001), (0, "usd", 0)],
+    [
+        (1999, "usd", 19.99),
+        (2500, "usd", 25),
+        (1200, "jpy", 1200),
+        (5120, "kwd", 5.12),
+        (1, "bhd", 0.001),
+        (0, "usd", 0),
+    ],
 )
 def test_revenue_in_major_units(minor: int, currency: str, revenue: float) -> None:
     assert Money(minor, currency).revenue() == revenue
@@ -30,7 +36,13 @@ def test_major_is_exact_decimal() -> None:
 
 @pytest.mark.parametrize(
     ("major", "currency", "minor"),
-    [("19.99", "USD", 1999), (9.99, "USD", 999), ("1200", "JPY", 1200), ("5.125", "KWD", 5125), (Decimal("0.1"), "EUR", 10)],
+    [
+        ("19.99", "USD", 1999),
+        (9.99, "USD", 999),
+        ("1200", "JPY", 1200),
+        ("5.125", "KWD", 5125),
+        (Decimal("0.1"), "EUR", 10),
+    ],
 )
 def test_from_major(major: object, currency: str, minor: int) -> None:
     assert Money.from_major(major, currency).minor == minor  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from revenue_webhooks import catalog as c
 from revenue_webhooks.config import Settings, from_environ
 from revenue_webhooks.envelope import QueuedEvent
@@ -46,7 +45,15 @@ def test_paid_checkout_payment_is_one_purchase_from_the_real_fixture() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["customer.created", "product.updated", "payout.paid", "invoice.created", "charge.succeeded", "payment_intent.succeeded"]
+    "name",
+    [
+        "customer.created",
+        "product.updated",
+        "payout.paid",
+        "invoice.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+    ],
 )
 def test_events_that_mean_nothing_for_revenue_map_to_nothing(name: str) -> None:
     assert facts_of(fixture(name)) == []
@@ -78,7 +85,11 @@ def test_delayed_payment_counts_when_async_payment_succeeds_with_the_same_key() 
 def test_checkout_identity_prefers_mixpanel_distinct_id_then_client_reference_then_user_id() -> None:
     s = Story(user_id="ref-1")
     event = s.checkout("cs_id", 100)
-    event["data"]["object"]["metadata"] = {"mixpanel_distinct_id": "mp-1", "user_id": "u-1", "mixpanel_device_id": "dev-9"}
+    event["data"]["object"]["metadata"] = {
+        "mixpanel_distinct_id": "mp-1",
+        "user_id": "u-1",
+        "mixpanel_device_id": "dev-9",
+    }
     (fact,) = facts_of(event)
     assert fact.identity.user_id == "mp-1"
     assert fact.identity.device_id == "dev-9"
@@ -108,7 +119,9 @@ def test_metadata_keys_are_configurable() -> None:
         ("subscription_update", c.SUBSCRIPTION_UPDATE, False),
     ],
 )
-def test_paid_subscription_invoice_in_old_and_basil_shapes(api_version: str, reason: str, purchase_type: str, renewed: bool) -> None:
+def test_paid_subscription_invoice_in_old_and_basil_shapes(
+    api_version: str, reason: str, purchase_type: str, renewed: bool
+) -> None:
     s = Story(api_version=api_version)
     sub = s.subscription("sub_x")
     invoice = s.invoice("in_x", 1000, subscription=sub, billing_reason=reason, payment_intent="pi_x", charge="ch_x")
@@ -138,7 +151,9 @@ def test_zero_amount_invoice_is_no_purchase() -> None:
     assert facts_of(s.invoice_event("invoice.paid", s.invoice("in_0", 0, subscription=s.subscription("sub_0")))) == []
 
 
-@pytest.mark.parametrize(("currency", "minor", "revenue"), [("jpy", 1200, 1200), ("kwd", 5120, 5.12), ("usd", 1999, 19.99)])
+@pytest.mark.parametrize(
+    ("currency", "minor", "revenue"), [("jpy", 1200, 1200), ("kwd", 5120, 5.12), ("usd", 1999, 19.99)]
+)
 def test_revenue_uses_the_currency_exponent(currency: str, minor: int, revenue: float) -> None:
     (fact,) = facts_of(Story().checkout("cs_cur", minor, currency))
     event = mixpanel_event(fact, from_environ({}))
@@ -172,7 +187,9 @@ def test_real_charge_refunded_fixture_maps_its_refund_list() -> None:
     payload = json.loads(fixture("charge.refunded"))
     refunds = payload["data"]["object"]["refunds"]["data"]
     facts = facts_of(payload)
-    assert [f.key for f in facts] == [f"stripe:refund:{r['id']}" for r in refunds if r.get("status") not in ("failed", "canceled")]
+    assert [f.key for f in facts] == [
+        f"stripe:refund:{r['id']}" for r in refunds if r.get("status") not in ("failed", "canceled")
+    ]
 
 
 def test_subscription_started_only_when_active_or_trialing() -> None:
@@ -180,7 +197,9 @@ def test_subscription_started_only_when_active_or_trialing() -> None:
     assert facts_of(s.subscription_created(s.subscription("sub_i", status="incomplete"))) == []
     (started,) = facts_of(s.subscription_created(s.subscription("sub_a", status="active")))
     assert started.event == c.SUBSCRIPTION_STARTED and started.key == "stripe:subscription-start:sub_a"
-    (trial,) = facts_of(s.subscription_created({**s.subscription("sub_t", status="trialing"), "trial_end": 1_800_000_000}))
+    (trial,) = facts_of(
+        s.subscription_created({**s.subscription("sub_t", status="trialing"), "trial_end": 1_800_000_000})
+    )
     assert trial.properties[c.STATUS] == "trialing" and c.TRIAL_END in trial.properties
 
 
@@ -233,7 +252,9 @@ def test_each_failed_attempt_is_its_own_fact() -> None:
     sub = s.subscription("sub_f")
     first = facts_of(s.invoice_event("invoice.payment_failed", s.invoice("in_f", 900, subscription=sub, status="open")))
     second = facts_of(
-        s.invoice_event("invoice.payment_failed", s.invoice("in_f", 900, subscription=sub, status="open", attempt_count=2))
+        s.invoice_event(
+            "invoice.payment_failed", s.invoice("in_f", 900, subscription=sub, status="open", attempt_count=2)
+        )
     )
     assert [f.key for f in first + second] == ["stripe:payment-failed:in_f:1", "stripe:payment-failed:in_f:2"]
     assert facts_of(fixture("invoice.payment_failed"))[0].event == c.PAYMENT_FAILED

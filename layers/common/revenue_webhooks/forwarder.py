@@ -28,6 +28,9 @@ logger = runtime.logger
 
 # Time kept back from the Lambda deadline for ledger writes, dead letters and the answer.
 SAFETY_MARGIN_S = 8.0
+# Which outcome a message takes when its events fare differently: an invalid event dead-letters the
+# message (a retry would send it to Mixpanel again), a configuration error outranks a transient one.
+_SEVERITY = {Outcome.DELIVERED: 0, Outcome.TRANSIENT: 1, Outcome.CONFIG: 2, Outcome.INVALID: 3}
 
 
 @dataclass
@@ -60,8 +63,8 @@ class Message:
         )
 
     def decide(self, result: Result) -> None:
-        """Keep the first non-delivered outcome: a message is only as good as its worst event."""
-        if self.result is None or self.result.outcome is Outcome.DELIVERED:
+        """Keep the worst outcome (the first of equals): a message is only as good as its worst event."""
+        if self.result is None or _SEVERITY[result.outcome] > _SEVERITY[self.result.outcome]:
             self.result = result
 
 
@@ -90,7 +93,7 @@ class Forwarder:
         self._resolve_identities(messages)
         self._record(messages)
         self._deliver_events(messages, deadline)
-        self._deliver_profiles(messages)
+        self._deliver_profiles(messages, deadline)
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
 
     # ---- steps --------------------------------------------------------------------------
@@ -157,7 +160,13 @@ class Forwarder:
                 for fact in message.facts:
                     event = known.get(fact.key)
                     if event is None:
-                        event, _ = self.ledger.record(fact, mixpanel_event(fact, self.settings))
+                        try:
+                            rendered = mixpanel_event(fact, self.settings)
+                        except Exception as error:  # a fact we cannot render is a mapping bug: isolate it
+                            logger.exception("rendering failed", extra=self._log_context(message))
+                            message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
+                            break
+                        event, _ = self.ledger.record(fact, rendered)
                     message.events.append(event)
                     if fact.profile is not None or fact.identity.user_id:
                         ck = customer_key(fact)
@@ -165,6 +174,9 @@ class Forwarder:
                             message.customers.add(ck)
             except LedgerUnavailable as error:
                 message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
+            except Exception as error:  # e.g. botocore's connection errors, which the ledger does not wrap
+                logger.exception("ledger write failed", extra=self._log_context(message))
+                message.decide(Result(Outcome.TRANSIENT, "ledger_error", f"{type(error).__name__}: {error}"))
 
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
         sending = [m for m in messages if m.result is None and m.events]
@@ -191,7 +203,7 @@ class Forwarder:
             if message.result is None:  # no events (e.g. a subscription-mode Checkout): nothing to send
                 message.decide(Result(Outcome.DELIVERED))
 
-    def _deliver_profiles(self, messages: list[Message]) -> None:
+    def _deliver_profiles(self, messages: list[Message], deadline: float) -> None:
         """Absolute totals for every customer the delivered messages touched (a retry re-sends them harmlessly)."""
         if not self.project_token:
             return
@@ -212,7 +224,9 @@ class Forwarder:
                 updates.append(update)
                 owners.append(ck)
         failed: dict[str, Result] = {}
-        for ck, result in zip(owners, self.client.update_profiles(updates) if updates else [], strict=True):
+        for ck, result in zip(
+            owners, self.client.update_profiles(updates, deadline=deadline) if updates else [], strict=True
+        ):
             if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
                 failed[ck] = result
             elif result.outcome is Outcome.INVALID:

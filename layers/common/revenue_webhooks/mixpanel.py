@@ -130,11 +130,12 @@ class MixpanelClient:
         leaves room for another attempt; what is still transient then is reported so.
         """
         encoded = [json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() for event in events]
+        insert_ids = [str((event.get("properties") or {}).get("$insert_id") or "") for event in events]
         results: list[Result | None] = [None] * len(events)
         pending = list(range(len(events)))
         attempt = 0
         while pending:
-            outcomes = self._send_chunks(encoded, pending)
+            outcomes = self._send_chunks(encoded, insert_ids, pending)
             for index, result in outcomes.items():
                 results[index] = result
             pending = [i for i in pending if results[i].outcome is Outcome.TRANSIENT]  # type: ignore[union-attr]
@@ -147,17 +148,17 @@ class MixpanelClient:
             attempt += 1
         return [result or Result(Outcome.TRANSIENT, "not_sent") for result in results]
 
-    def _send_chunks(self, encoded: list[bytes], indices: list[int]) -> dict[int, Result]:
+    def _send_chunks(self, encoded: list[bytes], insert_ids: list[str], indices: list[int]) -> dict[int, Result]:
         chunks = list(_chunks(encoded, indices, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES))
         if len(chunks) == 1:
-            return self._send_import(encoded, chunks[0])
+            return self._send_import(encoded, insert_ids, chunks[0])
         outcomes: dict[int, Result] = {}
         with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_REQUESTS, len(chunks))) as pool:
-            for part in pool.map(lambda chunk: self._send_import(encoded, chunk), chunks):
+            for part in pool.map(lambda chunk: self._send_import(encoded, insert_ids, chunk), chunks):
                 outcomes.update(part)
         return outcomes
 
-    def _send_import(self, encoded: list[bytes], chunk: list[int]) -> dict[int, Result]:
+    def _send_import(self, encoded: list[bytes], insert_ids: list[str], chunk: list[int]) -> dict[int, Result]:
         body = b"[" + b",".join(encoded[i] for i in chunk) + b"]"
         auth, params = self.credentials.import_auth()
         response, error = self._post(
@@ -175,18 +176,28 @@ class MixpanelClient:
             return dict.fromkeys(chunk, DELIVERED)
         if status == 413 and len(chunk) > 1:
             half = len(chunk) // 2
-            return {**self._send_import(encoded, chunk[:half]), **self._send_import(encoded, chunk[half:])}
+            return {
+                **self._send_import(encoded, insert_ids, chunk[:half]),
+                **self._send_import(encoded, insert_ids, chunk[half:]),
+            }
         if status == 400:
-            return _strict_400(response, chunk)
+            return _strict_400(response, chunk, insert_ids)
         return dict.fromkeys(chunk, _classify_status(response))
 
     # ---- /engage ----------------------------------------------------------------------
 
-    def update_profiles(self, updates: Sequence[dict[str, Any]]) -> list[Result]:
-        """Send profile updates (`$set` of absolute values, so a retry is harmless); one Result each."""
+    def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
+        """Send profile updates (`$set` of absolute values, so a retry is harmless); one Result each.
+
+        A request that could outlast `deadline` (a `time.monotonic()` value) is not started: its
+        updates are reported transient, so the caller retries them instead of timing out.
+        """
         results: list[Result] = []
         for start in range(0, len(updates), MAX_PROFILES_PER_REQUEST):
             batch = updates[start : start + MAX_PROFILES_PER_REQUEST]
+            if deadline is not None and time.monotonic() + self.timeout[1] > deadline:
+                results += [Result(Outcome.TRANSIENT, "not_sent", "no time left before the deadline")] * len(batch)
+                continue
             # /engage takes no gzip and answers 200 on invalid input: ask for verbose and read the body.
             response, error = self._post(
                 "/engage",
@@ -220,6 +231,8 @@ class MixpanelClient:
             return None, Result(Outcome.TRANSIENT, "mixpanel_timeout", type(error).__name__)
         except requests.ConnectionError as error:
             return None, Result(Outcome.TRANSIENT, "mixpanel_connection_error", type(error).__name__)
+        except requests.RequestException as error:  # e.g. the connection closed mid-answer (ChunkedEncodingError)
+            return None, Result(Outcome.TRANSIENT, "mixpanel_request_error", f"{type(error).__name__}: {error}"[:500])
 
 
 def _chunks(encoded: list[bytes], indices: list[int], max_count: int, max_bytes: int) -> Any:
@@ -237,26 +250,45 @@ def _chunks(encoded: list[bytes], indices: list[int], max_count: int, max_bytes:
         yield chunk
 
 
-def _strict_400(response: requests.Response, chunk: list[int]) -> dict[int, Result]:
-    """A strict 400 is partial success: the listed records failed, the rest were ingested."""
+def _strict_400(response: requests.Response, chunk: list[int], insert_ids: list[str]) -> dict[int, Result]:
+    """A strict 400 is partial success: the listed records failed, the rest were ingested.
+
+    A failure we cannot place on an event rejects the whole request: no event counts as delivered on a guess.
+    """
     body = _json_body(response)
     failed = body.get("failed_records") if isinstance(body, dict) else None
+    message = str(body.get("error") if isinstance(body, dict) else response.text)[:500]
     if not isinstance(failed, list) or not failed:
-        message = str(body.get("error") if isinstance(body, dict) else response.text)[:500]
         return dict.fromkeys(chunk, Result(Outcome.INVALID, "mixpanel_rejected_request", message))
     outcomes = dict.fromkeys(chunk, DELIVERED)
     for record in failed:
-        if not isinstance(record, dict) or not isinstance(record.get("index"), int):
-            continue
-        position = record["index"]
-        if 0 <= position < len(chunk):
-            outcomes[chunk[position]] = Result(
-                Outcome.INVALID,
-                "mixpanel_rejected_event",
-                str(record.get("message", ""))[:500],
-                str(record.get("field", "")),
-            )
+        positions = _failed_positions(record, chunk, insert_ids)
+        if not positions:
+            detail = f"{message}; a failed record matches no event of the request: {record!r}"[:500]
+            return dict.fromkeys(chunk, Result(Outcome.INVALID, "mixpanel_rejected_request", detail))
+        result = Result(
+            Outcome.INVALID,
+            "mixpanel_rejected_event",
+            str(record.get("message", ""))[:500],
+            str(record.get("field", "")),
+        )
+        for position in positions:
+            outcomes[chunk[position]] = result
     return outcomes
+
+
+def _failed_positions(record: Any, chunk: list[int], insert_ids: list[str]) -> list[int]:
+    """Positions in the request of one failed record: its `index`, unless the insert id it names (`insert_id`
+    in the spec, `$insert_id` in the prose docs) is another event's; then the events with that insert id."""
+    if not isinstance(record, dict):
+        return []
+    named = record.get("insert_id") or record.get("$insert_id")
+    named = named if isinstance(named, str) else ""
+    index = record.get("index")
+    indexed = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(chunk)
+    if indexed and (not named or insert_ids[chunk[index]] == named):
+        return [index]
+    return [position for position, i in enumerate(chunk) if named and insert_ids[i] == named]
 
 
 def _classify_status(response: requests.Response) -> Result:
