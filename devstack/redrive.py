@@ -225,8 +225,7 @@ class Redrive:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.sqs = sqs
-        # One attempt only: an emulator's "not implemented" 500 would otherwise be retried for seconds.
-        self.task_sqs = task_sqs or sqs
+        self.task_sqs = task_sqs or sqs  # for StartMessageMoveTask alone (see main: no retries)
         self.dead_letter_queue_url = dead_letter_queue_url
         self.queue_url = queue_url
         self.visibility_timeout = visibility_timeout
@@ -285,8 +284,13 @@ class Redrive:
             ]
         except ClientError as error:
             info = error.response.get("Error", {})
-            first_line = str(info.get("Message") or "").strip().splitlines()[:1]
-            why = f"{info.get('Code', '?')}: {first_line[0] if first_line else ''}".strip(": ")
+            message = str(info.get("Message") or "").strip()
+            # An emulator may answer with an HTML error page: the code says enough then.
+            why = (
+                f"{info.get('Code', '?')}: {message.splitlines()[0]}"
+                if message[:1] not in ("", "<")
+                else info.get("Code", "?")
+            )
             if required:
                 raise UsageError(f"StartMessageMoveTask failed ({why})") from None
             print(f"StartMessageMoveTask unavailable ({why}); copying message by message instead", file=self.log)
@@ -657,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             visibility_timeout=args.visibility_timeout,
             wait_seconds=args.wait_seconds,
             empty_receives=args.empty_receives,
+            # One attempt: an emulator's "not implemented" 500 would otherwise be retried for seconds.
             task_sqs=boto3.client("sqs", config=Config(retries={"total_max_attempts": 1})),
         )
         if args.list:
