@@ -145,7 +145,11 @@ EVENTS: tuple[CatalogEvent, ...] = (
         SUBSCRIPTION_CANCELLATION_SCHEDULED,
         "The customer asked to cancel at period end (or at a date); access continues until then.",
         "`<provider>:subscription-cancel-scheduled:<subscription id>:<provider event id>`",
-        ((SUBSCRIPTION_ID, "The subscription."), (CANCEL_AT, "ISO 8601 time the subscription will end.")),
+        (
+            (SUBSCRIPTION_ID, "The subscription."),
+            (CANCEL_AT, "ISO 8601 time the subscription will end."),
+            (REASON, "Why, when the provider says (RevenueCat's cancel_reason)."),
+        ),
     ),
     CatalogEvent(
         SUBSCRIPTION_REACTIVATED,
@@ -172,6 +176,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
         MONEY
         + (
             (ORDER_ID, "The invoice or payment that failed."),
+            (SUBSCRIPTION_ID, "For subscription invoices."),
             (ATTEMPT, "Attempt number when the provider counts them."),
             (REASON, "Decline or failure reason."),
         ),

@@ -28,6 +28,8 @@ logger = runtime.logger
 
 # Time kept back from the Lambda deadline for ledger writes, dead letters and the answer.
 SAFETY_MARGIN_S = 8.0
+# What a profile request must leave of the invocation (dead letters and the answer).
+FINISH_MARGIN_S = 2.0
 # Which outcome a message takes when its events fare differently: an invalid event dead-letters the
 # message (a retry would send it to Mixpanel again), a configuration error outranks a transient one.
 _SEVERITY = {Outcome.DELIVERED: 0, Outcome.TRANSIENT: 1, Outcome.CONFIG: 2, Outcome.INVALID: 3}
@@ -85,7 +87,8 @@ class Forwarder:
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
-        deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - SAFETY_MARGIN_S)
+        end = time.monotonic() + remaining_ms() / 1000
+        deadline = max(time.monotonic(), end - SAFETY_MARGIN_S)
         messages = [Message(record) for record in records]
         runtime.metrics.add_metric(name="MessagesProcessed", unit="Count", value=len(messages))
         for message in messages:
@@ -93,7 +96,7 @@ class Forwarder:
         self._resolve_identities(messages)
         self._record(messages)
         self._deliver_events(messages, deadline)
-        self._deliver_profiles(messages, deadline)
+        self._deliver_profiles(messages, end - FINISH_MARGIN_S)
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
 
     # ---- steps --------------------------------------------------------------------------

@@ -189,13 +189,13 @@ class MixpanelClient:
     def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
         """Send profile updates (`$set` of absolute values, so a retry is harmless); one Result each.
 
-        A request that could outlast `deadline` (a `time.monotonic()` value) is not started: its
-        updates are reported transient, so the caller retries them instead of timing out.
+        A request that could outlast `deadline` (a `time.monotonic()` value) with its timeouts is not
+        started: its updates are reported transient, so the caller retries them instead of timing out.
         """
         results: list[Result] = []
         for start in range(0, len(updates), MAX_PROFILES_PER_REQUEST):
             batch = updates[start : start + MAX_PROFILES_PER_REQUEST]
-            if deadline is not None and time.monotonic() + self.timeout[1] > deadline:
+            if deadline is not None and time.monotonic() + sum(self.timeout) > deadline:
                 results += [Result(Outcome.TRANSIENT, "not_sent", "no time left before the deadline")] * len(batch)
                 continue
             # /engage takes no gzip and answers 200 on invalid input: ask for verbose and read the body.

@@ -1,9 +1,10 @@
 """The receiver: verify the raw body, filter, make the webhook durable in SQS, answer fast.
 
-Order matters for safety: size limit before decoding, signature before parsing, parsing
-with depth limits, and a 5xx only when the event could not be made durable (so the
-provider retries). Responses never echo input; logs carry ids and types, never bodies,
-signatures or secrets.
+Order matters for safety: the request's shape and the body size before decoding, the signature
+before parsing, parsing with depth limits, and a 5xx only when the event could not be made durable
+(the queue or the secret store is unreachable, so the provider retries). Responses are one of a
+fixed set of texts and never echo input; logs carry ids, types and reasons, never bodies,
+signatures or secrets. DEBUG_PAYLOADS adds the verified payload to the log, PII-redacted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import binascii
 import json
 import time
+import traceback
 from collections import Counter
 from typing import Any
 
@@ -19,47 +21,68 @@ from . import runtime
 from .config import SECRET_ENV, Settings
 from .envelope import QueuedEvent
 from .providers import get_provider
-from .providers.base import WebhookRejected, WebhookRequest
+from .providers.base import Provider, WebhookRejected, WebhookRequest
+from .redact import redacted_json
 
 logger = runtime.logger
 
+# API Gateway's timeEpoch is trusted only inside this range (2001-09-09 .. 2286-11-20 in milliseconds).
+_EPOCH_MS_RANGE = (1_000_000_000_000, 10_000_000_000_000)
+_DETAIL_CHARS = 200
+_RESPONSE_HEADERS = {
+    "content-type": "application/json",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+}
+
+
+class RequestMalformed(WebhookRejected):
+    """The API Gateway event itself is not what an HTTP API sends (no body string, headers not a map)."""
+
+
+class BodyTooLarge(WebhookRejected):
+    status = 413
+    public = "body too large"
+
+
+class BodyNotBase64(WebhookRejected):
+    public = "body is not valid base64"
+
+
+class ProviderFailed(WebhookRejected):
+    """A provider's verify or parse raised something other than a rejection: a bug, answered as a refusal."""
+
 
 def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """API Gateway HTTP API (payload 2.0) event in, HTTP response out."""
-    runtime.metrics.add_metric(name="WebhookRequests", unit="Count", value=1)
-    route = _route(event)
-    provider = get_provider(route, settings) if route else None
+    """API Gateway HTTP API (payload 2.0) event in, HTTP response out; never raises for any input."""
+    route = _route(event) if isinstance(event, dict) else ""
+    if not route:
+        return _answer(404, "unknown provider")
+    try:
+        provider = get_provider(route, settings)
+    except Exception:  # a deployment defect (a provider module that does not import): let the sender retry
+        logger.exception("provider unavailable", extra={"provider": route})
+        return _answer(503, "temporarily unavailable")
     if provider is None:
         return _answer(404, "unknown provider")
-    raw_body = event.get("body") or ""
-    # Checked before decoding: base64 is 4/3 of the raw size.
-    if len(raw_body) > settings.max_body_bytes * 4 // 3 + 4:
-        return _answer(413, "body too large")
     try:
-        body = base64.b64decode(raw_body, validate=True) if event.get("isBase64Encoded") else raw_body.encode("utf-8")
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        return _answer(400, "body is not valid base64")
-    if len(body) > settings.max_body_bytes:
-        return _answer(413, "body too large")
-    request = WebhookRequest(
-        body=body,
-        headers={str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
-        received_at_ms=_received_at_ms(event),
-        route=route,
-    )
+        request = _request(event, route, settings)
+    except WebhookRejected as rejection:
+        return _rejected(route, rejection)
     try:
         secrets = _secrets(route, settings)
     except Exception:
         logger.exception("secret unavailable", extra={"provider": route})
         return _answer(503, "temporarily unavailable")
     try:
-        provider.verify(request, secrets)
-        parsed = provider.parse(request)
+        parsed = _verify_and_parse(provider, request, secrets)
     except WebhookRejected as rejection:
-        logger.info("webhook rejected", extra={"provider": route, "reason": rejection.detail})
-        runtime.count("Rejected", Counter({(route, type(rejection).__name__): 1}))
-        return _answer(rejection.status, rejection.public)
+        return _rejected(route, rejection)
     context = {"provider": route, "event_id": parsed.event_id[:200], "event_type": parsed.event_type[:200]}
+    if settings.debug_payloads:
+        logger.info(
+            "payload (DEBUG_PAYLOADS, PII redacted)", extra={**context, "payload": redacted_json(parsed.payload)}
+        )
     key = Counter({(route, parsed.event_type): 1})
     runtime.count("Received", key)
     if not settings.accepts_mode(parsed.livemode):
@@ -72,15 +95,75 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         logger.info("ignored: type not mapped", extra=context)
         runtime.count("Ignored", key)
         return _answer(200, "ignored", reason="event type not mapped")
-    queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, body)
+    queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
     try:
         runtime.sqs().send_message(QueueUrl=settings.events_queue_url, **queued.to_sqs())
-    except Exception:
-        logger.exception("enqueue failed", extra=context)
+    except Exception as error:
+        # The type only: a client error's text may quote the request it refused.
+        logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
         return _answer(503, "temporarily unavailable")
     logger.info("enqueued", extra=context)
     runtime.count("Enqueued", key)
     return _answer(200, "accepted")
+
+
+def _request(event: dict[str, Any], route: str, settings: Settings) -> WebhookRequest:
+    """The raw request, with every size and shape check that needs no secret and no parsing."""
+    raw_body = event.get("body")
+    if raw_body is None:
+        raw_body = ""
+    if not isinstance(raw_body, str):
+        raise RequestMalformed("event body is not a string")
+    # Checked before decoding: base64 is 4/3 of the raw size, and UTF-8 at most 4 bytes a character.
+    if len(raw_body) > settings.max_body_bytes * 4 // 3 + 4:
+        raise BodyTooLarge(f"body of {len(raw_body)} characters")
+    try:
+        body = base64.b64decode(raw_body, validate=True) if event.get("isBase64Encoded") else raw_body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestMalformed("body is not encodable text") from None
+    except (binascii.Error, ValueError):
+        raise BodyNotBase64("isBase64Encoded body does not decode") from None
+    if len(body) > settings.max_body_bytes:
+        raise BodyTooLarge(f"body of {len(body)} bytes")
+    headers = event.get("headers")
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, dict):
+        raise RequestMalformed("event headers are not a map")
+    return WebhookRequest(
+        body=body,
+        headers={str(name).lower(): str(value) for name, value in headers.items()},
+        received_at_ms=_received_at_ms(event),
+        route=route,
+    )
+
+
+def _verify_and_parse(provider: Provider, request: WebhookRequest, secrets: list[str]) -> Any:
+    """Signature first, then the body; anything but a rejection from provider code is a bug, refused as one."""
+    try:
+        provider.verify(request, secrets)
+        return provider.parse(request)
+    except WebhookRejected:
+        raise
+    except Exception as error:
+        # Where, not what: an exception's message may quote the header or the body it choked on.
+        frames = traceback.extract_tb(error.__traceback__)
+        where = frames[-1] if frames else None
+        logger.error(
+            "provider code failed on a request",
+            extra={
+                "provider": request.route,
+                "error": type(error).__name__,
+                "at": f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else "",
+            },
+        )
+        raise ProviderFailed(f"{type(error).__name__} in provider code") from None
+
+
+def _rejected(route: str, rejection: WebhookRejected) -> dict[str, Any]:
+    logger.info("webhook rejected", extra={"provider": route, "reason": rejection.detail[:_DETAIL_CHARS]})
+    runtime.count("Rejected", Counter({(route, type(rejection).__name__): 1}))
+    return _answer(rejection.status, rejection.public)
 
 
 def _secrets(route: str, settings: Settings) -> list[str]:
@@ -91,23 +174,29 @@ def _secrets(route: str, settings: Settings) -> list[str]:
 
 
 def _route(event: dict[str, Any]) -> str:
-    provider = (event.get("pathParameters") or {}).get("provider")
+    parameters = event.get("pathParameters")
+    provider = parameters.get("provider") if isinstance(parameters, dict) else None
     if not provider:
         path = event.get("rawPath") or event.get("path") or ""
-        parts = [part for part in path.split("/") if part]
+        parts = [part for part in path.split("/") if part] if isinstance(path, str) else []
         provider = parts[-1] if len(parts) >= 2 and parts[-2] == "webhooks" else ""
+    if not isinstance(provider, str) or len(provider) > 64:
+        return ""
     return provider if provider.isascii() and provider.replace("-", "").replace("_", "").isalnum() else ""
 
 
 def _received_at_ms(event: dict[str, Any]) -> int:
     """API Gateway's request time: a timestamp check must not depend on how late we run."""
-    epoch = (event.get("requestContext") or {}).get("timeEpoch")
-    return int(epoch) if isinstance(epoch, int) and epoch > 0 else int(time.time() * 1000)
+    context = event.get("requestContext")
+    epoch = context.get("timeEpoch") if isinstance(context, dict) else None
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and _EPOCH_MS_RANGE[0] <= epoch < _EPOCH_MS_RANGE[1]:
+        return epoch
+    return int(time.time() * 1000)
 
 
 def _answer(status: int, message: str, **extra: str) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": {"content-type": "application/json"},
+        "headers": dict(_RESPONSE_HEADERS),
         "body": json.dumps({"status" if status < 300 else "error": message, **extra}),
     }

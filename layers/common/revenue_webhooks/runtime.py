@@ -37,10 +37,21 @@ def secret_values(secret_id: str) -> list[str]:
 
 
 def secret_string(secret_id: str, *, force: bool = False) -> str:
-    from aws_lambda_powertools.utilities import parameters
-
-    value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_S, force_fetch=force)
+    value = _secrets().get(secret_id, max_age=SECRET_MAX_AGE_S, force_fetch=force)
     return value if isinstance(value, str) else value.decode()
+
+
+@cache
+def _secrets() -> Any:
+    """Powertools' secrets cache on a client of boto3's default session, the one `sqs()` uses.
+
+    `parameters.get_secret` would build a second boto3 session, which loads the endpoint rules
+    and models again: about 80 ms of every cold start (docs/performance.md).
+    """
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
 
 
 def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
@@ -74,6 +85,7 @@ def reset() -> None:
     from .providers import _INSTANCES
 
     sqs.cache_clear()
+    _secrets.cache_clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
     config.settings.cache_clear()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from revenue_webhooks import catalog
 from revenue_webhooks.config import Settings, from_environ
 from revenue_webhooks.envelope import QueuedEvent
 from revenue_webhooks.events import mixpanel_event
@@ -72,7 +72,13 @@ def deliver() -> Callable[[Provider, WebhookRequest], list[Fact | Deferred]]:
                 for name, value in message["MessageAttributes"].items()
             },
         }
-        return provider.map(QueuedEvent.from_record(record))
+        mapped = provider.map(QueuedEvent.from_record(record))
+        for fact in mapped:  # docs/events.md must describe everything the code emits
+            if isinstance(fact, Fact):
+                event = mixpanel_event(fact, from_environ({}))
+                undocumented = set(event["properties"]) - catalog.properties_of(fact.event)
+                assert not undocumented, f"{fact.event} emits undocumented {sorted(undocumented)}"
+        return mapped
 
     return run
 

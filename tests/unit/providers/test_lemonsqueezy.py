@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 import pytest
-
 from revenue_webhooks import catalog as c
 from revenue_webhooks.facts import Identity
 from revenue_webhooks.providers import get_provider
@@ -82,7 +81,9 @@ def test_tampered_body_is_rejected(provider, delivery, fixture_bytes, make_reque
     tampered = signed.body.replace(b'"total": 1199', b'"total": 1')
     assert tampered != signed.body
     with pytest.raises(SignatureInvalid):
-        provider.verify(make_request(tampered, dict(signed.headers), received_at_ms=RECEIVED_MS, route="lemonsqueezy"), [SECRET])
+        provider.verify(
+            make_request(tampered, dict(signed.headers), received_at_ms=RECEIVED_MS, route="lemonsqueezy"), [SECRET]
+        )
 
 
 def test_wrong_secret_is_rejected(provider, delivery, fixture_bytes):
@@ -148,7 +149,8 @@ def test_paid_order_is_a_purchase_keyed_by_the_order(provider, delivery, deliver
 
 
 @pytest.mark.parametrize(
-    ("total", "currency", "revenue"), [(1199, "USD", 11.99), (1200, "JPY", 1200), (5125, "KWD", 5.125), (12000, "TND", 12)]
+    ("total", "currency", "revenue"),
+    [(1199, "USD", 11.99), (1200, "JPY", 1200), (5125, "KWD", 5.125), (12000, "TND", 12)],
 )
 def test_revenue_is_total_in_minor_units_of_its_currency(
     provider, delivery, deliver, sample, settings, rendered, total, currency, revenue
@@ -164,7 +166,9 @@ def test_unpaid_orders_are_not_purchases(provider, delivery, deliver, sample, st
     assert deliver(provider, delivery(sample("order_created", status=status))) == []
 
 
-def test_renewal_invoice_is_a_renewal_purchase_keyed_apart_from_orders(provider, delivery, deliver, sample, settings, rendered):
+def test_renewal_invoice_is_a_renewal_purchase_keyed_apart_from_orders(
+    provider, delivery, deliver, sample, settings, rendered
+):
     purchase, renewal = deliver(provider, delivery(sample("subscription_payment_success")))
     assert (purchase.key, purchase.time) == ("lemonsqueezy:payment:invoice-1", 1674044184)  # order 1 is another object
     assert purchase.properties == {c.PURCHASE_TYPE: c.SUBSCRIPTION_RENEWAL, c.SUBSCRIPTION_ID: "1"}
@@ -207,18 +211,29 @@ def test_refund_without_custom_data_takes_the_orders_buyer(provider, delivery, d
     assert fact.identity.customer == "1"
 
 
-def test_refunded_renewal_invoice_is_a_refund_and_the_initial_one_is_left_to_its_order(provider, delivery, deliver, sample):
+def test_refunded_renewal_invoice_is_a_refund_and_the_initial_one_is_left_to_its_order(
+    provider, delivery, deliver, sample
+):
     refunded = {"refunded_amount": 999, "refunded": True, "refunded_at": "2023-01-20T00:00:00.000000Z"}
     body = sample("subscription_payment_success", {"event_name": "subscription_payment_refunded"}, **refunded)
     [fact] = deliver(provider, delivery(body))
     assert (fact.key, fact.money.minor) == ("lemonsqueezy:refund:invoice-1", 999)
-    initial = sample("subscription_payment_success", {"event_name": "subscription_payment_refunded"}, billing_reason="initial", **refunded)
+    initial = sample(
+        "subscription_payment_success",
+        {"event_name": "subscription_payment_refunded"},
+        billing_reason="initial",
+        **refunded,
+    )
     assert deliver(provider, delivery(initial)) == []
 
 
 def test_created_subscription_starts(provider, delivery, deliver, sample):
     [fact] = deliver(provider, delivery(sample("subscription_created")))
-    assert (fact.key, fact.event, fact.time) == ("lemonsqueezy:subscription-start:1", c.SUBSCRIPTION_STARTED, 1628689647)
+    assert (fact.key, fact.event, fact.time) == (
+        "lemonsqueezy:subscription-start:1",
+        c.SUBSCRIPTION_STARTED,
+        1628689647,
+    )
     assert fact.properties == {
         c.SUBSCRIPTION_ID: "1",
         c.STATUS: "active",
@@ -230,7 +245,10 @@ def test_created_subscription_starts(provider, delivery, deliver, sample):
 
 
 def test_trial_subscription_starts_trialing(provider, delivery, deliver, sample):
-    [fact] = deliver(provider, delivery(sample("subscription_created", status="on_trial", trial_ends_at="2021-08-25T13:47:27.000000Z")))
+    [fact] = deliver(
+        provider,
+        delivery(sample("subscription_created", status="on_trial", trial_ends_at="2021-08-25T13:47:27.000000Z")),
+    )
     assert (fact.properties[c.STATUS], fact.properties[c.TRIAL_END]) == ("trialing", "2021-08-25T13:47:27Z")
 
 
@@ -245,15 +263,24 @@ def test_cancelled_subscription_is_a_scheduled_cancellation(provider, delivery, 
 
 
 def test_resumed_subscription_is_reactivated(provider, delivery, deliver, sample):
-    body = sample("subscription_cancelled", {"event_name": "subscription_resumed"}, status="active", ends_at=None,
-                  updated_at="2022-10-21T08:15:00.000000Z")
+    body = sample(
+        "subscription_cancelled",
+        {"event_name": "subscription_resumed"},
+        status="active",
+        ends_at=None,
+        updated_at="2022-10-21T08:15:00.000000Z",
+    )
     [fact] = deliver(provider, delivery(body))
     assert (fact.key, fact.event) == ("lemonsqueezy:subscription-reactivated:1:1666340100", c.SUBSCRIPTION_REACTIVATED)
 
 
 def test_expired_subscription_ends_at_ends_at(provider, delivery, deliver, sample):
     [fact] = deliver(provider, delivery(sample("subscription_expired")))
-    assert (fact.key, fact.event, fact.time) == ("lemonsqueezy:subscription-end:1", c.SUBSCRIPTION_CANCELLED, 1668211200)
+    assert (fact.key, fact.event, fact.time) == (
+        "lemonsqueezy:subscription-end:1",
+        c.SUBSCRIPTION_CANCELLED,
+        1668211200,
+    )
     assert fact.profile is not None and fact.profile.status == "canceled"
 
 

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-
 from revenue_webhooks import catalog as c
 from revenue_webhooks.facts import Identity
 from revenue_webhooks.providers import get_provider
@@ -73,7 +72,14 @@ def notification(fixture_json):
 
 @pytest.fixture
 def delivery(make_request):
-    def make(body: Any, *, ts: int = TS, secret: str = SECRET, received_at_ms: int = TS * 1000 + 400, header: str | None = None):
+    def make(
+        body: Any,
+        *,
+        ts: int = TS,
+        secret: str = SECRET,
+        received_at_ms: int = TS * 1000 + 400,
+        header: str | None = None,
+    ):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Paddle-Signature": header if header is not None else signature(raw, ts, secret)}
         return make_request(raw, headers, received_at_ms=received_at_ms, route="paddle")
@@ -101,14 +107,20 @@ def test_published_rotation_vector_finds_the_one_valid_h1_among_secrets(provider
 def test_published_vector_fails_with_the_file_newline_left_on(provider, delivery, fixture_bytes):
     with pytest.raises(SignatureInvalid):
         provider.verify(
-            delivery(fixture_bytes("paddle/signed_standard_payload.json"), header=STANDARD_HEADER, received_at_ms=1710498758_000),
+            delivery(
+                fixture_bytes("paddle/signed_standard_payload.json"),
+                header=STANDARD_HEADER,
+                received_at_ms=1710498758_000,
+            ),
             [SDK_SECRET],
         )
 
 
 def test_published_vector_is_stale_when_received_later(provider, delivery, published):
     """Verified against API Gateway's request time: the 2024 vector received today would be a replay."""
-    request = delivery(published("signed_standard_payload.json"), header=STANDARD_HEADER, received_at_ms=1710498758_000 + 301_000)
+    request = delivery(
+        published("signed_standard_payload.json"), header=STANDARD_HEADER, received_at_ms=1710498758_000 + 301_000
+    )
     with pytest.raises(TimestampOutOfTolerance, match="older"):
         provider.verify(request, [SDK_SECRET])
 
@@ -125,7 +137,9 @@ def test_tampered_body_is_rejected(provider, delivery, notification, make_reques
     tampered = signed.body.replace(b'"grand_total": "65215"', b'"grand_total": "100"')
     assert tampered != signed.body
     with pytest.raises(SignatureInvalid):
-        provider.verify(make_request(tampered, dict(signed.headers), received_at_ms=signed.received_at_ms, route="paddle"), [SECRET])
+        provider.verify(
+            make_request(tampered, dict(signed.headers), received_at_ms=signed.received_at_ms, route="paddle"), [SECRET]
+        )
 
 
 def test_tampered_timestamp_is_rejected(provider, delivery, notification):
@@ -158,7 +172,9 @@ def test_missing_or_malformed_signature_header_is_rejected(provider, delivery, h
         provider.verify(delivery(b"{}", header=header), [SECRET])
 
 
-@pytest.mark.parametrize(("received_s", "accepted"), [(TS + 300, True), (TS + 301, False), (TS - 60, True), (TS - 61, False)])
+@pytest.mark.parametrize(
+    ("received_s", "accepted"), [(TS + 300, True), (TS + 301, False), (TS - 60, True), (TS - 61, False)]
+)
 def test_timestamp_window_is_measured_from_the_request_time(provider, delivery, notification, received_s, accepted):
     request = delivery(notification("transaction.completed"), received_at_ms=received_s * 1000)
     if accepted:
@@ -200,7 +216,9 @@ def test_registry_serves_the_paddle_route(settings):
 # --- mapping ----------------------------------------------------------------------------------
 
 
-def test_completed_checkout_transaction_is_a_subscriptions_first_purchase(provider, delivery, deliver, notification, settings, rendered):
+def test_completed_checkout_transaction_is_a_subscriptions_first_purchase(
+    provider, delivery, deliver, notification, settings, rendered
+):
     [fact] = deliver(provider, delivery(notification("transaction.completed")))
     assert (fact.key, fact.event, fact.time) == (f"paddle:payment:{TXN}", c.PURCHASE_COMPLETED, BILLED_AT)
     assert fact.properties == {
@@ -218,7 +236,9 @@ def test_completed_checkout_transaction_is_a_subscriptions_first_purchase(provid
 
 
 def test_recurring_transaction_is_a_renewal(provider, delivery, deliver, notification):
-    purchase, renewal = deliver(provider, delivery(notification("transaction.completed", origin="subscription_recurring")))
+    purchase, renewal = deliver(
+        provider, delivery(notification("transaction.completed", origin="subscription_recurring"))
+    )
     assert purchase.properties[c.PURCHASE_TYPE] == c.SUBSCRIPTION_RENEWAL
     assert (renewal.key, renewal.event, renewal.time, renewal.money) == (
         f"paddle:subscription-renewal:{TXN}",
@@ -238,7 +258,9 @@ def test_recurring_transaction_is_a_renewal(provider, delivery, deliver, notific
     ],
 )
 def test_origin_sets_the_purchase_type(provider, delivery, deliver, notification, origin, subscription, purchase_type):
-    [fact] = deliver(provider, delivery(notification("transaction.completed", origin=origin, subscription_id=subscription)))
+    [fact] = deliver(
+        provider, delivery(notification("transaction.completed", origin=origin, subscription_id=subscription))
+    )
     assert fact.properties[c.PURCHASE_TYPE] == purchase_type
 
 
@@ -261,7 +283,12 @@ def test_revenue_is_grand_total_in_minor_units_of_its_currency(
 def test_zero_amount_transactions_are_not_purchases(provider, delivery, deliver, notification, fixture_json):
     data = fixture_json("paddle/data_transaction.completed.json")
     data["details"]["totals"]["grand_total"] = "0"
-    assert deliver(provider, delivery(notification("transaction.completed", data, origin="subscription_payment_method_change"))) == []
+    assert (
+        deliver(
+            provider, delivery(notification("transaction.completed", data, origin="subscription_payment_method_change"))
+        )
+        == []
+    )
 
 
 def test_custom_data_names_the_app_user(provider, delivery, deliver, notification):
@@ -294,7 +321,11 @@ def test_scheduled_cancellation_is_read_from_an_update_and_repeats_collapse(prov
     [first] = deliver(provider, delivery(notification("subscription.updated", data, scheduled_change=scheduled)))
     [later] = deliver(
         provider,
-        delivery(notification("subscription.updated", data, event_id="evt_later", scheduled_change=scheduled, custom_data={"x": 1})),
+        delivery(
+            notification(
+                "subscription.updated", data, event_id="evt_later", scheduled_change=scheduled, custom_data={"x": 1}
+            )
+        ),
     )
     assert first.key == later.key == "paddle:subscription-cancel-scheduled:sub_01hv8x29kz0t586xy6zn1a62ny:1715509127"
     assert first.event == c.SUBSCRIPTION_CANCELLATION_SCHEDULED
@@ -320,9 +351,15 @@ def test_refund_waits_for_paddles_approval(provider, delivery, deliver, notifica
     assert deliver(provider, delivery(notification("adjustment.created"))) == []  # pending_approval
 
 
-def test_approved_refund_adjustment_is_a_refund_keyed_by_adjustment(provider, delivery, deliver, notification, settings, rendered):
+def test_approved_refund_adjustment_is_a_refund_keyed_by_adjustment(
+    provider, delivery, deliver, notification, settings, rendered
+):
     [fact] = deliver(provider, delivery(notification("adjustment.updated", status="approved")))
-    assert (fact.key, fact.event, fact.time) == ("paddle:refund:adj_01hvgf2s84dr6reszzg29zbvcm", c.REFUND_ISSUED, 1713170900)
+    assert (fact.key, fact.event, fact.time) == (
+        "paddle:refund:adj_01hvgf2s84dr6reszzg29zbvcm",
+        c.REFUND_ISSUED,
+        1713170900,
+    )
     assert fact.identity_from == ("paddle:payment-ref:txn_01hvcc93znj3mpqt1tenkjb04y",)
     assert fact.identity.customer == "ctm_01hv6y1jedq4p1n0yqn5ba3ky4"
     assert fact.properties == {c.REFUND_ID: "adj_01hvgf2s84dr6reszzg29zbvcm", c.REASON: "error"}

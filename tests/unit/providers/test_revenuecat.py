@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from revenue_webhooks import catalog as c
 from revenue_webhooks.facts import Identity
 from revenue_webhooks.providers import get_provider
@@ -60,7 +59,9 @@ def test_the_configured_authorization_value_is_accepted(provider, delivery, fixt
     provider.verify(delivery(fixture_bytes("revenuecat/sample-events_1.json")), [AUTHORIZATION])
 
 
-@pytest.mark.parametrize("sent", ["Bearer rc-4f9a1c2e7", "rc-4f9a1c2e7b", "bearer rc-4f9a1c2e7b", "Bearer rc-4f9a1c2e7bX"])
+@pytest.mark.parametrize(
+    "sent", ["Bearer rc-4f9a1c2e7", "rc-4f9a1c2e7b", "bearer rc-4f9a1c2e7b", "Bearer rc-4f9a1c2e7bX"]
+)
 def test_any_other_value_is_rejected(provider, delivery, fixture_bytes, sent):
     with pytest.raises(SignatureInvalid):
         provider.verify(delivery(fixture_bytes("revenuecat/sample-events_1.json"), authorization=sent), [AUTHORIZATION])
@@ -78,11 +79,17 @@ def test_no_configured_value_rejects_everything(provider, delivery, fixture_byte
 
 @pytest.mark.parametrize("sent", ["Bearer old-value", "Bearer new-value"])
 def test_any_of_several_rotated_values_is_accepted(provider, delivery, fixture_bytes, sent):
-    provider.verify(delivery(fixture_bytes("revenuecat/sample-events_1.json"), authorization=sent), ["Bearer old-value", "Bearer new-value"])
+    provider.verify(
+        delivery(fixture_bytes("revenuecat/sample-events_1.json"), authorization=sent),
+        ["Bearer old-value", "Bearer new-value"],
+    )
 
 
 def test_surrounding_whitespace_is_not_part_of_the_value(provider, delivery, fixture_bytes):
-    provider.verify(delivery(fixture_bytes("revenuecat/sample-events_1.json"), authorization=f" {AUTHORIZATION} "), [f"{AUTHORIZATION}\n"])
+    provider.verify(
+        delivery(fixture_bytes("revenuecat/sample-events_1.json"), authorization=f" {AUTHORIZATION} "),
+        [f"{AUTHORIZATION}\n"],
+    )
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -90,7 +97,11 @@ def test_surrounding_whitespace_is_not_part_of_the_value(provider, delivery, fix
 
 def test_parse_reads_the_event_id_type_and_environment(provider, delivery, sample, make_settings):
     parsed = provider.parse(delivery(sample(1)))
-    assert (parsed.event_id, parsed.event_type, parsed.livemode) == ("12345678-1234-1234-1234-123456789012", "INITIAL_PURCHASE", True)
+    assert (parsed.event_id, parsed.event_type, parsed.livemode) == (
+        "12345678-1234-1234-1234-123456789012",
+        "INITIAL_PURCHASE",
+        True,
+    )
     sandbox = provider.parse(delivery(sample(1, environment="SANDBOX")))
     assert sandbox.livemode is False
     assert not make_settings(MODE="live").accepts_mode(sandbox.livemode)
@@ -127,7 +138,9 @@ def test_initial_purchase_is_a_first_purchase_and_a_start(provider, delivery, de
         c.SUBSCRIPTION_ID: "123456789012345",
         c.PLAN: "com.subscription.weekly",
     }
-    assert purchase.identity == Identity(user_id="1234567890", device_id=ANONYMOUS_ORIGINAL, customer=ANONYMOUS_ORIGINAL)
+    assert purchase.identity == Identity(
+        user_id="1234567890", device_id=ANONYMOUS_ORIGINAL, customer=ANONYMOUS_ORIGINAL
+    )
     event = rendered(purchase, settings)
     assert (event[c.REVENUE], event[c.CURRENCY], event[c.ORDER_ID]) == (4.99, "USD", "123456789012345")
     assert (started.key, started.event, started.properties[c.STATUS]) == (
@@ -143,7 +156,9 @@ def test_trial_start_collects_nothing_and_starts_trialing(provider, delivery, de
     assert (started.properties[c.STATUS], started.properties[c.TRIAL_END]) == ("trialing", "2022-07-28T07:08:37Z")
 
 
-def test_renewal_is_a_renewal_purchase_in_the_purchased_currency(provider, delivery, deliver, sample, settings, rendered):
+def test_renewal_is_a_renewal_purchase_in_the_purchased_currency(
+    provider, delivery, deliver, sample, settings, rendered
+):
     purchase, renewal = deliver(provider, delivery(sample(2)))
     assert purchase.properties[c.PURCHASE_TYPE] == c.SUBSCRIPTION_RENEWAL
     assert (rendered(purchase, settings)[c.REVENUE], purchase.money.currency) == (7.99, "EUR")  # not the USD `price`
@@ -162,7 +177,13 @@ def test_non_renewing_purchase_is_one_time(provider, delivery, deliver, sample, 
 
 @pytest.mark.parametrize(
     ("price", "currency", "revenue"),
-    [(1200.0, "JPY", 1200), (1200, "JPY", 1200), (1.25, "KWD", 1.25), (5.125, "KWD", 5.125), (0.9900000000000001, "USD", 0.99)],
+    [
+        (1200.0, "JPY", 1200),
+        (1200, "JPY", 1200),
+        (1.25, "KWD", 1.25),
+        (5.125, "KWD", 5.125),
+        (0.9900000000000001, "USD", 0.99),
+    ],
 )
 def test_revenue_is_the_price_in_major_units_of_the_purchased_currency(
     provider, delivery, deliver, sample, settings, rendered, price, currency, revenue
@@ -173,7 +194,9 @@ def test_revenue_is_the_price_in_major_units_of_the_purchased_currency(
     assert type(event[c.REVENUE]) is type(revenue)
 
 
-def test_customer_support_cancellation_with_negative_price_is_a_refund(provider, delivery, deliver, sample, settings, rendered):
+def test_customer_support_cancellation_with_negative_price_is_a_refund(
+    provider, delivery, deliver, sample, settings, rendered
+):
     [fact] = deliver(provider, delivery(sample(9)))
     assert (fact.key, fact.event, fact.time) == ("revenuecat:refund:100000000000000", c.REFUND_ISSUED, 1601337615)
     assert fact.identity.user_id == "user_1234"  # the anonymous app user's one identified alias
@@ -195,11 +218,23 @@ def test_unsubscribe_cancellation_is_a_scheduled_cancellation(provider, delivery
         c.REASON: "UNSUBSCRIBE",
     }
     anonymous = "$RCAnonymousID:12345678-1234-1234-1234-123456789123"
-    assert fact.identity == Identity(user_id="user_1234", device_id=anonymous, customer="$RCAnonymousID:12345678-1234-ABCD-1234-123456789123")
+    assert fact.identity == Identity(
+        user_id="user_1234", device_id=anonymous, customer="$RCAnonymousID:12345678-1234-ABCD-1234-123456789123"
+    )
 
 
 def test_anonymous_user_without_an_identified_alias_is_only_a_device(provider, delivery, deliver, sample):
-    [fact] = deliver(provider, delivery(sample(12, app_user_id="$RCAnonymousID:abc", aliases=["$RCAnonymousID:abc"], original_app_user_id="$RCAnonymousID:abc")))
+    [fact] = deliver(
+        provider,
+        delivery(
+            sample(
+                12,
+                app_user_id="$RCAnonymousID:abc",
+                aliases=["$RCAnonymousID:abc"],
+                original_app_user_id="$RCAnonymousID:abc",
+            )
+        ),
+    )
     assert fact.identity == Identity(user_id=None, device_id="$RCAnonymousID:abc", customer="$RCAnonymousID:abc")
 
 
@@ -233,7 +268,10 @@ def test_uncancellation_reactivates(provider, delivery, deliver, sample):
 def test_product_change_changes_the_plan(provider, delivery, deliver, sample):
     [fact] = deliver(provider, delivery(sample(10)))
     assert fact.event == c.SUBSCRIPTION_CHANGED
-    assert (fact.properties[c.FROM_PLAN], fact.properties[c.TO_PLAN]) == ("com.revenuecat.myapp.monthly", "com.revenuecat.myapp.yearly")
+    assert (fact.properties[c.FROM_PLAN], fact.properties[c.TO_PLAN]) == (
+        "com.revenuecat.myapp.monthly",
+        "com.revenuecat.myapp.yearly",
+    )
     assert fact.profile is not None and fact.profile.plan == "com.revenuecat.myapp.yearly"
 
 

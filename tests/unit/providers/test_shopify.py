@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import pytest
-
 from revenue_webhooks import catalog as c
 from revenue_webhooks.facts import Fact, Identity
 from revenue_webhooks.providers import get_provider
@@ -64,7 +63,9 @@ def delivery(make_request):
             "X-Shopify-API-Version": "2025-01",
             **{name.replace("_", "-"): value for name, value in headers.items()},
         }
-        return make_request(raw, {k: v for k, v in sent.items() if v is not None}, received_at_ms=received_at_ms, route="shopify")
+        return make_request(
+            raw, {k: v for k, v in sent.items() if v is not None}, received_at_ms=received_at_ms, route="shopify"
+        )
 
     return make
 
@@ -91,7 +92,9 @@ def test_tampered_body_is_rejected(provider, delivery, order, make_request):
     tampered = signed.body.replace(b'"409.94"', b'"1.00"')
     assert tampered != signed.body
     with pytest.raises(SignatureInvalid):
-        provider.verify(make_request(tampered, dict(signed.headers), received_at_ms=RECEIVED_MS, route="shopify"), [SECRET])
+        provider.verify(
+            make_request(tampered, dict(signed.headers), received_at_ms=RECEIVED_MS, route="shopify"), [SECRET]
+        )
 
 
 def test_wrong_secret_is_rejected(provider, delivery, order):
@@ -106,7 +109,9 @@ def test_no_configured_secret_rejects_everything(provider, delivery, order):
 
 @pytest.mark.parametrize("signing_secret", ["shpss_old", "shpss_new"])
 def test_any_of_several_rotated_secrets_is_accepted(provider, delivery, order, signing_secret):
-    provider.verify(delivery("orders/paid", order, secret=signing_secret), ["shpss_unrelated", "shpss_old", "shpss_new"])
+    provider.verify(
+        delivery("orders/paid", order, secret=signing_secret), ["shpss_unrelated", "shpss_old", "shpss_new"]
+    )
 
 
 def test_missing_hmac_header_is_rejected(provider, delivery, order):
@@ -142,7 +147,10 @@ def test_triggered_at_in_the_future_is_rejected(provider, delivery, order):
 def test_window_is_measured_from_the_request_time_not_the_clock(provider, delivery, order):
     """A 2008 delivery received in 2008 is fresh: the clock running this test is never consulted."""
     request = delivery(
-        "orders/paid", order, received_at_ms=ORDER_TIME * 1000 + 5_000, **{"X-Shopify-Triggered-At": "2008-01-10T16:00:00Z"}
+        "orders/paid",
+        order,
+        received_at_ms=ORDER_TIME * 1000 + 5_000,
+        **{"X-Shopify-Triggered-At": "2008-01-10T16:00:00Z"},
     )
     provider.verify(request, [SECRET])
 
@@ -212,7 +220,13 @@ def test_cart_attributes_name_the_app_user(provider, delivery, deliver, order):
 
 @pytest.mark.parametrize(
     ("total", "currency", "revenue"),
-    [("409.94", "USD", 409.94), ("1200", "JPY", 1200), ("1200.00", "JPY", 1200), ("5.125", "KWD", 5.125), ("0.5", "usd", 0.5)],
+    [
+        ("409.94", "USD", 409.94),
+        ("1200", "JPY", 1200),
+        ("1200.00", "JPY", 1200),
+        ("5.125", "KWD", 5.125),
+        ("0.5", "usd", 0.5),
+    ],
 )
 def test_revenue_is_the_total_in_major_units_of_its_currency(
     provider, delivery, deliver, order, settings, rendered, total, currency, revenue
@@ -223,7 +237,9 @@ def test_revenue_is_the_total_in_major_units_of_its_currency(
     assert type(event[c.REVENUE]) is type(revenue)
 
 
-def test_multi_currency_orders_count_what_the_customer_was_charged(provider, delivery, deliver, order, settings, rendered):
+def test_multi_currency_orders_count_what_the_customer_was_charged(
+    provider, delivery, deliver, order, settings, rendered
+):
     charged = {
         "shop_money": {"amount": "409.94", "currency_code": "USD"},
         "presentment_money": {"amount": "61900", "currency_code": "JPY"},
@@ -246,7 +262,9 @@ def test_subscription_renewal_orders_are_renewals(provider, delivery, deliver, o
     )
 
 
-def test_refund_is_its_successful_refund_transactions_keyed_by_refund(provider, delivery, deliver, refund, settings, rendered):
+def test_refund_is_its_successful_refund_transactions_keyed_by_refund(
+    provider, delivery, deliver, refund, settings, rendered
+):
     [fact] = deliver(provider, delivery("refunds/create", refund))
     assert (fact.key, fact.event, fact.time) == ("shopify:refund:509562969", c.REFUND_ISSUED, REFUND_TIME)
     assert fact.identity_from == ("shopify:payment-ref:450789469",)  # the refund body does not name the buyer
@@ -278,7 +296,11 @@ def test_restock_only_refund_moves_no_money(provider, delivery, deliver, refund)
 def test_cancelled_order_reports_its_refunds_under_the_same_keys(provider, delivery, deliver, order, refund):
     [from_refund] = deliver(provider, delivery("refunds/create", refund))
     [from_cancel] = deliver(provider, delivery("orders/cancelled", {**order, "refunds": [refund]}))
-    assert (from_cancel.key, from_cancel.money, from_cancel.time) == (from_refund.key, from_refund.money, from_refund.time)
+    assert (from_cancel.key, from_cancel.money, from_cancel.time) == (
+        from_refund.key,
+        from_refund.money,
+        from_refund.time,
+    )
     assert from_cancel.identity.customer == "207119551"
 
 
@@ -303,7 +325,9 @@ def test_contract_creation_starts_a_subscription_at_the_receipt_time(provider, d
     ("topic", "status", "reason"),
     [("subscription_contracts/cancel", "cancelled", None), ("subscription_contracts/expire", "expired", "expired")],
 )
-def test_contract_cancel_and_expiry_end_the_subscription(provider, delivery, deliver, fixture_json, topic, status, reason):
+def test_contract_cancel_and_expiry_end_the_subscription(
+    provider, delivery, deliver, fixture_json, topic, status, reason
+):
     contract = {**fixture_json("shopify/docs_subscription_contracts_create.json"), "status": status}
     [fact] = deliver(provider, delivery(topic, contract))
     assert (fact.key, fact.event) == ("shopify:subscription-end:9998878778", c.SUBSCRIPTION_CANCELLED)

@@ -61,3 +61,10 @@ def produced_by() -> dict[str, dict[str, list[str]]]:
             for event in events:
                 table.setdefault(event, {}).setdefault(route, []).append(provider_type)
     return table
+
+
+def validate(settings: Any) -> None:
+    """Check configuration that providers own (the Standard Webhooks mapping) at cold start, not at a first webhook."""
+    mapping = getattr(settings, "standard_webhooks_mapping", None)
+    if mapping:
+        _module(STANDARD_WEBHOOKS_MODULE).validate_mapping(mapping)

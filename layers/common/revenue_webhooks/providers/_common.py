@@ -112,6 +112,16 @@ def major_money(amount: Any, currency: Any, *, round_to_currency: bool = False) 
         return None
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: payload shapes are never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[Any]:
+    """`value` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def as_id(value: Any) -> str | None:
     """A provider id as a string (Shopify and Lemon Squeezy send integers); None for blanks and bools."""
     if isinstance(value, bool) or value is None:

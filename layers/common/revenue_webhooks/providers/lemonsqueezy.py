@@ -84,7 +84,8 @@ class LemonSqueezyProvider(Provider):
         data_type, data_id = dig(body, "data", "type"), as_id(dig(body, "data", "id"))
         if not isinstance(event_name, str) or not event_name or not isinstance(data_type, str) or not data_id:
             raise PayloadInvalid("not a Lemon Squeezy webhook: meta.event_name, data.type and data.id are required")
-        attributes = dig(body, "data", "attributes") or {}
+        attributes = dig(body, "data", "attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
         version = attributes.get("updated_at") or attributes.get("created_at") or ""
         test_mode = dig(body, "meta", "test_mode")
         if not isinstance(test_mode, bool):
@@ -96,22 +97,22 @@ class LemonSqueezyProvider(Provider):
         return event_type in PRODUCES
 
     def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
-        body = parse_json_object(event.body)
-        handler = _HANDLERS.get(dig(body, "meta", "event_name") or "")
+        handler = _HANDLERS.get(event.event_type)
+        body = parse_json_object(event.body) if handler else {}
         if (
             handler is None
             or not as_id(dig(body, "data", "id"))
             or not isinstance(dig(body, "data", "attributes"), dict)
         ):
             return []
-        return handler(_Event(body, self.settings))
+        return handler(_Event(body, event.event_type, self.settings))
 
 
 class _Event:
     """One Lemon Squeezy webhook: the object (`data`), its attributes and the checkout's custom data."""
 
-    def __init__(self, body: dict[str, Any], settings: Any) -> None:
-        self.name: str = body["meta"]["event_name"]
+    def __init__(self, body: dict[str, Any], name: str, settings: Any) -> None:
+        self.name = name
         self.id: str = as_id(body["data"]["id"]) or ""
         self.attributes: dict[str, Any] = body["data"]["attributes"]
         self.custom_data = dig(body, "meta", "custom_data")
@@ -218,7 +219,7 @@ def _refund(e: _Event, object_id: str) -> list[Fact | Deferred]:
 
 
 def _subscription_created(e: _Event) -> list[Fact | Deferred]:
-    status = STATUS_BY_SUBSCRIPTION_STATUS.get(e.attributes.get("status") or "")
+    status = STATUS_BY_SUBSCRIPTION_STATUS.get(str(e.attributes.get("status")))
     if status is None:
         return []
     plan = _plan(e.attributes)

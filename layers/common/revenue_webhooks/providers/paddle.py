@@ -24,7 +24,7 @@ from .. import catalog as c
 from ..envelope import QueuedEvent
 from ..facts import Deferred, Fact, Identity, ProfileEffect
 from ..identity import buyer_ip, resolve
-from ._common import check_window, hmac_sha256, iso_utc, minor_money, unix_from_iso
+from ._common import check_window, hmac_sha256, iso_utc, minor_money, obj, unix_from_iso
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
@@ -105,9 +105,9 @@ class PaddleProvider(Provider):
         return event_type in PRODUCES
 
     def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
-        payload = parse_json_object(event.body)
-        handler = _HANDLERS.get(payload.get("event_type", ""))
-        if handler is None or not isinstance(payload.get("data"), dict):
+        handler = _HANDLERS.get(event.event_type)
+        payload = parse_json_object(event.body) if handler else {}
+        if handler is None or not isinstance(payload.get("data"), dict) or not isinstance(payload.get("event_id"), str):
             return []
         return handler(_Event(payload, self.settings))
 
@@ -138,12 +138,12 @@ class _Event:
 def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
     txn = e.data
     txn_id = txn.get("id")
-    totals = dig(txn, "details", "totals") or {}
+    totals = obj(dig(txn, "details", "totals"))
     money = minor_money(totals.get("grand_total"), totals.get("currency_code") or txn.get("currency_code"))
     if not isinstance(txn_id, str) or not txn_id or money is None or money.minor <= 0:
         return []  # zero-amount transactions (trials, payment-method changes) collect nothing
     subscription = txn.get("subscription_id") if isinstance(txn.get("subscription_id"), str) else None
-    origin = txn.get("origin") or ""
+    origin = txn.get("origin") if isinstance(txn.get("origin"), str) else ""
     purchase_type = PURCHASE_TYPE_BY_ORIGIN.get(origin, c.SUBSCRIPTION_INITIAL if subscription else c.ONE_TIME)
     item = _plan_item(txn.get("items"))
     plan = _plan(item, dig(txn, "details", "line_items"))
@@ -256,7 +256,7 @@ def _adjustment(e: _Event) -> list[Fact | Deferred]:
     adjustment_id, txn_id = adjustment.get("id"), adjustment.get("transaction_id")
     if adjustment.get("action") != "refund" or adjustment.get("status") != "approved":
         return []  # pending_approval and rejected refunds moved no money; credits and chargebacks are not refunds
-    totals = adjustment.get("totals") or {}
+    totals = obj(adjustment.get("totals"))
     money = minor_money(totals.get("total"), totals.get("currency_code") or adjustment.get("currency_code"))
     if not isinstance(adjustment_id, str) or not adjustment_id or money is None or money.minor <= 0:
         return []
@@ -322,7 +322,7 @@ def _plan(item: dict[str, Any] | None, line_items: Any = None) -> str | None:
     """The product's name when known (subscription items carry it, transactions in line items), else the price's."""
     if not isinstance(item, dict):
         return None
-    price = item.get("price") if isinstance(item.get("price"), dict) else {}
+    price = obj(item.get("price"))
     product = dig(item, "product", "name")
     if not product and isinstance(line_items, list):
         product = next(
@@ -333,11 +333,12 @@ def _plan(item: dict[str, Any] | None, line_items: Any = None) -> str | None:
             ),
             None,
         )
-    return product or price.get("name") or price.get("product_id") or price.get("id")
+    names = (product, price.get("name"), price.get("product_id"), price.get("id"))
+    return next((name for name in names if isinstance(name, str) and name), None)
 
 
 def _price_properties(item: dict[str, Any] | None, plan: str | None) -> dict[str, Any]:
-    price = (item or {}).get("price") if isinstance((item or {}).get("price"), dict) else {}
+    price = obj(obj(item).get("price"))
     properties = {c.PLAN: plan, c.PRICE: price.get("id"), c.INTERVAL: dig(price, "billing_cycle", "interval")}
     return {key: value for key, value in properties.items() if value}
 

@@ -26,7 +26,7 @@ from ..envelope import QueuedEvent
 from ..facts import Deferred, Fact, Identity, ProfileEffect
 from ..identity import resolve
 from ..money import Money
-from ._common import as_id, iso_utc, major_money, unix_from_number
+from ._common import as_id, iso_utc, major_money
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
@@ -103,8 +103,11 @@ class _Event:
         self.identity = _identity(event, settings)
 
     def ms(self, field: str) -> int | None:
+        """Unix seconds from one of RevenueCat's `*_ms` fields (always milliseconds)."""
         value = self.event.get(field)
-        return unix_from_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**15:
+            return None
+        return int(value) // 1000
 
     def time(self, *fields: str) -> int:
         for field in fields:
@@ -331,7 +334,8 @@ def _identity(event: dict[str, Any], settings: Any) -> Identity:
     """App user (never an anonymous id), anonymous id as the device, original app user as the customer."""
     app_user = as_id(event.get("app_user_id"))
     original = as_id(event.get("original_app_user_id"))
-    aliases = [alias for alias in (as_id(a) for a in event.get("aliases") or []) if alias]
+    raw_aliases = event.get("aliases") if isinstance(event.get("aliases"), list) else []
+    aliases = [alias for alias in (as_id(a) for a in raw_aliases) if alias]
     candidates = [app_user, original, *aliases]
     known = [value for value in candidates if value and not value.startswith(ANONYMOUS_PREFIX)]
     anonymous = next((value for value in candidates if value and value.startswith(ANONYMOUS_PREFIX)), None)

@@ -27,7 +27,7 @@ from ..envelope import QueuedEvent
 from ..facts import Deferred, Fact, Identity, ProfileEffect
 from ..identity import buyer_ip, resolve
 from ..money import Money
-from ._common import as_id, check_window, hmac_sha256, major_money, unix_from_iso
+from ._common import as_id, check_window, hmac_sha256, items, major_money, unix_from_iso
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
@@ -144,7 +144,7 @@ def _order_paid(e: _Event) -> list[Fact | Deferred]:
     attributes = _note_attributes(order)
     identity = resolve(e.settings, [attributes], customer=as_id(dig(order, "customer", "id")))
     ip = buyer_ip(e.settings, [attributes])
-    renewal = order.get("source_name") in RENEWAL_SOURCES
+    renewal = str(order.get("source_name")) in RENEWAL_SOURCES
     facts: list[Fact | Deferred] = [
         Fact(
             key=f"{NAME}:payment:{order_id}",
@@ -183,7 +183,7 @@ def _order_cancelled(e: _Event) -> list[Fact | Deferred]:
     order = e.body
     identity = resolve(e.settings, [_note_attributes(order)], customer=as_id(dig(order, "customer", "id")))
     facts: list[Fact | Deferred] = []
-    for refund in order.get("refunds") or []:
+    for refund in items(order.get("refunds")):
         if isinstance(refund, dict):
             facts += _refund_facts(refund, order_id=as_id(order.get("id")), identity=identity)
     return facts
@@ -294,7 +294,7 @@ def _order_money(order: dict[str, Any]) -> Money | None:
 def _refunded(transactions: Any) -> Money | None:
     """Sum of a refund's successful `refund` transactions; None when absent or in several currencies."""
     total: Money | None = None
-    for transaction in transactions if isinstance(transactions, list) else []:
+    for transaction in items(transactions):
         if not isinstance(transaction, dict):
             continue
         if transaction.get("kind") != "refund" or transaction.get("status") != "success":
@@ -330,7 +330,7 @@ def _livemode(body: dict[str, Any]) -> bool | None:
     """Orders carry `test`; refunds carry it on their transactions; contracts have no flag."""
     if isinstance(body.get("test"), bool):
         return not body["test"]
-    flags = [t.get("test") for t in body.get("transactions") or [] if isinstance(t, dict)]
+    flags = [t.get("test") for t in items(body.get("transactions")) if isinstance(t, dict)]
     flags = [flag for flag in flags if isinstance(flag, bool)]
     return (not any(flags)) if flags else None
 

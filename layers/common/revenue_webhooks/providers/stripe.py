@@ -11,7 +11,6 @@ API versions embed in `charge.refunded`. Payloads are read in old (2018+) and ne
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,7 +19,7 @@ from .. import catalog as c
 from ..envelope import QueuedEvent
 from ..facts import Deferred, Fact, Identity, ProfileEffect
 from ..identity import buyer_ip, resolve
-from ..money import Money
+from ._common import iso_utc, minor_money
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
@@ -83,6 +82,8 @@ class StripeProvider(Provider):
         header = request.header("stripe-signature")
         if not header:
             raise SignatureInvalid("missing Stripe-Signature header")
+        if not header.isascii():  # stripe-python's compare raises TypeError on non-ASCII text
+            raise SignatureInvalid("Stripe-Signature is not ASCII")
         # stripe-python's tolerance check only rejects the past; a far-future timestamp is our check.
         timestamp = _signed_timestamp(header)
         now = request.received_at_ms / 1000
@@ -147,7 +148,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
     session = e.obj
     if session.get("mode") != "payment" or session.get("payment_status") != "paid":
         return []  # setup mode, subscriptions (counted by their invoice), unpaid delayed methods
-    money = _money(session.get("amount_total"), session.get("currency"))
+    money = minor_money(session.get("amount_total"), session.get("currency"))
     if money is None or money.minor <= 0:
         return []
     metadata = session.get("metadata")
@@ -172,7 +173,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
     invoice = e.obj
     if invoice.get("status") not in (None, "paid") or invoice.get("paid") is False:
         return []
-    money = _money(invoice.get("amount_paid"), invoice.get("currency"))
+    money = minor_money(invoice.get("amount_paid"), invoice.get("currency"))
     if money is None or money.minor <= 0:
         return []  # trials and 100%-coupon invoices collect nothing
     subscription = _invoice_subscription(invoice)
@@ -241,7 +242,7 @@ def _charge_refunded(e: _Event) -> list[Fact | Deferred]:
 def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | None) -> list[Fact | Deferred]:
     if refund.get("status") in ("failed", "canceled"):
         return []
-    money = _money(refund.get("amount"), refund.get("currency"))
+    money = minor_money(refund.get("amount"), refund.get("currency"))
     refund_id = refund.get("id")
     if money is None or money.minor <= 0 or not refund_id:
         return []
@@ -300,7 +301,7 @@ def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
                     e,
                     f"subscription-cancel-scheduled:{sub['id']}:{e.id}",
                     c.SUBSCRIPTION_CANCELLATION_SCHEDULED,
-                    {c.CANCEL_AT: _iso(cancel_at)} if cancel_at else {},
+                    {c.CANCEL_AT: iso_utc(cancel_at)} if cancel_at else {},
                     None,
                 )
             )
@@ -333,7 +334,7 @@ def _trial_will_end(e: _Event) -> list[Fact | Deferred]:
         return []
     return [
         _subscription_fact(
-            e, f"trial-ending:{e.obj['id']}:{trial_end}", c.TRIAL_ENDING, {c.TRIAL_END: _iso(trial_end)}, None
+            e, f"trial-ending:{e.obj['id']}:{trial_end}", c.TRIAL_ENDING, {c.TRIAL_END: iso_utc(trial_end)}, None
         )
     ]
 
@@ -341,7 +342,7 @@ def _trial_will_end(e: _Event) -> list[Fact | Deferred]:
 def _invoice_payment_failed(e: _Event) -> list[Fact | Deferred]:
     invoice = e.obj
     attempt = int(invoice.get("attempt_count") or 0)
-    money = _money(invoice.get("amount_due"), invoice.get("currency"))
+    money = minor_money(invoice.get("amount_due"), invoice.get("currency"))
     metadata = _invoice_metadata(invoice)
     properties: dict[str, Any] = {c.ATTEMPT: attempt}
     subscription = _invoice_subscription(invoice)
@@ -378,7 +379,7 @@ def _payment_intent_failed(e: _Event) -> list[Fact | Deferred]:
             event=c.PAYMENT_FAILED,
             time=e.created,
             identity=e.identity(metadata),
-            money=_money(intent.get("amount"), intent.get("currency")),
+            money=minor_money(intent.get("amount"), intent.get("currency")),
             order_id=intent["id"],
             properties=properties,
             ip=e.ip(metadata),
@@ -395,7 +396,7 @@ def _subscription_started(e: _Event) -> Fact:
     if quantity:
         properties[c.QUANTITY] = quantity
     if sub.get("status") == "trialing" and sub.get("trial_end"):
-        properties[c.TRIAL_END] = _iso(sub["trial_end"])
+        properties[c.TRIAL_END] = iso_utc(sub["trial_end"])
     return _subscription_fact(
         e,
         f"subscription-start:{sub['id']}",
@@ -422,15 +423,6 @@ def _subscription_fact(
 
 
 # --- field readers, old and new API shapes -------------------------------------------------
-
-
-def _money(amount: Any, currency: Any) -> Money | None:
-    if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(currency, str):
-        return None
-    try:
-        return Money(amount, currency)
-    except ValueError:
-        return None
 
 
 def _id_of(value: Any) -> str | None:
@@ -509,16 +501,17 @@ def _cancel_scheduled(state: dict[str, Any]) -> bool:
     return any(bool(state.get(flag)) for flag in CANCEL_FLAGS)
 
 
-def _iso(timestamp: Any) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(timestamp)))
-
-
 def _signed_timestamp(header: str) -> int | None:
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
+    """The `t` that stripe-python verifies: the first item whose key is exactly `t`, read as it reads it.
+
+    Parsed the library's way (no trimming, `split("=", 2)`), so that a padded ` t=<now>` in front of a
+    future-signed `t=` cannot pass this check while the library verifies the future one.
+    """
+    for item in header.split(","):
+        parts = item.split("=", 2)
+        if parts[0] == "t" and len(parts) > 1:
             try:
-                return int(value)
+                return int(parts[1])
             except ValueError:
                 return None
     return None
