@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,30 @@ from devstack.template import Template
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STRIPE_SECRET = "whsec_test_" + "a" * 32
+# One signing secret per route; "acme" is the Standard Webhooks sender of docs/providers.md's worked example.
+SECRETS = {
+    "stripe": STRIPE_SECRET,
+    "shopify": "shpss_harness_secret",
+    "paddle": "pdl_ntfset_harness_secret",
+    "lemonsqueezy": "ls-harness-secret",
+    "revenuecat": "Bearer rc-harness-authorization",
+    "acme": "whsec_" + base64.b64encode(b"harness-standard-webhooks-key").decode(),
+}
+SECRET_LOGICAL_IDS = {
+    "stripe": "StripeWebhookSecret",
+    "shopify": "ShopifyWebhookSecret",
+    "paddle": "PaddleWebhookSecret",
+    "lemonsqueezy": "LemonSqueezyWebhookSecret",
+    "revenuecat": "RevenueCatWebhookSecret",
+}
+
+
+def documented_standard_webhooks_mapping() -> str:
+    """The worked example of docs/providers.md, as a deployment would pass it."""
+    docs = (Path(__file__).parent.parent / "docs" / "providers.md").read_text()
+    start = docs.index('{\n  "acme"')
+    return json.dumps(json.loads(docs[start : docs.index("```", start)]))
+
 
 # Retries in tests wait milliseconds, not Mixpanel's seconds.
 FAST_BACKOFF = {
@@ -50,6 +76,21 @@ def stripe_checkout(tag: str, *, created: int = 1_700_000_000, user_id: str | No
     if user_id:
         session["metadata"] = {"user_id": user_id}
     return json.dumps(event).encode()
+
+
+@dataclass
+class Fates:
+    """Where each `stripe_checkout(tag)` webhook ended: in Mixpanel, in the dead-letter queue, or nowhere."""
+
+    delivered: Counter[str]  # tag -> its events after Mixpanel's dedup (Order ID cs_<tag>)
+    ingested: Counter[str]  # tag -> its events as ingested, retries' duplicates included
+    dead_letters: dict[str, dict[str, Any]]  # tag -> its dead letter (event_id attribute evt_<tag>)
+
+    def lost(self, tags: list[str]) -> list[str]:
+        return [tag for tag in tags if not self.delivered[tag] and tag not in self.dead_letters]
+
+    def duplicated(self) -> list[str]:
+        return sorted(tag for tag, copies in self.delivered.items() if copies > 1)
 
 
 def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
@@ -94,7 +135,13 @@ class Pipeline:
         mixpanel_credentials: dict[str, str] | None = None,
         forwarder_timeout_s: float | None = None,
     ) -> None:
-        self.template = Template(parameters={"Mode": "any", **(parameters or {})})
+        self.template = Template(
+            parameters={
+                "Mode": "any",
+                "StandardWebhooksMapping": documented_standard_webhooks_mapping(),
+                **(parameters or {}),
+            }
+        )
         self.moto = MotoServer().start()
         self.mixpanel = MixpanelServer(credentials=DEMO_CREDENTIALS).start()
         creds = mixpanel_credentials or {
@@ -107,7 +154,11 @@ class Pipeline:
             self.template,
             self.moto.endpoint,
             stack=f"t{int(time.time() * 1000) % 10**8}",
-            secret_values={"StripeWebhookSecret": STRIPE_SECRET, "MixpanelCredentials": json.dumps(creds)},
+            secret_values={
+                **{logical: SECRETS[route] for route, logical in SECRET_LOGICAL_IDS.items()},
+                "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
+                "MixpanelCredentials": json.dumps(creds),
+            },
             queue_overrides={"EventsQueue": {"VisibilityTimeout": str(visibility_timeout_s)}},
         )
         resolve = self.resources.resolver
@@ -183,6 +234,17 @@ class Pipeline:
                 QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
         return list(found.values())
+
+    def fates(self) -> Fates:
+        def tags(events: list[dict[str, Any]]) -> Counter[str]:
+            return Counter(str(e["properties"].get("Order ID", "")).removeprefix("cs_") for e in events)
+
+        dead = {
+            m["MessageAttributes"]["event_id"]["StringValue"].removeprefix("evt_"): m
+            for m in self.dead_letters()
+            if "event_id" in m.get("MessageAttributes", {})
+        }
+        return Fates(tags(self.mixpanel.events()), tags(self.mixpanel.raw_events()), dead)
 
     def reset(self) -> None:
         """Empty queues, ledger and Mixpanel: a fresh deployment for the next example."""

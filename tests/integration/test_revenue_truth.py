@@ -179,3 +179,20 @@ def test_concurrent_forwarders_never_count_a_fact_twice(shared: Pipeline) -> Non
         thread.join()
     assert results.count(True) == len(facts)
     assert shared.customer_totals("stripe:cus_race")["purchases"] == len(facts)
+
+
+def test_email_reaches_profiles_only_when_turned_on() -> None:
+    for send_email, expected in (("false", None), ("true", "buyer@example.com")):
+        running = Pipeline(extra_env={"SEND_EMAIL": send_email})
+        try:
+            event = full_history(customer="cus_mail", user_id="user-mail")[0]
+            event["data"]["object"]["customer_details"] = {"email": "buyer@example.com"}
+            running.post_stripe(json.dumps(event).encode())
+            assert running.drain()
+            assert running.mixpanel.profiles()["user-mail"].get("$email") == expected
+            assert ("buyer@example.com" in json.dumps(running.customer_totals("stripe:cus_mail"))) is (
+                expected is not None
+            )
+            assert "buyer@example.com" not in json.dumps(running.mixpanel.events())
+        finally:
+            running.close()

@@ -65,6 +65,8 @@ class Fact:
     properties: dict[str, Any] = field(default_factory=dict)
     profile: ProfileEffect | None = None
     ip: str | None = None
+    # The buyer's e-mail, for profiles only when SEND_EMAIL is on (PII; never an event property).
+    email: str | None = None
     # Payment references this fact establishes (a purchase names its payment intent,
     # charge and invoice) so later facts about the same payment find its user.
     links: tuple[str, ...] = ()

@@ -161,6 +161,8 @@ class Forwarder:
         for message in live:
             try:
                 for fact in message.facts:
+                    if fact.email and not self.settings.send_email:
+                        fact = replace(fact, email=None)  # PII stays out of the ledger unless asked for
                     event = known.get(fact.key)
                     if event is None:
                         try:

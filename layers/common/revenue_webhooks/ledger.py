@@ -52,6 +52,8 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
         updated["user_id"], updated["user_id_at"] = fact.identity.user_id, fact.time
     if fact.identity.customer:
         updated["customer"] = fact.identity.customer
+    if fact.email and fact.time >= int(totals.get("email_at") or 0):
+        updated["email"], updated["email_at"] = fact.email, fact.time
     return updated
 
 

@@ -164,6 +164,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             properties={c.PURCHASE_TYPE: c.ONE_TIME},
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
+            email=dig(session, "customer_details", "email") or session.get("customer_email"),
             links=tuple(payment_ref(ref) for ref in (session["id"], payment_intent) if ref),
         )
     ]
@@ -202,6 +203,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             properties=properties,
             profile=ProfileEffect(purchases=1, revenue=money, plan=_plan(price) if subscription else None),
             ip=e.ip(*metadata),
+            email=invoice.get("customer_email"),
             links=tuple(payment_ref(ref) for ref in refs if ref),
         )
     ]
