@@ -74,6 +74,9 @@ class Provider(ABC):
     #: The route segment, `/webhooks/<name>`, and the prefix of every fact key.
     name: str
 
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings  # config.Settings: tolerances, identity keys, mode
+
     @abstractmethod
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         """Raise `SignatureInvalid` or `TimestampOutOfTolerance` unless one of `secrets` signed `request`.

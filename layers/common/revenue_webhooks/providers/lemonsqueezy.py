@@ -67,9 +67,6 @@ def payment_ref(object_id: str) -> str:
 class LemonSqueezyProvider(Provider):
     name = NAME
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         given = request.header(SIGNATURE_HEADER)
         if not given:

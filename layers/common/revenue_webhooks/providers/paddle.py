@@ -69,9 +69,6 @@ def payment_ref(transaction_id: str) -> str:
 class PaddleProvider(Provider):
     name = NAME
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         header = request.header(SIGNATURE_HEADER)
         if not header:

@@ -61,9 +61,6 @@ def create(settings: Any) -> RevenueCatProvider:
 class RevenueCatProvider(Provider):
     name = NAME
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         given = (request.header("authorization") or "").strip()
         if not given:

@@ -80,9 +80,6 @@ def contract_ref(contract_id: str) -> str:
 class ShopifyProvider(Provider):
     name = NAME
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         given = request.header(HMAC_HEADER)
         if not given:

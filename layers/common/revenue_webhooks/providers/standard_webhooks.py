@@ -288,7 +288,7 @@ def payment_ref(sender: str, order_id: str) -> str:
 
 class StandardWebhooksProvider(Provider):
     def __init__(self, settings: Any, sender: SenderMapping) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.sender = sender
         self.name = sender.name
 

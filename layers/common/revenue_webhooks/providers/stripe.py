@@ -75,9 +75,6 @@ def payment_ref(object_id: str) -> str:
 class StripeProvider(Provider):
     name = NAME
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         header = request.header("stripe-signature")
         if not header:
