@@ -22,7 +22,7 @@ from devstack import signing
 from devstack.aws import MotoServer, provision
 from devstack.esm import EventSourceMapping
 from devstack.lambda_runtime import LambdaContext, context_for, load_handler
-from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+from devstack.mixpanel_server import DEMO_CREDENTIALS, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, MixpanelServer
 from devstack.template import Template
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,6 +60,8 @@ FAST_BACKOFF = {
     "MIXPANEL_JITTER_MAX_SECONDS": "0.01",
     "MIXPANEL_READ_TIMEOUT_SECONDS": "2",
 }
+# For fault tests: an answer slower than 0.3 s is a timeout (the Mixpanel test server's slow faults wait longer).
+SHORT_TIMEOUTS = {"MIXPANEL_READ_TIMEOUT_SECONDS": "0.3", "MIXPANEL_CONNECT_TIMEOUT_SECONDS": "0.5"}
 
 
 def fixture_bytes(*parts: str) -> bytes:
@@ -234,6 +236,21 @@ class Pipeline:
                 QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
         return list(found.values())
+
+    def limit_breaches(self) -> list[str]:
+        """Requests Mixpanel would refuse or the client must not send (count, size, strict, gzip) and spec violations."""
+        found = [f"spec: {v['operation']} {v['where']}: {v['message']}" for v in self.mixpanel.spec_violations()]
+        for r in self.mixpanel.requests_log():
+            checks = {"records": (r["records"] or 0) <= MAX_EVENTS_PER_REQUEST}
+            if r["path"] == "/import":
+                checks["bytes"] = (r["uncompressed_bytes"] or 0) <= MAX_REQUEST_BYTES
+                checks["strict=1"] = r["query"].get("strict") == "1"
+                checks["gzip"] = r["headers"].get("content-encoding") == "gzip"
+            else:
+                checks["verbose"] = r["query"].get("verbose") == "1"
+                checks["no gzip"] = "content-encoding" not in r["headers"]
+            found += [f"request {r['id']} {r['path']}: {name}" for name, ok in checks.items() if not ok]
+        return found
 
     def fates(self) -> Fates:
         def tags(events: list[dict[str, Any]]) -> Counter[str]:
