@@ -122,7 +122,7 @@ def http_api_event(
         event["queryStringParameters"] = query
     event["requestContext"] = {
         "accountId": ACCOUNT,
-        "apiId": LOCAL_API_ID,
+        "apiId": domain.split(".", 1)[0] if ".execute-api." in domain else LOCAL_API_ID,
         "domainName": domain,
         "domainPrefix": domain.split(".", 1)[0],
         "http": {
@@ -174,12 +174,14 @@ def gateway_error(status: int, message: str) -> Response:
 class Exchange:
     """One request and its answer, for the stack's console line."""
 
-    route: Route | None
+    method: str
+    path: str
+    route: Route | None  # None when API Gateway answered itself (no route, payload too large)
     path_parameters: dict[str, str]
     headers: dict[str, str]
     body: bytes
     response: Response
-    error: str | None = None
+    error: str | None = None  # the function's traceback when it failed
 
 
 class HttpApi:
@@ -216,10 +218,11 @@ class HttpApi:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
+        if self._thread is not None:  # shutdown() waits for serve_forever, so only once it was started
+            self._httpd.shutdown()
             self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
 
     def handle(
         self,
@@ -251,8 +254,8 @@ class HttpApi:
             except Exception:  # the function failed: API Gateway answers 500 and the log has the trace
                 error = traceback.format_exc()
                 response = gateway_error(500, "Internal Server Error")
-            return Exchange(route, parameters, event["headers"], body, response, error)
-        return Exchange(None, {}, dict(headers), body, gateway_error(404, "Not Found"))
+            return Exchange(method, split.path, route, parameters, event["headers"], body, response, error)
+        return Exchange(method, split.path, None, {}, dict(headers), body, gateway_error(404, "Not Found"))
 
 
 class _Server(ThreadingHTTPServer):
@@ -298,17 +301,19 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         try:
             body = self._read_body(api.max_payload_bytes)
-        except _TooLarge:
+        except (_TooLarge, ValueError) as error:
             self.close_connection = True
-            self._send(gateway_error(413, "Request Entity Too Large"))
-            return
-        except ValueError:
-            self.close_connection = True
-            self._send(gateway_error(400, "Bad Request"))
-            return
-        headers = [(name, value) for name, value in self.headers.items()]
-        exchange = api.handle(self.command, self.path, headers, body, self.client_address[0])
-        self._send(exchange.response)
+            response = (
+                gateway_error(413, "Request Entity Too Large")
+                if isinstance(error, _TooLarge)
+                else gateway_error(400, "Bad Request")
+            )
+            self._send(response)
+            exchange = Exchange(self.command, urlsplit(self.path).path, None, {}, {}, b"", response)
+        else:
+            headers = [(name, value) for name, value in self.headers.items()]
+            exchange = api.handle(self.command, self.path, headers, body, self.client_address[0])
+            self._send(exchange.response)
         if api.on_exchange is not None:
             api.on_exchange(exchange)
 

@@ -1,10 +1,10 @@
 """`revenue-webhooks <command>`: the local stack, the demo, signed sample events, and the dead-letter tools.
 
-    revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
-    revenue-webhooks demo       the sample events through the local pipeline, then a table of what reached Mixpanel
-    revenue-webhooks event      a freshly signed API Gateway event for `sam local invoke`
-    revenue-webhooks redrive    move dead letters back to EventsQueue (devstack.redrive)
-    revenue-webhooks replay     post stored provider events, signed, to a webhook URL (devstack.replay)
+revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
+revenue-webhooks demo       the sample events through the local pipeline, then a table of what reached Mixpanel
+revenue-webhooks event      a freshly signed API Gateway event for `sam local invoke`
+revenue-webhooks redrive    move dead letters back to EventsQueue (devstack.redrive)
+revenue-webhooks replay     post stored provider events, signed, to a webhook URL (devstack.replay)
 """
 
 from __future__ import annotations
@@ -83,20 +83,27 @@ def dev_command(args: argparse.Namespace) -> int:
                 print(f"--parameter {item!r}: expected KEY=VALUE", file=sys.stderr)
                 return 2
             options.parameters[key] = value
-        stack = LocalStack(options)
+        out = sys.stdout  # the functions' own stdout goes to .devstack/functions.log while the stack runs
+        stack = LocalStack(options, out=out)
         stopping = threading.Event()
+
+        def stop_requested(*_: object) -> None:
+            stopping.set()
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C ends the process at once
+                signal.signal(signum, signal.SIG_DFL)
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopping.set())
+            signal.signal(signum, stop_requested)
         stack.start()
     except StackError as error:
         print(f"make dev: {error}", file=sys.stderr)
         return 1
     try:
-        print(stack.banner(), flush=True)
-        print("Ready. Ctrl-C stops everything.", flush=True)
+        print(stack.banner(), file=out, flush=True)
+        print("Ready. Ctrl-C stops everything.", file=out, flush=True)
         while not stopping.wait(0.5):
             pass
-        print("\nStopping...", flush=True)
+        print("\nStopping...", file=out, flush=True)
     finally:
         stack.stop()
     print("Stopped.", flush=True)

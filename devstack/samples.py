@@ -7,15 +7,28 @@ delivery. `make demo`, `make event` and the local stack's console all read sampl
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import signing
 from .template import ROOT
 
 EVENTS_DIR = ROOT / "events"
 SQS_DIR = "sqs"  # `events/sqs/`: Lambda SQS events for the forwarder, not webhooks
+# What each provider's deliveries say they are (cosmetic: no receiver reads it).
+USER_AGENTS = {
+    "stripe": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    "shopify": "Shopify-Captain-Hook",
+    "paddle": "Paddle",
+    "lemonsqueezy": "LemonSqueezy-Hookshot",
+    "revenuecat": "RevenueCat",
+}
+
+
+_PLACEHOLDER_SECRET = "whsec_" + base64.b64encode(bytes(24)).decode()  # valid for every scheme, verifies nothing
 
 
 def secret_env(route: str) -> str:
@@ -42,7 +55,12 @@ class Sample:
 
     def headers(self, secret: str, timestamp: int | None = None) -> dict[str, str]:
         """Fresh signature headers, as the provider would send them now (or at `timestamp`)."""
-        return signing.sign(self.route, self.body, secret, timestamp, **self.sign_options())
+        headers = signing.sign(self.route, self.body, secret, timestamp, **self.sign_options())
+        return {"user-agent": USER_AGENTS.get(self.route, "Standard-Webhooks"), **headers}
+
+    def unverified_headers(self) -> dict[str, str]:
+        """Headers as delivered, signed with a placeholder: enough for a provider to parse, never to verify."""
+        return self.headers(_PLACEHOLDER_SECRET)
 
 
 def samples(route: str | None = None, directory: Path = EVENTS_DIR) -> list[Sample]:
@@ -70,3 +88,21 @@ def find(route: str, name: str, directory: Path = EVENTS_DIR) -> Sample:
 def secret_from(environ: Mapping[str, str], route: str) -> str | None:
     """The route's signing secret from the environment (STRIPE_WEBHOOK_SECRET...), or None."""
     return environ.get(secret_env(route), "").strip() or None
+
+
+def describe(route: str, body: bytes, headers: Mapping[str, str], settings: Any) -> tuple[str, str]:
+    """(event type, event id) of a delivery as the provider's own parser reads it, or ("", "") when it cannot."""
+    import time
+
+    from revenue_webhooks.providers import get_provider
+    from revenue_webhooks.providers.base import WebhookRequest
+
+    try:
+        provider = get_provider(route, settings)
+        if provider is None:
+            return "", ""
+        lower = {k.lower(): v for k, v in headers.items()}
+        parsed = provider.parse(WebhookRequest(body, lower, int(time.time() * 1000), route))
+    except Exception:  # display only: an unparsable body is the receiver's to refuse
+        return "", ""
+    return parsed.event_type, parsed.event_id

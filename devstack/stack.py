@@ -12,6 +12,7 @@ events count), a demo Standard Webhooks sender, and quiet function logs unless -
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ import boto3
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .lambda_runtime import context_for, load_handler
-from .samples import secret_env
+from .samples import describe, secret_env
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
@@ -91,10 +93,11 @@ class Tally:
     delivered: int = 0
     dead_lettered: int = 0
     retried: int = 0
-    events: dict[str, int] = field(default_factory=dict)  # Mixpanel event name -> count, as mapped
 
 
 class LocalStack:
+    """The template's resources on moto, its functions in this process, its API on 127.0.0.1, one console line per step."""
+
     def __init__(self, options: Options, out: TextIO | None = None) -> None:
         self.options = options
         self.out = out or sys.stdout
@@ -103,8 +106,10 @@ class LocalStack:
         self._settled = threading.Condition()
         self._peek_lock = threading.Lock()
         self._reported_dead: set[str] = set()
-        self._dead_depth = 0
         self._saved_environ: dict[str, str] | None = None
+        self._function_output: _FunctionOutput | None = None
+        self._saved_stdout: TextIO = sys.stdout
+        self.function_log: Path | None = None
         self.api: HttpApi | None = None
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel_server.MixpanelServer when local
@@ -131,9 +136,13 @@ class LocalStack:
         for name in [*_FOREIGN_AWS, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
             os.environ.pop(name, None)
         os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-        if not options.verbose:  # read when the layer's logger is created: before the handlers load
-            os.environ["POWERTOOLS_LOG_LEVEL"] = options.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")
-            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        if not options.verbose:
+            # The functions print JSON logs and EMF metrics to stdout, as on Lambda: here they go to a file
+            # (before the layer's logger is created, which keeps the stream it is given).
+            self.function_log = options.state_dir / "functions.log"
+            self._function_output = _FunctionOutput(self.function_log)
+            self._saved_stdout, sys.stdout = sys.stdout, self._function_output
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         self.template = Template(options.template_path, parameters=self._parameters())
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
@@ -214,12 +223,18 @@ class LocalStack:
             try:
                 step()
             except Exception as error:  # keep stopping the rest
-                self._say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
+                self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
         self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
             os.environ.update(self._saved_environ)
             self._saved_environ = None
+        if self._function_output is not None:
+            if sys.stdout is self._function_output:
+                sys.stdout = self._saved_stdout
+            self._function_output.detach_file()
+            self._function_output = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -295,7 +310,8 @@ class LocalStack:
             else:
                 chosen[route] = kept.get(route) or generate_secret(route)
                 kept[route] = chosen[route]
-                self.secret_sources[route] = "local"
+                kept_in = f", kept in {_shown(path)}" if self.options.persist_secrets else ""
+                self.secret_sources[route] = f"generated{kept_in}; {secret_env(route)} overrides"
         if self.options.persist_secrets:
             path.write_text(json.dumps(kept, indent=2) + "\n")
             path.chmod(0o600)
@@ -339,13 +355,7 @@ class LocalStack:
 
     def _load_functions(self, mixpanel_url: str) -> None:
         """Each function's environment as the template resolves it, plus the local endpoints; then a cold start."""
-        import revenue_webhooks.forwarder as forwarder_module
-        import revenue_webhooks.mixpanel as mixpanel_module
-        import revenue_webhooks.runtime as runtime_module
-
-        mixpanel_module.reset_shared_client()
-        forwarder_module._FORWARDERS.clear()
-        runtime_module.sqs.cache_clear()  # a client of an earlier stack points at a stopped endpoint
+        _forget_clients()
         os.environ["AWS_REGION"] = REGION
         resolve = self.resources.resolver
         local = self.moto.environment() if self.moto else {}
@@ -374,33 +384,20 @@ class LocalStack:
         try:
             return self.forwarder(event, context)
         except Exception:  # Lambda logs the error and retries the whole batch; show the trace here
-            self._say(f"{FORWARDER} failed (the batch will be retried):\n{traceback.format_exc()}", stream=sys.stderr)
+            self.say(f"{FORWARDER} failed (the batch will be retried):\n{traceback.format_exc()}", stream=sys.stderr)
             raise
 
     # ---- what flows ----------------------------------------------------------------------
 
-    def describe(self, route: str, body: bytes, headers: Mapping[str, str]) -> tuple[str, str]:
-        """(event type, event id) of a delivery as the provider's own parser reads it, or ("", "")."""
-        from revenue_webhooks.providers import get_provider
-        from revenue_webhooks.providers.base import WebhookRequest
-
-        try:
-            provider = get_provider(route, self.receiver_settings)
-            if provider is None:
-                return "", ""
-            request = WebhookRequest(body, {k.lower(): v for k, v in headers.items()}, int(time.time() * 1000), route)
-            parsed = provider.parse(request)
-        except Exception:
-            return "", ""
-        return parsed.event_type, parsed.event_id
-
     def _on_exchange(self, exchange: Exchange) -> None:
         response = exchange.response
         if exchange.route is None:
-            self._say(f"← {response.status} no such route (the API serves {', '.join(r.key for r in self.api_routes)})")
+            why = json.loads(response.body or b"{}").get("message", "")
+            routes = ", ".join(r.key for r in self.api_routes)
+            self.say(f"← {exchange.method} {exchange.path}: {response.status} {why} (the API serves {routes})")
             return
         route = exchange.path_parameters.get("provider", "?")
-        event_type, event_id = self.describe(route, exchange.body, exchange.headers)
+        event_type, event_id = describe(route, exchange.body, exchange.headers, self.receiver_settings)
         try:
             answer = json.loads(response.body or b"{}")
         except ValueError:
@@ -410,14 +407,14 @@ class LocalStack:
         if response.status == 200 and status == "accepted":
             with self._settled:
                 self.tally.accepted += 1
-            self._say(f"← {what}: {response.status} received, enqueued")
+            self.say(f"← {what}: {response.status} received, enqueued")
         elif response.status == 200 and status == "ignored":
-            self._say(f"← {what}: {response.status} received, ignored ({answer.get('reason', '')})")
+            self.say(f"← {what}: {response.status} received, ignored ({answer.get('reason', '')})")
         else:
             message = answer.get("error") or answer.get("message") or answer.get("status") or ""
-            self._say(f"← {what}: {response.status} {message}")
+            self.say(f"← {what}: {response.status} {message}")
         if exchange.error:
-            self._say(f"{RECEIVER} failed:\n{exchange.error}", stream=sys.stderr)
+            self.say(f"{RECEIVER} failed:\n{exchange.error}", stream=sys.stderr)
 
     @property
     def api_routes(self) -> list[Route]:
@@ -436,7 +433,7 @@ class LocalStack:
                 with self._settled:
                     self.tally.retried += 1
                 visibility = self.queue_attributes.get("VisibilityTimeout", "?")
-                self._say(
+                self.say(
                     f"↻ {what}: not delivered yet, retry after {visibility} s (attempt {attempt} of {max_receive})"
                 )
             elif key in dead:
@@ -445,16 +442,14 @@ class LocalStack:
                     self.tally.dead_lettered += 1
                     self._settled.notify_all()
                 detail = f": {letter['detail']}" if letter.get("detail") and letter["detail"] != "-" else ""
-                self._say(f"✗ {what}: dead-lettered ({letter['reason']}{detail})")
+                self.say(f"✗ {what}: dead-lettered ({letter['reason']}{detail})")
             else:
                 names = self._mixpanel_events(record)
                 with self._settled:
                     self.tally.delivered += 1
-                    for name in names:
-                        self.tally.events[name] = self.tally.events.get(name, 0) + 1
                     self._settled.notify_all()
                 shown = ", ".join(names) if names else "nothing to count"
-                self._say(f"→ {what}: delivered to Mixpanel: {shown}")
+                self.say(f"→ {what}: delivered to Mixpanel: {shown}")
 
     def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
         """The event names a message became, by the provider's own mapping (display only)."""
@@ -473,10 +468,8 @@ class LocalStack:
 
     def _new_dead_letters(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
         """Dead letters that appeared since the last batch, by (provider, event id)."""
-        depth = _depth(self.sqs, self.dead_letter_url)
-        if depth == self._dead_depth:
+        if _depth(self.sqs, self.dead_letter_url) == 0:
             return {}
-        self._dead_depth = depth
         fresh = {}
         for letter in self.dead_letters():
             if letter["id"] not in self._reported_dead:
@@ -542,7 +535,7 @@ class LocalStack:
         for route in self.providers:
             if route in self.webhook_secrets:
                 source = self.secret_sources.get(route, "")
-                lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source}; {secret_env(route)} to set)")
+                lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
         lines += [
@@ -556,6 +549,8 @@ class LocalStack:
             f"maxReceiveCount {json.loads(self.queue_attributes.get('RedrivePolicy') or '{}').get('maxReceiveCount')}"
             f" -> {self.dead_letter_queue}); {FORWARDER} batches of up to {self.source.batch_size}, "
             f"batching window {self.source.batching_window_s} s",
+            "Function logs (Powertools JSON and EMF metrics): "
+            + (f"{_shown(self.function_log)} (--verbose shows them here)" if self.function_log else "here"),
             f"AWS (moto) at {self.moto.endpoint if self.moto else '?'}: "
             f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
@@ -570,7 +565,8 @@ class LocalStack:
             shown["StandardWebhooksMapping"] = "{" + ", ".join(self.senders) + ": ...}"
         return shown
 
-    def _say(self, line: str, *, stream: TextIO | None = None) -> None:
+    def say(self, line: str, *, stream: TextIO | None = None) -> None:
+        """One console line (time-stamped on the stack's output; as is on `stream`)."""
         with self._print_lock:
             target = stream or self.out
             stamp = time.strftime("%H:%M:%S")
@@ -592,13 +588,60 @@ def generate_secret(route: str) -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+# A fictional billing service that signs with Standard Webhooks: its payloads are in events/demo-billing/.
+DEMO_SENDER_MAPPING: dict[str, Any] = {
+    DEMO_SENDER: {
+        "type_path": "type",
+        "events": {
+            "invoice.paid": {
+                "event": "Purchase Completed",
+                "purchase_type": "invoice",
+                "time": "data.paid_at",
+                "order_id": "data.invoice_id",
+                "amount": "data.amount",
+                "currency": "data.currency",
+                "amount_unit": "minor",
+                "user_id": "data.customer.external_id",
+                "customer_id": "data.customer.id",
+                "livemode": "data.livemode",
+            },
+            "invoice.refunded": {
+                "event": "Refund Issued",
+                "time": "data.refunded_at",
+                "refund_id": "data.refund_id",
+                "order_id": "data.invoice_id",
+                "amount": "data.amount_refunded",
+                "currency": "data.currency",
+                "amount_unit": "minor",
+                "user_id": "data.customer.external_id",
+                "customer_id": "data.customer.id",
+                "livemode": "data.livemode",
+            },
+        },
+    }
+}
+
+
 def demo_sender_mapping() -> dict[str, Any] | None:
-    """StandardWebhooksMapping for the demo sender, or None while the Standard Webhooks provider is missing."""
+    """StandardWebhooksMapping of the demo sender, validated; None while the Standard Webhooks provider is missing."""
     import importlib.util
 
     if importlib.util.find_spec("revenue_webhooks.providers.standard_webhooks") is None:
         return None
-    return None
+    from revenue_webhooks.providers.standard_webhooks import validate_mapping
+
+    validate_mapping(DEMO_SENDER_MAPPING)
+    return DEMO_SENDER_MAPPING
+
+
+def _forget_clients() -> None:
+    """Drop the layer's per-process clients: after a stack stops they point at a stopped endpoint."""
+    if "revenue_webhooks.runtime" in sys.modules:
+        sys.modules["revenue_webhooks.runtime"].sqs.cache_clear()
+    if "revenue_webhooks.mixpanel" in sys.modules:
+        sys.modules["revenue_webhooks.mixpanel"].reset_shared_client()
+    if "revenue_webhooks.forwarder" in sys.modules:
+        sys.modules["revenue_webhooks.forwarder"]._FORWARDERS.clear()
 
 
 def _unresolved(template: Template, function_id: str) -> dict[str, Any]:
@@ -630,3 +673,30 @@ class _Null:
 
     def flush(self) -> None:
         pass
+
+
+class _FunctionOutput(io.TextIOBase):
+    """The functions' stdout: a log file while the stack runs, the real stdout after (loggers keep this object)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: TextIO | None = path.open("a", encoding="utf-8")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        # Once detached, follow whatever stdout is now (a test runner's capture, or the terminal).
+        target = self._file or (sys.stdout if sys.stdout is not self else sys.__stdout__)
+        if target is None:
+            return len(text)
+        target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def detach_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -172,6 +173,7 @@ class Pipeline:
         }
         self.receiver = load_handler(self.template, "ReceiverFunction", self.environment)
         self.forwarder = load_handler(self.template, "ForwarderFunction", self.environment)
+        Pipeline._active = self
         self.sqs = boto3.client("sqs", endpoint_url=self.moto.endpoint)
         self.dynamodb = boto3.client("dynamodb", endpoint_url=self.moto.endpoint)
         self.queue_url = self.resources.queue_url("EventsQueue")
@@ -201,7 +203,23 @@ class Pipeline:
 
     # ---- driving -----------------------------------------------------------------------
 
+    _active: Pipeline | None = None
+
+    def activate(self) -> None:
+        """Point the process-wide clients back at this pipeline when another one was started since.
+
+        Lambda containers never share a process; the tests' pipelines do, so the per-container
+        caches (boto3 clients, secrets, the Mixpanel client) follow the pipeline in use.
+        """
+        if Pipeline._active is not self:
+            from revenue_webhooks import runtime
+
+            os.environ.update(self.environment)
+            runtime.reset()
+            Pipeline._active = self
+
     def post(self, provider: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
+        self.activate()
         event = http_api_event(f"/webhooks/{provider}", body, headers, base64_body=base64_body)
         return self.receiver(event, LambdaContext("ReceiverFunction", 10))
 
@@ -209,6 +227,7 @@ class Pipeline:
         return self.post("stripe", body, signing.stripe(body, secret, timestamp))
 
     def drain(self, timeout_s: float = 30) -> bool:
+        self.activate()
         return self.esm.drain(timeout_s)
 
     # ---- looking -----------------------------------------------------------------------

@@ -196,3 +196,16 @@ def test_email_reaches_profiles_only_when_turned_on() -> None:
             assert "buyer@example.com" not in json.dumps(running.mixpanel.events())
         finally:
             running.close()
+
+
+def test_refund_in_the_same_batch_as_its_payment_needs_no_retry(shared: Pipeline) -> None:
+    shared.reset()
+    history = full_history(customer="cus_batch", user_id="user-batch")
+    for event in [e for e in history if e["type"] == "refund.created"] + [history[0]]:
+        shared.post_stripe(json.dumps(event).encode())
+    shared.esm.poll_once(0)  # one batch holds the refunds and, after them, their payment
+    assert shared.queue_depth() == 0
+    assert Counter(e["event"] for e in shared.mixpanel.events()) == Counter(
+        {"Purchase Completed": 1, "Refund Issued": 2}
+    )
+    assert {e["properties"]["distinct_id"] for e in shared.mixpanel.events()} == {"user-batch"}

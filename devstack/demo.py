@@ -1,0 +1,278 @@
+"""`make demo`: every sample in `events/` through the local pipeline, then what reached Mixpanel.
+
+The stack is the one `make dev` runs (template.yaml's queues, batching window and redrive policy,
+the real handlers, the built-in Mixpanel), started in this process on free ports with a throwaway
+state directory. Each sample is posted over HTTP with a fresh signature. Refund webhooks are sent
+once the payments they refund are delivered, as they arrive days later in real life (a refund
+that shares a batch with its payment would wait a whole visibility timeout for it). Nothing leaves
+127.0.0.1; any failure ends the demo with a non-zero exit and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .samples import Sample, describe, samples
+from .stack import LocalStack, Options, StackError
+
+REQUEST_TIMEOUT_S = 15
+
+
+class DemoFailed(Exception):
+    """A step of the demo went wrong; the message says which and why."""
+
+
+@dataclass
+class Sent:
+    sample: Sample
+    event_type: str
+    status: int
+    answer: dict[str, Any]
+
+
+def run(timeout_s: float = 50.0) -> int:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="revenue-webhooks-demo-") as state:
+        options = Options(port=0, mixpanel_port=0, state_dir=Path(state), persist_secrets=False)
+        out = sys.stdout  # the functions' own stdout goes to a log file while the stack runs
+        try:
+            stack = LocalStack(options, out=out).start()
+        except StackError as error:
+            print(f"make demo: the local stack did not start: {error}", file=sys.stderr)
+            return 1
+        failure: DemoFailed | None = None
+        try:
+            sent = _send_all(stack, timeout_s)
+            table = report(stack, sent)
+        except DemoFailed as error:
+            failure = error
+        finally:
+            stack.stop()
+        if failure is not None:
+            print(f"\nmake demo FAILED: {failure}", file=sys.stderr)
+            _show_log_tail(stack)
+            return 1
+    print(f"\n{table}\n\nmake demo: done in {time.monotonic() - started:.0f} s; nothing left 127.0.0.1.", file=out)
+    return 0
+
+
+def _show_log_tail(stack: LocalStack, lines: int = 20) -> None:
+    """The functions' last log lines: why a step failed is usually there."""
+    if stack.function_log and stack.function_log.is_file():
+        tail = stack.function_log.read_text(errors="replace").splitlines()[-lines:]
+        print("\nLast function log lines:\n" + "\n".join(tail), file=sys.stderr)
+
+
+def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
+    served = set(stack.providers)
+    chosen = [s for s in samples() if s.route in served]
+    skipped = sorted({s.route for s in samples()} - served)
+    if skipped:
+        stack.say(f"(samples of {', '.join(skipped)} skipped: no such route in this stack)")
+    if not chosen:
+        raise DemoFailed("no samples in events/<provider>/*.json")
+    typed = [(sample, _event_type(stack, sample)) for sample in chosen]
+    refunds = _refund_types(stack)
+    first = [(s, t) for s, t in typed if (s.route, t) not in refunds]
+    later = [(s, t) for s, t in typed if (s.route, t) in refunds]
+    stack.say(f"sending {len(chosen)} sample webhooks to {stack.api.url if stack.api else '?'}, each freshly signed")
+    sent: list[Sent] = []
+    deadline = time.monotonic() + timeout_s
+    for wave in (first, later):
+        if not wave:
+            continue
+        sent += [_post(stack, sample, event_type) for sample, event_type in wave]
+        if not stack.wait_settled(max(0.0, deadline - time.monotonic())):
+            raise DemoFailed(
+                f"the queue did not drain within {timeout_s:.0f} s: {stack.tally.accepted} enqueued, "
+                f"{stack.tally.delivered} delivered, {stack.tally.dead_lettered} dead-lettered, "
+                f"{stack.tally.retried} retries pending"
+            )
+    checkout = [s for s in chosen if (s.route, s.name) == ("stripe", "checkout.session.completed")]
+    sent.append(_bad_signature(stack, (checkout or chosen)[0]))
+    return sent
+
+
+def _event_type(stack: LocalStack, sample: Sample) -> str:
+    return describe(sample.route, sample.body, sample.unverified_headers(), stack.receiver_settings)[0]
+
+
+def _refund_types(stack: LocalStack) -> set[tuple[str, str]]:
+    """(route, event type) pairs that can produce Refund Issued: the providers' tables and the senders' mapping."""
+    from revenue_webhooks import catalog
+    from revenue_webhooks.providers import produced_by
+
+    pairs = {(route, kind) for route, kinds in produced_by().get(catalog.REFUND_ISSUED, {}).items() for kind in kinds}
+    mapping = json.loads(stack.template.parameters.get("StandardWebhooksMapping") or "{}")
+    for sender, spec in mapping.items():
+        for kind, rules in (spec.get("events") or {}).items():
+            if any(
+                rule.get("event") == catalog.REFUND_ISSUED for rule in (rules if isinstance(rules, list) else [rules])
+            ):
+                pairs.add((sender, kind))
+    return pairs
+
+
+def _post(stack: LocalStack, sample: Sample, event_type: str) -> Sent:
+    assert stack.api is not None
+    secret = stack.webhook_secrets.get(sample.route)
+    if secret is None:
+        raise DemoFailed(f"no signing secret for route {sample.route}")
+    url = f"{stack.api.url}/webhooks/{sample.route}"
+    try:
+        response = requests.post(url, data=sample.body, headers=sample.headers(secret), timeout=REQUEST_TIMEOUT_S)
+    except requests.RequestException as error:
+        raise DemoFailed(f"POST {url} ({sample.path.name}): {error}") from None
+    answer = _json(response)
+    if response.status_code != 200:
+        raise DemoFailed(
+            f"the receiver answered {response.status_code} {answer or response.text[:200]} "
+            f"to events/{sample.route}/{sample.path.name}"
+        )
+    return Sent(sample, event_type, response.status_code, answer)
+
+
+def _bad_signature(stack: LocalStack, sample: Sample) -> Sent:
+    """The same delivery signed with the wrong secret must be refused, and nothing enqueued."""
+    assert stack.api is not None
+    before = stack.tally.accepted
+    url = f"{stack.api.url}/webhooks/{sample.route}"
+    response = requests.post(url, data=sample.body, headers=sample.headers("not-the-secret"), timeout=REQUEST_TIMEOUT_S)
+    if response.status_code != 400 or stack.tally.accepted != before:
+        raise DemoFailed(f"a wrongly signed {sample.route} webhook was answered {response.status_code}, not 400")
+    return Sent(sample, "(wrong signature)", response.status_code, _json(response))
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+
+def report(stack: LocalStack, sent: list[Sent]) -> str:
+    """The table: events by name, revenue by currency, profiles, then what was ignored, rejected, dead-lettered."""
+    from revenue_webhooks.money import exponent
+
+    mixpanel = stack.mixpanel
+    if mixpanel is None:
+        raise DemoFailed("the demo needs the local Mixpanel")
+    events = mixpanel.events()
+    lines = [f"What reached Mixpanel (local project, {len(events)} events):", ""]
+    counts = Counter(event["event"] for event in events)
+    lines += _table(["Event", "Count"], [[name, str(count)] for name, count in sorted(counts.items())])
+
+    totals: dict[str, dict[str, float]] = {}
+    for row in mixpanel.revenue():
+        entry = totals.setdefault(row["currency"], {"gross": 0.0, "refunds": 0.0, "net": 0.0, "events": 0})
+        for key in entry:
+            entry[key] += row[key]
+    lines += ["", "Revenue by currency:", ""]
+    lines += _table(
+        ["Currency", "Gross", "Refunds", "Net", "Events"],
+        [
+            [
+                currency,
+                _amount(t["gross"], exponent(currency)),
+                _amount(t["refunds"], exponent(currency)),
+                _amount(t["net"], exponent(currency)),
+                str(int(t["events"])),
+            ]
+            for currency, t in sorted(totals.items())
+        ],
+    )
+
+    profiles = mixpanel.profiles()
+    lines += ["", f"Profiles ({len(profiles)}):", ""]
+    rows = []
+    for distinct_id, properties in sorted(profiles.items()):
+        revenue = "; ".join(
+            f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
+            for name, value in sorted(properties.items())
+            if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
+        )
+        rows.append(
+            [
+                distinct_id,
+                str(properties.get("Purchase Count", "")),
+                str(properties.get("Refund Count", "")),
+                revenue,
+                str(properties.get("Plan", "")),
+                str(properties.get("Subscription Status", "")),
+            ]
+        )
+    lines += _table(["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Subscription"], rows)
+
+    ignored = [s for s in sent if s.status == 200 and s.answer.get("status") == "ignored"]
+    lines += ["", f"Ignored by the receiver (answered 200, not queued): {len(ignored)}", ""]
+    lines += _table(
+        ["Sample", "Event type", "Why"],
+        [[f"{s.sample.route}/{s.sample.name}", s.event_type, str(s.answer.get("reason", ""))] for s in ignored],
+    )
+    rejected = [s for s in sent if s.status != 200]
+    lines += ["", f"Rejected by the receiver: {len(rejected)}", ""]
+    lines += _table(
+        ["Sample", "Answer"],
+        [
+            [f"{s.sample.route}/{s.sample.name} {s.event_type}", f"{s.status} {s.answer.get('error', '')}"]
+            for s in rejected
+        ],
+    )
+    dead = stack.dead_letters()
+    lines += ["", f"Dead-lettered: {len(dead)}"]
+    if dead:
+        lines += [""] + _table(
+            ["Provider", "Event type", "Event ID", "Reason"],
+            [[d["provider"], d["event_type"], d["event_id"], f"{d['reason']}: {d['detail']}"] for d in dead],
+        )
+        raise DemoFailed("\n".join(lines) + f"\n\n{len(dead)} sample(s) were dead-lettered: see the reasons above")
+    violations = mixpanel.spec_violations()
+    if violations:
+        raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
+    tally = stack.tally
+    lines += [
+        "",
+        f"{len(sent)} webhooks sent: {len(sent) - len(rejected)} answered 200 ({tally.accepted} enqueued, "
+        f"{len(ignored)} ignored), {len(rejected)} rejected; of the enqueued, {tally.delivered} delivered, "
+        f"{tally.retried} retries, 0 dead-lettered.",
+    ]
+    return "\n".join(lines)
+
+
+def _amount(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                (str(c).rjust(w) if numeric[i] else str(c).ljust(w))
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+
+    return [line(header), "  " + "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def _is_number(text: str) -> bool:
+    return text.replace(",", "").replace(".", "", 1).replace("-", "", 1).isdigit()

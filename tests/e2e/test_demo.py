@@ -1,0 +1,144 @@
+"""`make demo` end to end, and the samples in `events/` it and `sam local invoke` users rely on.
+
+The demo runs as a user runs it (`python -m devstack.cli demo`, a subprocess); the table it prints
+is checked against the story the Stripe samples tell: Ada pays $49 once, subscribes to Pro Monthly
+($15, then a $15 renewal), moves to Team Monthly, schedules a cancellation and is refunded $19;
+Haruki pays ¥3,000.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import stripe
+
+from devstack.samples import EVENTS_DIR, SQS_DIR, samples
+from devstack.template import ROOT
+
+DEMO_TIMEOUT_S = 90  # the demo itself keeps under ~60 s: two batching windows of 10 s plus start-up
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIXPANEL_", "AWS_")) and not k.endswith("_WEBHOOK_SECRET")
+    }
+    return {**env, "PYTHONPATH": os.pathsep.join(["layers/common", "."]), **extra}
+
+
+@pytest.fixture(scope="module")
+def demo() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "demo"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _row(output: str, first_cell: str) -> list[str]:
+    """The cells of the table row that starts with `first_cell` (columns are two or more spaces apart)."""
+    for line in output.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{output}")
+
+
+def test_the_demo_exits_0_and_nothing_was_dead_lettered(demo: subprocess.CompletedProcess[str]) -> None:
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Dead-lettered: 0" in demo.stdout
+    assert "make demo: done in" in demo.stdout
+
+
+def test_the_table_counts_the_mixpanel_events(demo: subprocess.CompletedProcess[str]) -> None:
+    # Stripe 4 (two Checkouts, two paid invoices) + one each from Shopify, Paddle, Lemon Squeezy,
+    # RevenueCat and the demo Standard Webhooks sender.
+    assert _row(demo.stdout, "Purchase Completed") == ["Purchase Completed", "9"]
+    assert _row(demo.stdout, "Refund Issued") == ["Refund Issued", "1"]
+    assert _row(demo.stdout, "Subscription Renewed") == ["Subscription Renewed", "1"]
+    assert _row(demo.stdout, "Subscription Changed") == ["Subscription Changed", "1"]
+    assert _row(demo.stdout, "Subscription Cancellation Scheduled") == ["Subscription Cancellation Scheduled", "1"]
+
+
+def test_the_table_has_revenue_per_currency_in_its_own_decimals(demo: subprocess.CompletedProcess[str]) -> None:
+    assert _row(demo.stdout, "JPY") == ["JPY", "3,000", "0", "3,000", "1"]
+    assert _row(demo.stdout, "EUR") == ["EUR", "25.00", "0.00", "25.00", "1"]
+    usd = _row(demo.stdout, "USD")
+    assert usd[2] == "19.00"  # the partial refund of Ada's $49 Checkout payment
+    assert float(usd[1].replace(",", "")) - float(usd[3].replace(",", "")) == pytest.approx(19.0)
+
+
+def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[str]) -> None:
+    assert _row(demo.stdout, "user_1001") == ["user_1001", "3", "1", "USD 60.00", "Team Monthly", "active"]
+    assert _row(demo.stdout, "user_2002") == ["user_2002", "1", "0", "JPY 3,000"]
+
+
+def test_the_table_says_what_was_ignored_and_rejected_and_why(demo: subprocess.CompletedProcess[str]) -> None:
+    assert _row(demo.stdout, "stripe/customer.created") == [
+        "stripe/customer.created",
+        "customer.created",
+        "event type not mapped",
+    ]
+    assert "400 signature verification failed" in demo.stdout
+
+
+def test_every_sqs_sample_carries_a_provider_sample_as_the_receiver_queues_it() -> None:
+    bodies = {(s.route, s.name): s.body for s in samples()}
+    files = sorted((EVENTS_DIR / SQS_DIR).glob("*.json"))
+    assert files
+    for path in files:
+        (record,) = json.loads(path.read_text())["Records"]
+        attributes = {name: value["stringValue"] for name, value in record["messageAttributes"].items()}
+        route = attributes["provider"]
+        name = path.stem.removeprefix(f"{route}.")
+        assert record["body"].encode() == bodies[(route, name)], path.name
+        assert attributes["event_id"] and attributes["event_type"], path.name
+        assert record["eventSource"] == "aws:sqs"
+
+
+def test_make_event_writes_a_freshly_signed_api_gateway_event(tmp_path: Path) -> None:
+    secret = "whsec_make_event_" + "d" * 24
+    output = tmp_path / "event.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "event", "--provider", "stripe", "--name", "checkout.session.completed"]
+        + ["-o", str(output)],
+        cwd=ROOT,
+        env=_env(STRIPE_WEBHOOK_SECRET=secret),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    event = json.loads(output.read_text())
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /webhooks/{provider}"
+    assert event["pathParameters"] == {"provider": "stripe"}
+    assert event["isBase64Encoded"] is False
+    # Verifies with Stripe's own library, within its default 300 s tolerance: the signature is fresh.
+    stripe.WebhookSignature.verify_header(event["body"], event["headers"]["stripe-signature"], secret, tolerance=300)
+
+
+def test_make_event_without_a_secret_says_which_variable_to_set() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "event", "--provider", "paddle", "--name", "transaction.completed"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "PADDLE_WEBHOOK_SECRET" in done.stderr
