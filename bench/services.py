@@ -1,10 +1,14 @@
 """Local endpoints for the benchmarks, each in its own process so its CPU is never counted as the client's.
 
 - `moto`: SQS, DynamoDB and Secrets Manager (moto's server mode), provisioned from template.yaml;
+- `sqs`: a keep-alive `SendMessage` endpoint (bench/sqs_endpoint.py) for warm-path measurements;
+- `dynamodb`: the ledger's DynamoDB calls with DynamoDB-like latencies (bench/dynamodb_endpoint.py);
 - `mixpanel`: devstack's Mixpanel-compatible server with a constant round-trip `latency_s`
-  and without the OpenAPI checks (they measure the tests' requests, not the client).
+  and without the OpenAPI checks (they measure the tests' requests, not the client). It also
+  takes the official SDK's legacy form posts as api.mixpanel.com does (`data=` holding one
+  event object, no `strict`), which devstack's server refuses; see `_sdk_compatible`.
 
-`python -m bench.services moto|mixpanel [--latency S]` prints `READY <url>` and serves until
+`python -m bench.services moto|mixpanel|sqs|dynamodb [--latency S]` prints `READY <url>` and serves until
 its standard input closes or it gets SIGTERM, so a crashed benchmark never leaves it behind.
 """
 
@@ -28,17 +32,16 @@ START_TIMEOUT_S = 30
 class Service:
     """A service subprocess; `url` once it is ready."""
 
-    def __init__(self, kind: str, *, latency_s: float = 0.0) -> None:
+    def __init__(self, kind: str, *, latency_s: float = 0.0, extra: list[str] | None = None) -> None:
         self.kind = kind
         self.latency_s = latency_s
+        self.extra = extra or []
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> Service:
-        args = [sys.executable, "-m", "bench.services", self.kind, "--latency", str(self.latency_s)]
-        self._process = subprocess.Popen(  # noqa: S603 (our own module)
-            args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        args = [sys.executable, "-m", "bench.services", self.kind, "--latency", str(self.latency_s), *self.extra]
+        self._process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         line = ""
@@ -77,7 +80,58 @@ def mixpanel_summary(url: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def _serve(kind: str, latency_s: float) -> None:
+def dynamodb_stats(url: str) -> dict[str, Any]:
+    """The DynamoDB stand-in's call counts (bench/dynamodb_endpoint.py)."""
+    request = urllib.request.Request(  # 127.0.0.1 only
+        url,
+        data=b"{}",
+        headers={"X-Amz-Target": "DynamoDB_20120810.Stats", "Content-Type": "application/x-amz-json-1.0"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _sdk_compatible() -> type:
+    """devstack's server, plus the two things the `mixpanel` SDK's `/import` posts need.
+
+    The SDK form-encodes `data=<json>` without `strict` and reads `{"status": 1}`; its per-event
+    `Consumer` sends one event object rather than an array. Everything else (auth, validation,
+    storage, latency) is devstack's, so both clients pay the same server-side cost.
+    """
+    from dataclasses import replace
+    from urllib.parse import parse_qsl
+
+    from devstack import mixpanel_server as mp
+
+    # http.server writes a reply's headers and body separately; with Nagle on, a keep-alive client
+    # waits ~40 ms for the delayed ACK on every request, which would hide any latency setting.
+    mp._Handler.disable_nagle_algorithm = True
+
+    class SdkCompatibleServer(mp.MixpanelServer):
+        def _ingest(self, request: Any) -> Any:
+            if request.path == "/import" and _is_form(request):
+                request.query.setdefault("strict", "0")
+            return super()._ingest(request)
+
+        def _parse_import(self, request: Any) -> Any:
+            parsed = super()._parse_import(request)
+            if parsed.records is None and _is_form(request):
+                try:
+                    form = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+                    record = json.loads(form.get("data", ""))
+                except ValueError:
+                    return parsed
+                if isinstance(record, dict):
+                    return replace(parsed, records=[record], error=None, uncompressed_bytes=len(request.body))
+            return parsed
+
+    def _is_form(request: Any) -> bool:
+        return (request.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded")
+
+    return SdkCompatibleServer
+
+
+def _serve(kind: str, latency_s: float, read_ms: float | None = None, write_ms: float | None = None) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if kind == "moto":
@@ -92,10 +146,20 @@ def _serve(kind: str, latency_s: float) -> None:
         server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         url = f"http://127.0.0.1:{port}"
-    else:
-        from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+    elif kind == "dynamodb":
+        from .dynamodb_endpoint import DEFAULT_READ_MS, DEFAULT_WRITE_MS, DynamoDbEndpoint
 
-        server = MixpanelServer(credentials=DEMO_CREDENTIALS, latency_s=latency_s, validate_spec=False).start()
+        server = DynamoDbEndpoint(read_ms=read_ms or DEFAULT_READ_MS, write_ms=write_ms or DEFAULT_WRITE_MS).start()
+        url = server.url
+    elif kind == "sqs":
+        from .sqs_endpoint import SqsEndpoint
+
+        server = SqsEndpoint().start()
+        url = server.url
+    else:
+        from devstack.mixpanel_server import DEMO_CREDENTIALS
+
+        server = _sdk_compatible()(credentials=DEMO_CREDENTIALS, latency_s=latency_s, validate_spec=False).start()
         url = server.url
     print(f"READY {url}", flush=True)
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
@@ -105,10 +169,12 @@ def _serve(kind: str, latency_s: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.services")
-    parser.add_argument("kind", choices=["moto", "mixpanel"])
+    parser.add_argument("kind", choices=["moto", "mixpanel", "sqs", "dynamodb"])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each Mixpanel request")
+    parser.add_argument("--read-ms", type=float, default=None, help="DynamoDB stand-in: GetItem/BatchGetItem delay")
+    parser.add_argument("--write-ms", type=float, default=None, help="DynamoDB stand-in: TransactWriteItems delay")
     args = parser.parse_args(argv)
-    _serve(args.kind, args.latency)
+    _serve(args.kind, args.latency, args.read_ms, args.write_ms)
     return 0
 
 

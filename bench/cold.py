@@ -1,0 +1,314 @@
+"""Cold request: a fresh Python 3.13 process loads a `sam build` artifact, imports the handler, answers one event.
+
+Variants run round-robin, so drift on the machine touches all of them alike. The receiver
+answers one signed webhook and enqueues it to SQS (moto, another process); the forwarder
+delivers one SQS record to the local Mixpanel (another process) and records it in the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from revenue_webhooks.envelope import QueuedEvent
+
+from devstack import signing
+from devstack.aws import LOCAL_CREDENTIALS, provision
+from devstack.mixpanel_server import DEMO_CREDENTIALS
+from devstack.template import Template
+
+from . import artifacts, payloads
+from .common import FIXTURES, STRIPE_SECRET, WORK, log, ratio, spread, table, venv_python
+from .services import Service
+
+CHILD = Path(__file__).with_name("cold_child.py")
+SHOPIFY_SECRET = "shpss_bench_" + "c" * 32
+WATCH = ("stripe", "boto3", "mixpanel", "requests", "aws_lambda_powertools.utilities.parameters")
+CHILD_TIMEOUT_S = 120
+
+
+@dataclass
+class Variant:
+    name: str
+    function: str  # logical id (ours or naive)
+    kind: str  # "receiver" | "forwarder"
+    route: str = "stripe"
+    task: Path = Path()
+    layer: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    handler: str = "app.handler"
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _lambda_env(function: str, memory_mb: int) -> dict[str, str]:
+    """The variables Lambda itself sets in every sandbox (Powertools reads some of them)."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_REGION": LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "TZ": ":UTC",
+    }
+
+
+def _http_event(route: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    path = f"/webhooks/{route}"
+    return {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/{provider}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "http": {"method": "POST", "path": path},
+            "requestId": f"bench-{now_ms}",
+            "timeEpoch": now_ms,
+        },
+        "pathParameters": {"provider": route},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def _sqs_event(body: bytes, *, ours: bool, index: int) -> dict[str, Any]:
+    """A one-record Lambda SQS event, in this project's queue format or the naive one (raw body only)."""
+    parsed = json.loads(body)
+    message: dict[str, Any] = {"MessageBody": body.decode(), "MessageAttributes": {}}
+    if ours:
+        message = QueuedEvent("stripe", parsed["id"], parsed["type"], int(time.time() * 1000), body).to_sqs()
+    return {
+        "Records": [
+            {
+                "messageId": f"00000000-0000-4000-8000-{index:012d}",
+                "receiptHandle": base64.b64encode(f"bench-{index}".encode()).decode(),
+                "body": message["MessageBody"],
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value["StringValue"],
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value["DataType"],
+                    }
+                    for name, value in message["MessageAttributes"].items()
+                },
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-EventsQueue",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+
+
+def _shopify_body() -> bytes:
+    order = json.loads((FIXTURES / "shopify" / "rest_fixture_order.json").read_bytes())
+    return json.dumps(order.get("order", order)).encode()
+
+
+def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
+    built = artifacts.build(reuse=reuse_builds)
+    pyc = artifacts.bytecode_files(built.layer)
+    no_pyc_layer = None
+    if pyc:
+        no_pyc_layer = artifacts.without_bytecode(built.ours / "CommonLayer", WORK / "ours-no-bytecode" / "CommonLayer")
+    checkout = payloads.sized()[0].body
+    forwarder_bodies = payloads.unique_events(runs * 8 + 8)
+    template = Template(parameters={"Mode": "any"})
+    with Service("moto") as moto, Service("mixpanel") as mixpanel:
+        creds = {
+            "project_id": DEMO_CREDENTIALS.project_id,
+            "service_account_username": DEMO_CREDENTIALS.username,
+            "service_account_secret": DEMO_CREDENTIALS.secret,
+            "project_token": DEMO_CREDENTIALS.project_token,
+        }
+        resources = provision(
+            template,
+            moto.url,
+            stack=f"cold{int(time.time()) % 10**6}",
+            secret_values={
+                "StripeWebhookSecret": STRIPE_SECRET,
+                "ShopifyWebhookSecret": SHOPIFY_SECRET,
+                "MixpanelCredentials": json.dumps(creds),
+            },
+        )
+        resolve = resources.resolver
+        aws = {"AWS_ENDPOINT_URL": moto.url, **LOCAL_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}
+
+        def ours(logical_id: str, memory: int) -> dict[str, str]:
+            return {
+                **template.function_environment(logical_id, resolve),
+                **aws,
+                "MIXPANEL_API_URL": mixpanel.url,
+                **_lambda_env(logical_id, memory),
+            }
+
+        naive_env = {
+            **aws,
+            "EVENTS_QUEUE_URL": resources.queue_url("EventsQueue"),
+            "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+            "MIXPANEL_IMPORT_URL": f"{mixpanel.url}/import",
+            "MIXPANEL_PROJECT_ID": DEMO_CREDENTIALS.project_id,
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": DEMO_CREDENTIALS.username,
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": DEMO_CREDENTIALS.secret,
+            "MIXPANEL_PROJECT_TOKEN": DEMO_CREDENTIALS.project_token,
+            "POWERTOOLS_SERVICE_NAME": "naive",
+            "POWERTOOLS_METRICS_NAMESPACE": "Naive",
+        }
+        receiver_env, forwarder_env = ours("ReceiverFunction", 512), ours("ForwarderFunction", 1024)
+        variants = [
+            Variant("this project", "ReceiverFunction", "receiver", env=receiver_env),
+            Variant("naive handler", "NaiveReceiverFunction", "receiver", env=naive_env, handler="receiver.handler"),
+            Variant("this project, Shopify route", "ReceiverFunction", "receiver", route="shopify", env=receiver_env),
+            Variant("this project", "ForwarderFunction", "forwarder", env=forwarder_env),
+            Variant("naive handler", "NaiveForwarderFunction", "forwarder", env=naive_env, handler="forwarder.handler"),
+        ]
+        if no_pyc_layer is not None:
+            variants.insert(
+                2,
+                Variant("this project, layer without bytecode", "ReceiverFunction", "receiver", env=receiver_env),
+            )
+            variants.insert(
+                len(variants) - 1,
+                Variant("this project, layer without bytecode", "ForwarderFunction", "forwarder", env=forwarder_env),
+            )
+        for variant in variants:
+            variant.task = built.function(variant.function)
+            if not variant.function.startswith("Naive"):
+                variant.layer = no_pyc_layer / "python" if "without bytecode" in variant.name else built.layer
+        counter = 0
+        with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+            for index in range(runs):
+                log(f"bench cold: round {index + 1}/{runs}")
+                for variant in variants:
+                    counter += 1
+                    if variant.kind == "receiver":
+                        if variant.route == "shopify":
+                            body = _shopify_body()
+                            event = _http_event("shopify", body, signing.shopify(body, SHOPIFY_SECRET))
+                        else:
+                            event = _http_event("stripe", checkout, signing.stripe(checkout, STRIPE_SECRET))
+                    else:
+                        body = forwarder_bodies[counter % len(forwarder_bodies)]
+                        event = _sqs_event(body, ours=not variant.function.startswith("Naive"), index=counter)
+                    variant.samples.append(_one(variant, event, built.runtime, Path(tmp), counter))
+    return _report(variants, built, pyc)
+
+
+def _one(variant: Variant, event: dict[str, Any], runtime: Path, tmp: Path, counter: int) -> dict[str, Any]:
+    result_path = tmp / f"result-{counter}.json"
+    config = {
+        "sys_path": [str(variant.task)] + ([str(variant.layer)] if variant.layer else []) + [str(runtime)],
+        "env": variant.env,
+        "handler": variant.handler,
+        "function": variant.function,
+        "timeout_s": 60,
+        "memory_mb": 1024,
+        "event": event,
+        "result": str(result_path),
+        "watch": list(WATCH),
+    }
+    config_path = tmp / f"config-{counter}.json"
+    config_path.write_text(json.dumps(config))
+    started = time.perf_counter()
+    process = subprocess.run(
+        [venv_python(), "-I", "-S", "-B", str(CHILD), str(config_path)],
+        capture_output=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    wall_ms = (time.perf_counter() - started) * 1000
+    if process.returncode != 0 or not result_path.exists():
+        raise RuntimeError(f"cold start of {variant.function} failed:\n{process.stderr.decode()[-3000:]}")
+    result = json.loads(result_path.read_text())
+    result["process_ms"] = wall_ms
+    result["log_bytes"] = len(process.stdout)
+    expected_ok = result["status"] == 200 if variant.kind == "receiver" else result["batch_item_failures"] == 0
+    if not expected_ok:
+        raise RuntimeError(f"{variant.function} did not succeed: {result}\n{process.stdout.decode()[-2000:]}")
+    return result
+
+
+def _report(variants: list[Variant], built: artifacts.Artifacts, pyc: int) -> dict[str, Any]:
+    rows, out = [], []
+    baseline: dict[str, float] = {}
+    for variant in variants:
+        total = [s["import_ms"] + s["first_request_ms"] for s in variant.samples]
+        if variant.function.startswith("Naive"):
+            baseline[variant.kind] = spread(total)["median"]
+    for variant in variants:
+        samples = variant.samples
+        imports = spread([s["import_ms"] for s in samples])
+        first = spread([s["first_request_ms"] for s in samples])
+        total = spread([s["import_ms"] + s["first_request_ms"] for s in samples])
+        process = spread([s["process_ms"] for s in samples])
+        rss = spread([s["max_rss_kb"] / 1024 for s in samples])
+        entry = {
+            "function": variant.kind,
+            "variant": variant.name,
+            "logical_id": variant.function,
+            "route": variant.route if variant.kind == "receiver" else None,
+            "import_ms": imports,
+            "first_request_ms": first,
+            "cold_request_ms": total,
+            "process_ms": process,
+            "max_rss_mib": rss,
+            "log_bytes": spread([s["log_bytes"] for s in samples]),
+            "modules": samples[0]["modules"],
+            "imported": samples[0]["imported"],
+            "vs_naive": ratio(total["median"], baseline.get(variant.kind, float("nan"))),
+        }
+        out.append(entry)
+        rows.append(
+            [
+                variant.kind,
+                variant.name,
+                imports["median"],
+                first["median"],
+                total["median"],
+                entry["vs_naive"],
+                rss["median"],
+                ", ".join(name for name, on in samples[0]["imported"].items() if on) or "-",
+            ]
+        )
+    text = table(
+        [
+            "function",
+            "variant",
+            "import ms",
+            "first request ms",
+            "cold request ms",
+            "vs naive",
+            "peak RSS MiB",
+            "imported",
+        ],
+        rows,
+    )
+    runs = len(variants[0].samples) if variants else 0
+    receiver = next(e for e in out if e["logical_id"] == "ReceiverFunction" and e["variant"] == "this project")
+    return {
+        "method": (
+            f"median of {runs} fresh `python3.13 -I -S -B` processes per variant, round-robin; sys.path = function "
+            "artifact, layer artifact, runtime boto3 (compiled); import and first request timed inside the process"
+        ),
+        "layer_bytecode_files": pyc,
+        "build_seconds": built.build_seconds,
+        "results": out,
+        "targets": {
+            "receiver_cold_vs_naive": {
+                "value": receiver["vs_naive"],
+                "target": "<= 0.5",
+                "met": receiver["vs_naive"] <= 0.5,
+            }
+        },
+        "table": text,
+    }

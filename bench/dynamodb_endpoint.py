@@ -1,0 +1,145 @@
+"""A DynamoDB stand-in for throughput runs: the ledger's calls, thread-safe, with DynamoDB-like latencies.
+
+moto cannot stand in for the ledger under load: its TransactWriteItems deep-copies the whole
+table on every call (so each write gets slower as the table grows) and concurrent transactions
+fail inside moto (`dictionary changed size during iteration`, answered as HTTP 500). Correctness
+of the ledger is tested against moto elsewhere; this endpoint only answers the ledger's
+GetItem, BatchGetItem and TransactWriteItems (Put with `attribute_not_exists(pk)` or
+`version = :v` conditions) after a fixed delay, over keep-alive HTTP, as DynamoDB would.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PREFIX = "DynamoDB_20120810."
+DEFAULT_READ_MS = 4.0  # GetItem / BatchGetItem, consistent reads in-region
+DEFAULT_WRITE_MS = 10.0  # TransactWriteItems (two-phase, about twice a single write)
+
+
+class DynamoDbEndpoint:
+    def __init__(self, read_ms: float = DEFAULT_READ_MS, write_ms: float = DEFAULT_WRITE_MS) -> None:
+        self.read_s = read_ms / 1000
+        self.write_s = write_ms / 1000
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: dict[str, int] = {}
+        self.write_units = 0  # items written in transactions (each costs 2 WRU per KB on DynamoDB)
+        self._lock = threading.Lock()
+        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> DynamoDbEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+        if operation == "GetItem":
+            time.sleep(self.read_s)
+            with self._lock:
+                item = self.items.get((request["TableName"], request["Key"]["pk"]["S"]))
+            return 200, ({"Item": item} if item else {})
+        if operation == "BatchGetItem":
+            time.sleep(self.read_s)
+            responses: dict[str, list[dict[str, Any]]] = {}
+            with self._lock:
+                for table, spec in request["RequestItems"].items():
+                    found = [self.items.get((table, key["pk"]["S"])) for key in spec["Keys"]]
+                    responses[table] = [item for item in found if item]
+            return 200, {"Responses": responses, "UnprocessedKeys": {}}
+        if operation == "TransactWriteItems":
+            time.sleep(self.write_s)
+            return self._transact(request["TransactItems"])
+        if operation == "Stats":
+            return 200, {"calls": self.calls, "items": len(self.items), "transact_items": self.write_units}
+        return 400, {
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": f"{operation} is not emulated",
+        }
+
+    def _transact(self, operations: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            reasons, failed = [], False
+            for operation in operations:
+                put = operation.get("Put")
+                if put is None:
+                    return 400, {
+                        "__type": "com.amazon.coral.validate#ValidationException",
+                        "message": "only Put is emulated",
+                    }
+                current = self.items.get((put["TableName"], put["Item"]["pk"]["S"]))
+                ok = _condition_holds(
+                    put.get("ConditionExpression"), put.get("ExpressionAttributeValues") or {}, current
+                )
+                reasons.append(
+                    {"Code": "None"}
+                    if ok
+                    else {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+                )
+                failed |= not ok
+            if failed:
+                return 400, {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                    "CancellationReasons": reasons,
+                }
+            for operation in operations:
+                put = operation["Put"]
+                self.items[(put["TableName"], put["Item"]["pk"]["S"])] = put["Item"]
+                self.write_units += 1
+        return 200, {}
+
+
+def _condition_holds(expression: str | None, values: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    if not expression:
+        return True
+    if expression == "attribute_not_exists(pk)":
+        return current is None
+    if expression == "version = :v":
+        return current is not None and current.get("version") == values.get(":v")
+    raise ValueError(f"condition {expression!r} is not emulated")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: DynamoDbEndpoint) -> None:
+        self.app = app
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        operation = (self.headers.get("X-Amz-Target") or "").removeprefix(PREFIX)
+        try:
+            status, payload = self.server.app.answer(operation, request)
+        except (KeyError, ValueError) as error:
+            status, payload = 400, {"__type": "com.amazon.coral.validate#ValidationException", "message": str(error)}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
