@@ -209,3 +209,82 @@ def test_refund_in_the_same_batch_as_its_payment_needs_no_retry(shared: Pipeline
         {"Purchase Completed": 1, "Refund Issued": 2}
     )
     assert {e["properties"]["distinct_id"] for e in shared.mixpanel.events()} == {"user-batch"}
+
+
+def test_batched_ledger_writes_count_each_fact_once_when_forwarders_overlap(shared: Pipeline) -> None:
+    """record_all packs many customers' facts into few transactions; a batch that overlaps facts another
+    forwarder already wrote is cancelled by the conditions and falls back fact by fact.
+
+    The overlap is interleaved deterministically here; the concurrent case is the test above.
+    """
+    from revenue_webhooks.config import settings as current_settings
+    from revenue_webhooks.envelope import QueuedEvent
+    from revenue_webhooks.events import mixpanel_event
+    from revenue_webhooks.forwarder import from_settings
+    from revenue_webhooks.providers.stripe import StripeProvider
+
+    shared.reset()
+    shared.activate()
+    config = current_settings()
+    ledger = from_settings(config).ledger
+    provider = StripeProvider(config)
+    items = []
+    for n in range(12):  # 12 customers with their full histories: several transactions per batch
+        for event in full_history(customer=f"cus_bulk{n}", user_id=f"user-bulk{n}"):
+            for fact in provider.map(QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode())):
+                if not fact.identity_from:  # refunds take their user from the forwarder's link lookup, tested above
+                    items.append((fact, mixpanel_event(fact, config)))
+    items += items[:25]  # duplicates inside the batch
+    rng = random.Random(7)
+    first_forwarder = rng.sample(items, len(items) // 3)
+    new_counts = []
+    for batch in (first_forwarder, items, items):
+        outcomes = ledger.record_all(batch)
+        errors = {repr(o)[:300] for o in outcomes if isinstance(o, Exception)}
+        assert not errors, errors
+        new_counts.append(sum(1 for o in outcomes if o[1]))
+    assert new_counts[2] == 0
+    assert sum(new_counts) == len({fact.key for fact, _ in items})
+    for n in range(12):
+        totals = shared.customer_totals(f"stripe:cus_bulk{n}")
+        assert (totals["purchases"], totals["revenue"]["USD"], totals["plan"]) == (6, 8499, "Pro")
+
+
+def test_simultaneous_batches_count_each_fact_once(shared: Pipeline) -> None:
+    """Three forwarders recording overlapping batches at the same moment."""
+    import threading
+
+    from revenue_webhooks.config import settings as current_settings
+    from revenue_webhooks.envelope import QueuedEvent
+    from revenue_webhooks.events import mixpanel_event
+    from revenue_webhooks.forwarder import from_settings
+    from revenue_webhooks.providers.stripe import StripeProvider
+
+    shared.reset()
+    shared.activate()
+    config = current_settings()
+    ledger = from_settings(config).ledger
+    provider = StripeProvider(config)
+    items = [
+        (fact, mixpanel_event(fact, config))
+        for n in range(8)
+        for event in full_history(customer=f"cus_sim{n}", user_id=f"user-sim{n}")
+        for fact in provider.map(QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode()))
+        if not fact.identity_from
+    ]
+    counts: list[int] = []
+
+    def record(batch: list) -> None:
+        outcomes = ledger.record_all(batch)
+        assert not [o for o in outcomes if isinstance(o, Exception)]
+        counts.append(sum(1 for o in outcomes if o[1]))
+
+    batches = [items, items[::2], list(reversed(items))]
+    threads = [threading.Thread(target=record, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(counts) == 3 and sum(counts) == len({fact.key for fact, _ in items})
+    for n in range(8):
+        assert shared.customer_totals(f"stripe:cus_sim{n}")["purchases"] == 6

@@ -130,6 +130,12 @@ class Forwarder:
             for message in pending:
                 message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
             return
+        # A payment in this same batch is not in the ledger yet: the identity it is about to record serves too.
+        for message in messages:
+            if message.result is None:
+                for fact in message.facts:
+                    for ref in fact.links:
+                        links.setdefault(ref, fact.identity)
         for message in pending:
             resolved: list[Fact] = []
             for fact in message.facts:
@@ -151,37 +157,35 @@ class Forwarder:
 
     def _record(self, messages: list[Message]) -> None:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event."""
-        live = [m for m in messages if m.result is None and m.facts]
-        try:
-            known = self.ledger.facts(f.key for m in live for f in m.facts)
-        except LedgerUnavailable as error:
-            for message in live:
-                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
-            return
-        for message in live:
+        entries: list[tuple[Message, Fact, dict[str, Any]]] = []
+        for message in (m for m in messages if m.result is None and m.facts):
             try:
+                rendered = []
                 for fact in message.facts:
                     if fact.email and not self.settings.send_email:
                         fact = replace(fact, email=None)  # PII stays out of the ledger unless asked for
-                    event = known.get(fact.key)
-                    if event is None:
-                        try:
-                            rendered = mixpanel_event(fact, self.settings)
-                        except Exception as error:  # a fact we cannot render is a mapping bug: isolate it
-                            logger.exception("rendering failed", extra=self._log_context(message))
-                            message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
-                            break
-                        event, _ = self.ledger.record(fact, rendered)
-                    message.events.append(event)
-                    if fact.profile is not None or fact.identity.user_id:
-                        ck = customer_key(fact)
-                        if ck:
-                            message.customers.add(ck)
-            except LedgerUnavailable as error:
-                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
-            except Exception as error:  # e.g. botocore's connection errors, which the ledger does not wrap
-                logger.exception("ledger write failed", extra=self._log_context(message))
-                message.decide(Result(Outcome.TRANSIENT, "ledger_error", f"{type(error).__name__}: {error}"))
+                    rendered.append((message, fact, mixpanel_event(fact, self.settings)))
+            except Exception as error:  # a fact we cannot render is a mapping bug: isolate it
+                logger.exception("rendering failed", extra=self._log_context(message))
+                message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
+                continue
+            entries += rendered
+        if not entries:
+            return
+        try:
+            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries])
+        except Exception as error:  # e.g. botocore's connection errors, which the ledger does not wrap
+            outcomes = [error] * len(entries)
+        for (message, fact, _), outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                reason = "ledger_unavailable" if isinstance(outcome, LedgerUnavailable) else "ledger_error"
+                message.decide(Result(Outcome.TRANSIENT, reason, f"{type(outcome).__name__}: {outcome}"))
+                continue
+            message.events.append(outcome[0])
+            if fact.profile is not None or fact.identity.user_id:
+                ck = customer_key(fact)
+                if ck:
+                    message.customers.add(ck)
 
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
         sending = [m for m in messages if m.result is None and m.events]
@@ -262,7 +266,10 @@ class Forwarder:
             if result.outcome is Outcome.CONFIG:
                 runtime.metrics.add_metric(name="MixpanelConfigError", unit="Count", value=1)
             tallies.setdefault(status, Counter())[message.label] += 1
-            logger.info(status.lower(), extra={**self._log_context(message), "reason": result.reason})
+            insert_ids = [event["properties"].get("$insert_id") for event in message.events]
+            logger.info(
+                status.lower(), extra={**self._log_context(message), "reason": result.reason, "insert_ids": insert_ids}
+            )
         for name, counter in tallies.items():
             runtime.count(name, counter)
         return retry

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .facts import Fact, Identity
 
 MAX_CONFLICT_RETRIES = 20
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
+WRITE_CONCURRENCY = 8
 
 
 class LedgerUnavailable(Exception):
@@ -85,34 +88,104 @@ class Ledger:
 
     # ---- writes -------------------------------------------------------------------------
 
+    def record_all(self, items: Sequence[tuple[Fact, dict[str, Any]]]) -> list[tuple[dict[str, Any], bool] | Exception]:
+        """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
+
+        New facts go in few transactions (up to 100 items each, several customers per transaction,
+        each customer's facts folded into one versioned write), run concurrently; a transaction
+        that a concurrent writer cancels falls back to `record`, one fact at a time.
+        """
+        results: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(items)
+        try:
+            known = self.facts(fact.key for fact, _ in items)
+        except LedgerUnavailable as error:
+            return [error] * len(items)
+        first: dict[str, int] = {}
+        for index, (fact, _) in enumerate(items):
+            if fact.key in known:
+                results[index] = (known[fact.key], False)
+            else:
+                first.setdefault(fact.key, index)
+        pending = sorted(first.values())
+        groups: dict[str, list[int]] = {}
+        for index in pending:
+            fact = items[index][0]
+            groups.setdefault(customer_key(fact) or f"fact:{fact.key}", []).append(index)
+        try:
+            states = self._customer_states([group for group in groups if not group.startswith("fact:")])
+        except LedgerUnavailable as error:
+            for index in pending:
+                results[index] = error
+            states = None
+        if states is not None:
+            batches = _pack(groups, lambda indices: sum(1 + len(items[i][0].links) for i in indices) + 1)
+            work = [(batch, {group: groups[group] for group in batch}) for batch in batches]
+
+            def run(job: tuple[list[str], dict[str, list[int]]]) -> None:
+                for index, outcome in self._write(job[1], items, states).items():
+                    results[index] = outcome
+
+            if len(work) <= 1:
+                for job in work:
+                    run(job)
+            else:
+                with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(work))) as pool:
+                    list(pool.map(run, work))
+        for index, (fact, _) in enumerate(items):
+            if results[index] is None:  # a later duplicate of a fact in this batch
+                outcome = results[first[fact.key]]
+                results[index] = (outcome[0], False) if isinstance(outcome, tuple) else outcome
+        return results  # type: ignore[return-value]
+
+    def _write(
+        self,
+        groups: dict[str, list[int]],
+        items: Sequence[tuple[Fact, dict[str, Any]]],
+        states: dict[str, tuple[int, dict[str, Any]]],
+    ) -> dict[int, tuple[dict[str, Any], bool] | Exception]:
+        """One transaction for these groups; on cancellation, each fact alone through `record`."""
+        from botocore.exceptions import ClientError
+
+        operations: list[dict[str, Any]] = []
+        links: dict[str, dict[str, Any]] = {}
+        for group, indices in groups.items():
+            totals = None
+            for index in indices:
+                fact, event = items[index]
+                operations.append(self._fact_put(fact, event))
+                links.update({op["Put"]["Item"]["pk"]["S"]: op for op in self._link_puts(fact)})
+                if not group.startswith("fact:"):
+                    totals = apply(totals if totals is not None else states.get(group, (0, {}))[1], fact)
+            if totals is not None:
+                version = states.get(group, (0, {}))[0]
+                operations.append(self._versioned_customer_put(group, totals, version))
+        operations += links.values()
+        indices = [index for group in groups.values() for index in group]
+        try:
+            self.client.transact_write_items(TransactItems=operations)
+            return {index: (items[index][1], True) for index in indices}
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in ("TransactionCanceledException", "ValidationException"):
+                return dict.fromkeys(indices, LedgerUnavailable(f"{code}: {error}"))
+        outcomes: dict[int, tuple[dict[str, Any], bool] | Exception] = {}
+        for index in indices:  # someone else wrote one of these facts or customers meanwhile
+            try:
+                outcomes[index] = self.record(*items[index])
+            except Exception as error:
+                outcomes[index] = error if isinstance(error, LedgerUnavailable) else LedgerUnavailable(str(error))
+        return outcomes
+
     def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Record `fact` with `event` unless already recorded; returns (canonical event, newly recorded)."""
+        """Record one fact with `event` unless already recorded; returns (canonical event, newly recorded)."""
         from botocore.exceptions import ClientError
 
         ck = customer_key(fact)
-        fact_put = {
-            "Put": {
-                "TableName": self.table,
-                "Item": {
-                    "pk": {"S": f"fact#{fact.key}"},
-                    "event": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)},
-                    "recorded_at": {"N": str(int(time.time() * 1000))},
-                    **({"customer": {"S": ck}} if ck else {}),
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        link_identity = json.dumps(
-            {"user_id": fact.identity.user_id, "device_id": fact.identity.device_id, "customer": fact.identity.customer}
-        )
-        link_puts = [
-            {"Put": {"TableName": self.table, "Item": {"pk": {"S": f"link#{ref}"}, "identity": {"S": link_identity}}}}
-            for ref in fact.links
-        ]
         for _ in range(MAX_CONFLICT_RETRIES):
-            operations = [fact_put, *link_puts]
+            operations = [self._fact_put(fact, event), *self._link_puts(fact)]
             if ck:
-                operations.append(self._customer_put(ck, fact))
+                version, totals = self._customer_state(ck)
+                operations.append(self._versioned_customer_put(ck, apply(totals, fact), version))
             try:
                 self.client.transact_write_items(TransactItems=operations)
                 return event, True
@@ -129,24 +202,53 @@ class Ledger:
                 continue
         raise LedgerUnavailable(f"too many concurrent updates of customer {ck}")
 
-    def _customer_put(self, ck: str, fact: Fact) -> dict[str, Any]:
-        response = self._get(f"customer#{ck}")
-        version = int(response["version"]["N"]) if response else 0
-        totals = json.loads(response["totals"]["S"]) if response else {}
-        updated = apply(totals, fact)
-        condition = "attribute_not_exists(pk)" if version == 0 else "version = :v"
+    # ---- items --------------------------------------------------------------------------
+
+    def _fact_put(self, fact: Fact, event: dict[str, Any]) -> dict[str, Any]:
+        ck = customer_key(fact)
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {
+                    "pk": {"S": f"fact#{fact.key}"},
+                    "event": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)},
+                    "recorded_at": {"N": str(int(time.time() * 1000))},
+                    **({"customer": {"S": ck}} if ck else {}),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _link_puts(self, fact: Fact) -> list[dict[str, Any]]:
+        identity = json.dumps(
+            {"user_id": fact.identity.user_id, "device_id": fact.identity.device_id, "customer": fact.identity.customer}
+        )
+        return [
+            {"Put": {"TableName": self.table, "Item": {"pk": {"S": f"link#{ref}"}, "identity": {"S": identity}}}}
+            for ref in fact.links
+        ]
+
+    def _versioned_customer_put(self, ck: str, totals: dict[str, Any], version: int) -> dict[str, Any]:
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
                 "pk": {"S": f"customer#{ck}"},
-                "totals": {"S": json.dumps(updated, separators=(",", ":"), sort_keys=True)},
+                "totals": {"S": json.dumps(totals, separators=(",", ":"), sort_keys=True)},
                 "version": {"N": str(version + 1)},
             },
-            "ConditionExpression": condition,
+            "ConditionExpression": "attribute_not_exists(pk)" if version == 0 else "version = :v",
         }
         if version:
             put["ExpressionAttributeValues"] = {":v": {"N": str(version)}}
         return {"Put": put}
+
+    def _customer_state(self, ck: str) -> tuple[int, dict[str, Any]]:
+        item = self._get(f"customer#{ck}")
+        return (int(item["version"]["N"]), json.loads(item["totals"]["S"])) if item else (0, {})
+
+    def _customer_states(self, keys: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+        items = self._batch_get([f"customer#{key}" for key in keys])
+        return {pk[9:]: (int(item["version"]["N"]), json.loads(item["totals"]["S"])) for pk, item in items.items()}
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -175,3 +277,20 @@ class Ledger:
         except Exception as error:
             raise LedgerUnavailable(str(error)) from error
         return found
+
+
+def _pack(groups: dict[str, list[int]], size: Callable[[list[int]], int]) -> list[list[str]]:
+    """Groups into transactions of at most MAX_TRANSACTION_ITEMS items; an oversized group goes alone."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for group, indices in groups.items():
+        cost = size(indices)
+        if current and used + cost > MAX_TRANSACTION_ITEMS:
+            batches.append(current)
+            current, used = [], 0
+        current.append(group)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches

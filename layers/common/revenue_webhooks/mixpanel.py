@@ -94,7 +94,7 @@ class Backoff:
     jitter_s: tuple[float, float] = (1.0, 5.0)
 
     def delay(self, attempt: int) -> float:
-        return min(self.cap_s, self.base_s * 2**attempt) + random.uniform(*self.jitter_s)  # noqa: S311 (jitter)
+        return min(self.cap_s, self.base_s * 2**attempt) + random.uniform(*self.jitter_s)  # noqa: S311 (jitter)  # nosec B311
 
 
 class MixpanelClient:

@@ -162,7 +162,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
             email=dig(session, "customer_details", "email") or session.get("customer_email"),
-            links=tuple(payment_ref(ref) for ref in (session["id"], payment_intent) if ref),
+            links=(payment_ref(payment_intent),) if payment_intent else (),  # what its refunds will name
         )
     ]
 
@@ -187,7 +187,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
     properties: dict[str, Any] = {c.PURCHASE_TYPE: purchase_type}
     if subscription:
         properties.update({c.SUBSCRIPTION_ID: subscription, **_price_properties(price)})
-    refs = [invoice["id"], _id_of(invoice.get("payment_intent")), _id_of(invoice.get("charge"))]
+    refs = [_id_of(invoice.get("payment_intent")), _id_of(invoice.get("charge"))]  # what its refunds will name
     refs += [_id_of(dig(p, "payment", "payment_intent")) for p in dig(invoice, "payments", "data") or []]
     facts: list[Fact | Deferred] = [
         Fact(
