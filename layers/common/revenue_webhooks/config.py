@@ -29,7 +29,7 @@ SECRET_ENV = {
     "lemonsqueezy": "LEMONSQUEEZY_WEBHOOK_SECRET_ID",
     "revenuecat": "REVENUECAT_WEBHOOK_SECRET_ID",
 }
-STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)
+STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
 
 class ConfigError(ValueError):

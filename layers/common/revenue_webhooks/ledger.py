@@ -67,8 +67,11 @@ class Ledger:
         self.table = table_name
         if client is None:
             import boto3  # the runtime's; honours AWS_ENDPOINT_URL(_DYNAMODB)
+            from botocore.config import Config
 
-            client = boto3.client("dynamodb")
+            # Client-side parameter validation walks every attribute of every 100-item transaction and
+            # was most of the forwarder's CPU (docs/performance.md); DynamoDB validates the requests anyway.
+            client = boto3.client("dynamodb", config=Config(parameter_validation=False))
         self.client = client
 
     # ---- reads --------------------------------------------------------------------------
