@@ -288,3 +288,36 @@ def test_simultaneous_batches_count_each_fact_once(shared: Pipeline) -> None:
     assert len(counts) == 3 and sum(counts) == len({fact.key for fact, _ in items})
     for n in range(8):
         assert shared.customer_totals(f"stripe:cus_sim{n}")["purchases"] == 6
+
+
+def test_an_event_mixpanel_refused_is_rendered_afresh_when_replayed(shared: Pipeline) -> None:
+    """After a fix, a redriven dead letter sends the fact's current rendering and counts nothing twice."""
+    from devstack.mixpanel_server import Fault
+
+    shared.reset()
+    purchase = full_history(customer="cus_fix", user_id="user-fix")[0]
+    body = json.dumps(purchase).encode()
+    shared.mixpanel.faults.push(Fault.reject(predicate=lambda event: True, field="properties.Revenue", message="bad"))
+    shared.post_stripe(body)
+    assert shared.drain()
+    (letter,) = shared.dead_letters()
+    assert letter["MessageAttributes"]["dead_letter_reason"]["StringValue"] == "mixpanel_rejected_event"
+    fact = fact_item(shared, f"stripe:payment:{purchase['data']['object']['id']}")
+    assert fact["rejected"] == {"BOOL": True}  # the stored event is no longer canonical
+
+    shared.sqs.send_message(  # what `make redrive` does
+        QueueUrl=shared.queue_url,
+        MessageBody=letter["Body"],
+        MessageAttributes={k: v for k, v in letter["MessageAttributes"].items() if not k.startswith("dead_letter")},
+    )
+    shared.sqs.delete_message(QueueUrl=shared.dlq_url, ReceiptHandle=letter["ReceiptHandle"])
+    assert shared.drain()
+    assert [e["event"] for e in shared.mixpanel.events()] == ["Purchase Completed"]
+    assert "rejected" not in fact_item(shared, f"stripe:payment:{purchase['data']['object']['id']}")
+    assert shared.customer_totals("stripe:cus_fix")["purchases"] == 1
+
+
+def fact_item(pipeline: Pipeline, key: str) -> dict:
+    return pipeline.dynamodb.get_item(
+        TableName=pipeline.resources.refs["LedgerTable"], Key={"pk": {"S": f"fact#{key}"}}, ConsistentRead=True
+    )["Item"]

@@ -43,6 +43,7 @@ class Message:
     queued: QueuedEvent | None = None
     facts: list[Fact] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
@@ -182,6 +183,7 @@ class Forwarder:
                 message.decide(Result(Outcome.TRANSIENT, reason, f"{type(outcome).__name__}: {outcome}"))
                 continue
             message.events.append(outcome[0])
+            message.fact_keys.append(fact.key)
             if fact.profile is not None or fact.identity.user_id:
                 ck = customer_key(fact)
                 if ck:
@@ -192,10 +194,13 @@ class Forwarder:
         batch = [event for m in sending for event in m.events]
         results = self.client.import_events(batch, deadline=deadline) if batch else []
         position = 0
+        refused: list[str] = []
         for message in sending:
-            for event in message.events:
+            for event, key in zip(message.events, message.fact_keys, strict=True):
                 result = results[position]
                 position += 1
+                if result.outcome is Outcome.INVALID:
+                    refused.append(key)
                 if result.outcome is not Outcome.DELIVERED:
                     logger.warning(
                         "event not delivered",
@@ -208,6 +213,8 @@ class Forwarder:
                         },
                     )
                 message.decide(result)
+        if refused:
+            self.ledger.mark_rejected(refused)
         for message in messages:
             if message.result is None:  # no events (e.g. a subscription-mode Checkout): nothing to send
                 message.decide(Result(Outcome.DELIVERED))

@@ -13,6 +13,7 @@ Items (partition key `pk`):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,8 +79,39 @@ class Ledger:
 
     def facts(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Canonical events already recorded for these fact keys."""
+        return {key: event for key, (event, _) in self._recorded(keys).items()}
+
+    def _recorded(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], bool]]:
+        """(canonical event, whether Mixpanel refused it) per recorded fact key."""
         items = self._batch_get([f"fact#{key}" for key in keys])
-        return {pk[5:]: json.loads(item["event"]["S"]) for pk, item in items.items()}
+        return {pk[5:]: (json.loads(item["event"]["S"]), "rejected" in item) for pk, item in items.items()}
+
+    def mark_rejected(self, keys: Iterable[str]) -> None:
+        """Mixpanel refused these facts' events: the next webhook or replay renders them afresh.
+
+        The fact stays recorded (its money is already in the customer's totals), so a redrive after
+        a fix in the mapping re-sends a corrected event without counting anything twice.
+        """
+        for key in set(keys):
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"fact#{key}"}},
+                    UpdateExpression="SET rejected = :t",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":t": {"BOOL": True}},
+                )
+            except Exception:  # best effort: the stored event is then re-sent as it was
+                logging.getLogger(__name__).warning("could not mark fact %s as refused by Mixpanel", key, exc_info=True)
+
+    def _replace_event(self, key: str, event: dict[str, Any]) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"fact#{key}"}},
+            UpdateExpression="SET event = :e REMOVE rejected",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
+        )
 
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
         items = self._batch_get([f"link#{ref}" for ref in refs])
@@ -100,13 +132,22 @@ class Ledger:
         """
         results: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(items)
         try:
-            known = self.facts(fact.key for fact, _ in items)
+            known = self._recorded(fact.key for fact, _ in items)
         except LedgerUnavailable as error:
             return [error] * len(items)
         first: dict[str, int] = {}
-        for index, (fact, _) in enumerate(items):
+        for index, (fact, event) in enumerate(items):
             if fact.key in known:
-                results[index] = (known[fact.key], False)
+                stored, rejected = known[fact.key]
+                if rejected and fact.key not in first:  # Mixpanel refused the stored one: send today's rendering
+                    try:
+                        self._replace_event(fact.key, event)
+                        stored = event
+                    except Exception as error:
+                        results[index] = LedgerUnavailable(str(error))
+                        continue
+                    first[fact.key] = index
+                results[index] = (stored, False)
             else:
                 first.setdefault(fact.key, index)
         pending = sorted(first.values())
