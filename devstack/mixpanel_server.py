@@ -232,7 +232,9 @@ class Fault:
         path: str | None = None,
     ) -> Fault:
         """A 400 failing the chosen records (by `$insert_id`, or `predicate(record)`), storing the others."""
-        return cls("reject", insert_ids=frozenset(insert_ids), predicate=predicate, field=field, message=message, path=path)
+        return cls(
+            "reject", insert_ids=frozenset(insert_ids), predicate=predicate, field=field, message=message, path=path
+        )
 
     @classmethod
     def slow(cls, seconds: float, *, store: bool = False, path: str | None = None) -> Fault:
@@ -270,9 +272,7 @@ class FaultPlan:
         with self._lock:
             self._queue.extend(faults)
 
-    def random(
-        self, seed: int, rates: Mapping[str, float], *, path: str | None = None, slow_s: float = 5.0
-    ) -> None:
+    def random(self, seed: int, rates: Mapping[str, float], *, path: str | None = None, slow_s: float = 5.0) -> None:
         """Fail requests at random but reproducibly: `rates` maps "500"/"502"/"503"/"429"/"413"/"401"/"slow"/
         "disconnect" to a probability per request. Queued faults still come first."""
         unknown = set(rates) - set(RANDOM_FAULT_NAMES)
@@ -615,12 +615,12 @@ class SpecChecker:
         if parsed.records is None:
             found.append((op_id, "body", f"not checked: {parsed.error}"))
         else:
-            found.extend((op_id, _where(e.absolute_path), e.message) for e in self._import_body.iter_errors(parsed.records))
+            found.extend(
+                (op_id, _where(e.absolute_path), e.message) for e in self._import_body.iter_errors(parsed.records)
+            )
         return found
 
-    def check_engage(
-        self, query: Mapping[str, str], headers: Message, parsed: _Parsed
-    ) -> list[tuple[str, str, str]]:
+    def check_engage(self, query: Mapping[str, str], headers: Message, parsed: _Parsed) -> list[tuple[str, str, str]]:
         """(operationId, where, message) for each way this `/engage` request departs from the spec."""
         op_id = self._engage_params["operationId"]
         found = [
@@ -745,7 +745,9 @@ class _Store:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
-    def begin_request(self, method: str, path: str, query: Mapping[str, str], headers: dict[str, str], size: int) -> int:
+    def begin_request(
+        self, method: str, path: str, query: Mapping[str, str], headers: dict[str, str], size: int
+    ) -> int:
         with self._lock, self._db:
             cursor = self._db.execute(
                 "INSERT INTO requests (received_at, method, path, query, headers, body_bytes) VALUES (?, ?, ?, ?, ?, ?)",
@@ -1037,8 +1039,13 @@ class MixpanelServer:
         """Every departure from Mixpanel's OpenAPI spec seen in received requests (tests assert it is empty)."""
         rows = self._store.query("SELECT * FROM spec_violations ORDER BY id")
         return [
-            {"request_id": r["request_id"], "path": r["path"], "operation": r["operation"], "where": r["location"],
-             "message": r["message"]}
+            {
+                "request_id": r["request_id"],
+                "path": r["path"],
+                "operation": r["operation"],
+                "where": r["location"],
+                "message": r["message"],
+            }
             for r in rows
         ]
 
@@ -1183,9 +1190,7 @@ class MixpanelServer:
             return _Parsed(None, "request body must be a JSON array of profile updates", 400, len(body), form)
         return _Parsed(records, uncompressed_bytes=len(body), form=form)
 
-    def _import(
-        self, parsed: _Parsed, auth: str | None, strict: bool, request_id: int, reject: Fault | None
-    ) -> _Reply:
+    def _import(self, parsed: _Parsed, auth: str | None, strict: bool, request_id: int, reject: Fault | None) -> _Reply:
         if auth is None:
             return _import_error(strict, 401, "Invalid credentials")
         if parsed.records is None:
@@ -1280,11 +1285,16 @@ class MixpanelServer:
             "/api/revenue": lambda _q: self._api_revenue(),
             "/api/profiles": lambda _q: {"profiles": self._api_profiles()},
             "/api/dead-letters": lambda _q: self._api_dead_letters(),
-            "/api/requests": lambda _q: {"requests": self.requests_log()[-50:][::-1], "violations": self.spec_violations()},
+            "/api/requests": lambda _q: {
+                "requests": self.requests_log()[-50:][::-1],
+                "violations": self.spec_violations(),
+            },
             "/api/summary": lambda _q: self._api_summary(),
         }
         if request.path == "/":
-            return _Reply(200, _PAGE_HTML.encode(), "text/html; charset=utf-8", extra_headers={"Cache-Control": "no-store"})
+            return _Reply(
+                200, _PAGE_HTML.encode(), "text/html; charset=utf-8", extra_headers={"Cache-Control": "no-store"}
+            )
         if request.path in routes:
             return _Reply.json(200, routes[request.path](request.query))
         if request.path == "/favicon.ico":
@@ -1297,7 +1307,9 @@ class MixpanelServer:
         rows = self._store.query(_DEDUPED_EVENTS)
         names = sorted({r["event"] for r in rows})
         matched = [
-            r for r in reversed(rows) if (name is None or r["event"] == name) and (not user or user in r["distinct_id"].lower())
+            r
+            for r in reversed(rows)
+            if (name is None or r["event"] == name) and (not user or user in r["distinct_id"].lower())
         ]
         return {
             "events": [
@@ -1319,8 +1331,12 @@ class MixpanelServer:
     def _api_profiles(self) -> list[dict[str, Any]]:
         rows = self._store.query("SELECT * FROM profiles ORDER BY updated_at DESC")
         return [
-            {"distinct_id": r["distinct_id"], "properties": json.loads(r["properties"]), "last_seen": r["last_seen"],
-             "updated_at": r["updated_at"]}
+            {
+                "distinct_id": r["distinct_id"],
+                "properties": json.loads(r["properties"]),
+                "last_seen": r["last_seen"],
+                "updated_at": r["updated_at"],
+            }
             for r in rows
         ]
 
@@ -1448,7 +1464,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(_import_error(True, exc.status, str(exc)))
             return
-        request = _Request(self.command, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), self.headers, body)
+        request = _Request(
+            self.command, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), self.headers, body
+        )
         try:
             reply = self.server.app._dispatch(request)
         except Exception:
@@ -1821,7 +1839,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: done.set())
     with server:
-        log.info("local Mixpanel at %s (page: %s/), project_id=%s, db=%s", server.url, server.url, args.project_id, args.db)
+        log.info(
+            "local Mixpanel at %s (page: %s/), project_id=%s, db=%s", server.url, server.url, args.project_id, args.db
+        )
         done.wait()
     return 0
 

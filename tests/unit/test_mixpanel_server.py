@@ -68,7 +68,11 @@ def post_import(
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
     return requests.post(
-        f"{server.url}/import", params=STRICT if params is None else params, data=body, headers=headers, auth=auth,
+        f"{server.url}/import",
+        params=STRICT if params is None else params,
+        data=body,
+        headers=headers,
+        auth=auth,
         timeout=timeout,
     )
 
@@ -128,8 +132,9 @@ def test_bad_credentials_are_401_and_store_nothing(
 def test_credentials_are_configurable() -> None:
     credentials = Credentials(project_id="42", username="ci.42.mp-service-account", secret="s3cret")
     with MixpanelServer(credentials=credentials) as mixpanel:
-        ok = post_import(mixpanel, [event()], auth=("ci.42.mp-service-account", "s3cret"),
-                         params={"strict": "1", "project_id": "42"})
+        ok = post_import(
+            mixpanel, [event()], auth=("ci.42.mp-service-account", "s3cret"), params={"strict": "1", "project_id": "42"}
+        )
         demo = post_import(mixpanel, [event()], auth=TOKEN, params={"strict": "1"})
     assert (ok.status_code, demo.status_code) == (200, 401)
 
@@ -183,8 +188,14 @@ def test_gzip_ndjson_body_is_accepted(server: MixpanelServer) -> None:
 def test_malformed_body_is_400_with_an_error(
     server: MixpanelServer, body: bytes, headers: dict[str, str], error: str
 ) -> None:
-    response = requests.post(f"{server.url}/import", params=STRICT, data=body, auth=SA, timeout=10,
-                             headers={"Content-Type": "application/json", **headers})
+    response = requests.post(
+        f"{server.url}/import",
+        params=STRICT,
+        data=body,
+        auth=SA,
+        timeout=10,
+        headers={"Content-Type": "application/json", **headers},
+    )
     assert response.status_code == 400
     assert error in response.json()["error"]
     assert response.json()["status"] == "Bad Request"
@@ -239,28 +250,54 @@ def test_event_of_1_mb_is_rejected(server: MixpanelServer) -> None:
 # ----------------------------------------------------------------------------------------- validation
 
 REJECTED = [
-    pytest.param({"time": "1700000000"}, "properties.time", "must be specified as seconds since epoch", id="time-string"),
+    pytest.param(
+        {"time": "1700000000"}, "properties.time", "must be specified as seconds since epoch", id="time-string"
+    ),
     pytest.param({"time": ABSENT}, "properties.time", "must be specified as seconds since epoch", id="time-missing"),
     pytest.param({"time": True}, "properties.time", "must be specified as seconds since epoch", id="time-bool"),
     pytest.param({"time": 31_535_999}, "properties.time", "must not be before 1971-01-01", id="time-1970"),
-    pytest.param({"time": (NOW + 3700) * 1000}, "properties.time", "must not be more than 1 hour in the future",
-                 id="time-future-ms"),
-    pytest.param({"time": NOW + 3700}, "properties.time", "must not be more than 1 hour in the future", id="time-future"),
+    pytest.param(
+        {"time": (NOW + 3700) * 1000},
+        "properties.time",
+        "must not be more than 1 hour in the future",
+        id="time-future-ms",
+    ),
+    pytest.param(
+        {"time": NOW + 3700}, "properties.time", "must not be more than 1 hour in the future", id="time-future"
+    ),
     pytest.param({"distinct_id": None}, "properties.distinct_id", "must be a string", id="distinct-id-null"),
     pytest.param({"distinct_id": 42}, "properties.distinct_id", "must be a string", id="distinct-id-number"),
     pytest.param({"$insert_id": ""}, "$insert_id", "must be specified", id="insert-id-empty"),
     pytest.param({"$insert_id": 7}, "$insert_id", "must be a string", id="insert-id-number"),
     pytest.param({"$insert_id": "a" * 37}, "$insert_id", "must be at most 36 bytes", id="insert-id-37-bytes"),
-    pytest.param({"$insert_id": "purchase_ORD-98765"}, "$insert_id",
-                 "must only contain alphanumeric or hyphen '-' characters", id="insert-id-underscore"),
-    pytest.param({"$insert_id": "evt:1"}, "$insert_id",
-                 "must only contain alphanumeric or hyphen '-' characters", id="insert-id-colon"),
+    pytest.param(
+        {"$insert_id": "purchase_ORD-98765"},
+        "$insert_id",
+        "must only contain alphanumeric or hyphen '-' characters",
+        id="insert-id-underscore",
+    ),
+    pytest.param(
+        {"$insert_id": "evt:1"},
+        "$insert_id",
+        "must only contain alphanumeric or hyphen '-' characters",
+        id="insert-id-colon",
+    ),
     pytest.param({"$insert_id": "0"}, "$insert_id", "'0' is a placeholder value", id="insert-id-blocked"),
-    pytest.param({"nested": {"a": {"b": {"c": {}}}}}, "properties.nested",
-                 "nested objects must have a max nesting depth of 3", id="depth-4"),
-    pytest.param({"list": list(range(255))}, "properties.list", "lists must have fewer than 255 elements", id="list-255"),
-    pytest.param({"obj": {str(k): k for k in range(255)}}, "properties.obj", "nested objects must have fewer than 255 keys",
-                 id="object-255-keys"),
+    pytest.param(
+        {"nested": {"a": {"b": {"c": {}}}}},
+        "properties.nested",
+        "nested objects must have a max nesting depth of 3",
+        id="depth-4",
+    ),
+    pytest.param(
+        {"list": list(range(255))}, "properties.list", "lists must have fewer than 255 elements", id="list-255"
+    ),
+    pytest.param(
+        {"obj": {str(k): k for k in range(255)}},
+        "properties.obj",
+        "nested objects must have fewer than 255 keys",
+        id="object-255-keys",
+    ),
 ]
 
 
@@ -280,8 +317,10 @@ def test_invalid_event_fails_with_mixpanels_field_and_message(
     }
 
 
-@pytest.mark.parametrize("placeholder", ["anonymous", "NULL", "None", "undefined", "00000000-0000-0000-0000-000000000000",
-                                         "-1", "[]", "n/a", "<nil>"])
+@pytest.mark.parametrize(
+    "placeholder",
+    ["anonymous", "NULL", "None", "undefined", "00000000-0000-0000-0000-000000000000", "-1", "[]", "n/a", "<nil>"],
+)
 def test_placeholder_distinct_ids_are_rejected(server: MixpanelServer, placeholder: str) -> None:
     failure = only_failure(post_import(server, [event(distinct_id=placeholder)]))
     assert failure["field"] == "properties.distinct_id"
@@ -396,8 +435,13 @@ def test_concurrent_senders_are_all_stored(server: MixpanelServer) -> None:
     def send(worker: int) -> list[int]:
         with requests.Session() as session:
             return [
-                session.post(f"{server.url}/import", params=STRICT, auth=SA, timeout=10,
-                             json=[event(f"w{worker}-{i}-{j}") for j in range(10)]).status_code
+                session.post(
+                    f"{server.url}/import",
+                    params=STRICT,
+                    auth=SA,
+                    timeout=10,
+                    json=[event(f"w{worker}-{i}-{j}") for j in range(10)],
+                ).status_code
                 for i in range(10)
             ]
 
@@ -424,8 +468,13 @@ def test_set_creates_and_overwrites(server: MixpanelServer) -> None:
 
 
 def test_set_once_keeps_the_first_value(server: MixpanelServer) -> None:
-    post_engage(server, [update(**{"$set_once": {"First Purchase": "2024-01-01"}}),
-                         update(**{"$set_once": {"First Purchase": "2024-02-02", "Source": "stripe"}})])
+    post_engage(
+        server,
+        [
+            update(**{"$set_once": {"First Purchase": "2024-01-01"}}),
+            update(**{"$set_once": {"First Purchase": "2024-02-02", "Source": "stripe"}}),
+        ],
+    )
     assert server.profiles()["user-1"] == {"First Purchase": "2024-01-01", "Source": "stripe"}
 
 
@@ -438,19 +487,29 @@ def test_add_is_not_idempotent_twice_counts_twice(server: MixpanelServer) -> Non
 
 
 def test_list_operations(server: MixpanelServer) -> None:
-    post_engage(server, [
-        update(**{"$union": {"Plans": ["basic", "pro", "basic"]}}),
-        update(**{"$union": {"Plans": ["pro", "team"]}}),
-        update(**{"$append": {"Events": "a"}}),
-        update(**{"$append": {"Events": "a"}}),
-        update(**{"$remove": {"Plans": "basic"}}),
-    ])
+    post_engage(
+        server,
+        [
+            update(**{"$union": {"Plans": ["basic", "pro", "basic"]}}),
+            update(**{"$union": {"Plans": ["pro", "team"]}}),
+            update(**{"$append": {"Events": "a"}}),
+            update(**{"$append": {"Events": "a"}}),
+            update(**{"$remove": {"Plans": "basic"}}),
+        ],
+    )
     assert server.profiles()["user-1"] == {"Plans": ["pro", "team"], "Events": ["a", "a"]}
 
 
 def test_unset_and_delete(server: MixpanelServer) -> None:
-    post_engage(server, [update(**{"$set": {"Plan": "pro", "Seats": 3}}), update(**{"$unset": ["Seats"]}),
-                         update("user-2", **{"$set": {"Plan": "basic"}}), update("user-2", **{"$delete": None})])
+    post_engage(
+        server,
+        [
+            update(**{"$set": {"Plan": "pro", "Seats": 3}}),
+            update(**{"$unset": ["Seats"]}),
+            update("user-2", **{"$set": {"Plan": "basic"}}),
+            update("user-2", **{"$delete": None}),
+        ],
+    )
     assert server.profiles() == {"user-1": {"Plan": "pro"}}
 
 
@@ -469,12 +528,18 @@ def test_engage_verbose_1_answers_200_with_status(server: MixpanelServer) -> Non
     ok = post_engage(server, [update(**{"$set": {"a": 1}})])
     bad = post_engage(server, [{"$token": DEMO_CREDENTIALS.project_token, "$set": {"a": 1}}])
     assert (ok.status_code, ok.json()) == (200, {"error": None, "status": 1})
-    assert (bad.status_code, bad.json()) == (200, {"error": "Engage API error: $distinct_id, missing or empty", "status": 0})
+    assert (bad.status_code, bad.json()) == (
+        200,
+        {"error": "Engage API error: $distinct_id, missing or empty", "status": 0},
+    )
 
 
 def test_engage_verbose_2_answers_a_real_400_on_invalid_input(server: MixpanelServer) -> None:
-    response = post_engage(server, [{"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "", "$set": {"a": 1}}],
-                           params={"verbose": "2"})
+    response = post_engage(
+        server,
+        [{"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "", "$set": {"a": 1}}],
+        params={"verbose": "2"},
+    )
     assert response.status_code == 400
     assert response.json() == {"error": "Engage API error: $distinct_id, missing or empty", "status": 0}
 
@@ -483,7 +548,9 @@ def test_engage_verbose_2_answers_a_real_400_on_invalid_input(server: MixpanelSe
     ("record", "error"),
     [
         pytest.param({"$distinct_id": "u", "$set": {}}, "$token, missing or empty", id="no-token"),
-        pytest.param({"$token": "other", "$distinct_id": "u", "$set": {}}, "$token, not this project's token", id="wrong-token"),
+        pytest.param(
+            {"$token": "other", "$distinct_id": "u", "$set": {}}, "$token, not this project's token", id="wrong-token"
+        ),
         pytest.param(update(), "no operation", id="no-operation"),
         pytest.param(update(**{"$set": {"a": 1}, "$unset": ["b"]}), "more than one operation", id="two-operations"),
         pytest.param(update(**{"$add": {"n": "1"}}), "$add values must be numbers", id="add-not-number"),
@@ -499,10 +566,13 @@ def test_invalid_profile_updates_are_refused(server: MixpanelServer, record: dic
 
 
 def test_valid_updates_of_a_mixed_batch_are_applied(server: MixpanelServer) -> None:
-    response = post_engage(server, [update(**{"$set": {"a": 1}}), update("", **{"$set": {"a": 1}})],
-                           params={"verbose": "1", "strict": "1"})
+    response = post_engage(
+        server, [update(**{"$set": {"a": 1}}), update("", **{"$set": {"a": 1}})], params={"verbose": "1", "strict": "1"}
+    )
     assert response.json()["status"] == 0
-    assert response.json()["failed_records"] == [{"index": 1, "message": "Engage API error: $distinct_id, missing or empty"}]
+    assert response.json()["failed_records"] == [
+        {"index": 1, "message": "Engage API error: $distinct_id, missing or empty"}
+    ]
     assert server.profiles() == {"user-1": {"a": 1}}
 
 
@@ -516,22 +586,30 @@ def test_service_account_auth_replaces_the_token(server: MixpanelServer) -> None
 
 def test_engage_refuses_gzip(server: MixpanelServer) -> None:
     body = gzip.compress(json.dumps([update(**{"$set": {"a": 1}})]).encode())
-    response = requests.post(f"{server.url}/engage", params={"verbose": "1"}, data=body, timeout=10,
-                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    response = requests.post(
+        f"{server.url}/engage",
+        params={"verbose": "1"},
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert response.status_code == 400
     assert "gzip" in response.json()["error"]
     assert server.profiles() == {}
 
 
 def test_engage_accepts_form_encoded_data(server: MixpanelServer) -> None:
-    response = requests.post(f"{server.url}/engage", timeout=10,
-                             data={"data": json.dumps([update(**{"$set": {"a": 1}})]), "verbose": "1"})
+    response = requests.post(
+        f"{server.url}/engage", timeout=10, data={"data": json.dumps([update(**{"$set": {"a": 1}})]), "verbose": "1"}
+    )
     assert response.json() == {"error": None, "status": 1}
     assert server.profiles() == {"user-1": {"a": 1}}
 
 
 def test_engage_refuses_more_than_2000_updates(server: MixpanelServer) -> None:
-    response = post_engage(server, [update(f"u{i}", **{"$set": {"a": 1}}) for i in range(2001)], params={"verbose": "2"})
+    response = post_engage(
+        server, [update(f"u{i}", **{"$set": {"a": 1}}) for i in range(2001)], params={"verbose": "2"}
+    )
     assert response.status_code == 400
     assert "2000" in response.json()["error"]
     assert server.profiles() == {}
@@ -581,11 +659,21 @@ def test_reject_fault_fails_chosen_events_and_stores_the_rest(server: MixpanelSe
 
 
 def test_reject_fault_by_predicate(server: MixpanelServer) -> None:
-    server.faults.push(Fault.reject(predicate=lambda e: e["event"] == "Refund Issued",
-                                    field="properties.Revenue", message="'properties.Revenue' is invalid: test"))
+    server.faults.push(
+        Fault.reject(
+            predicate=lambda e: e["event"] == "Refund Issued",
+            field="properties.Revenue",
+            message="'properties.Revenue' is invalid: test",
+        )
+    )
     response = post_import(server, [event("a1"), event("a2", name="Refund Issued")])
     assert response.json()["failed_records"] == [
-        {"index": 1, "insert_id": "a2", "field": "properties.Revenue", "message": "'properties.Revenue' is invalid: test"}
+        {
+            "index": 1,
+            "insert_id": "a2",
+            "field": "properties.Revenue",
+            "message": "'properties.Revenue' is invalid: test",
+        }
     ]
 
 
@@ -706,7 +794,9 @@ def test_runs_standalone_from_the_command_line(tmp_path: Path) -> None:
     db = tmp_path / "standalone.sqlite3"
     process = subprocess.Popen(
         [sys.executable, "-m", "devstack.mixpanel_server", "--port", str(port), "--db", str(db)],
-        cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -760,10 +850,23 @@ def test_well_formed_requests_have_no_spec_violations(server: MixpanelServer) ->
     post_import(server, [event("a1")], compress=True)
     post_import(server, [event("a2")], ndjson=True)
     post_import(server, [event("a3")], auth=TOKEN, params={"strict": "1"})  # documented: no project_id with a token
-    post_engage(server, [update(**{op: value}) for op, value in [
-        ("$set", {"a": 1}), ("$set_once", {"b": 1}), ("$add", {"n": 1}), ("$union", {"l": ["x"]}),
-        ("$append", {"m": "y"}), ("$remove", {"l": "x"}), ("$unset", ["b"]), ("$delete", None)]],
-        params={"verbose": "2", "ip": "0"})
+    post_engage(
+        server,
+        [
+            update(**{op: value})
+            for op, value in [
+                ("$set", {"a": 1}),
+                ("$set_once", {"b": 1}),
+                ("$add", {"n": 1}),
+                ("$union", {"l": ["x"]}),
+                ("$append", {"m": "y"}),
+                ("$remove", {"l": "x"}),
+                ("$unset", ["b"]),
+                ("$delete", None),
+            ]
+        ],
+        params={"verbose": "2", "ip": "0"},
+    )
     assert server.spec_violations() == []
 
 
@@ -804,10 +907,16 @@ def test_events_api_filters_by_name_and_user_newest_first(server: MixpanelServer
 
 def test_revenue_api_nets_refunds_per_day_and_currency(server: MixpanelServer) -> None:
     day = 1_718_000_000  # 2024-06-10 UTC
-    post_import(server, [event("a1", time=day), event("a2", time=day + 60, Revenue=7.5),
-                         event("a3", time=day, name="Refund Issued", Revenue=5),
-                         event("a4", time=day + 86_400, Revenue=1000, Currency="jpy"),
-                         event("a5", Revenue=None)])
+    post_import(
+        server,
+        [
+            event("a1", time=day),
+            event("a2", time=day + 60, Revenue=7.5),
+            event("a3", time=day, name="Refund Issued", Revenue=5),
+            event("a4", time=day + 86_400, Revenue=1000, Currency="jpy"),
+            event("a5", Revenue=None),
+        ],
+    )
     rows = requests.get(f"{server.url}/api/revenue", timeout=10).json()["rows"]
     assert rows == [
         {"day": "2024-06-10", "currency": "USD", "gross": 20.0, "refunds": 5.0, "net": 15.0, "events": 3},

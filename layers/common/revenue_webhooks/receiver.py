@@ -14,7 +14,6 @@ import binascii
 import json
 import time
 import traceback
-from collections import Counter
 from typing import Any
 
 from . import runtime
@@ -83,17 +82,17 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         logger.info(
             "payload (DEBUG_PAYLOADS, PII redacted)", extra={**context, "payload": redacted_json(parsed.payload)}
         )
-    key = Counter({(route, parsed.event_type): 1})
-    runtime.count("Received", key)
+    runtime.tag_request(route, parsed.event_type)
+    runtime.add("Received")
     if not settings.accepts_mode(parsed.livemode):
         logger.info("ignored: other mode", extra={**context, "mode": settings.mode})
-        runtime.count("Ignored", key)
+        runtime.add("Ignored")
         return _answer(
             200, "ignored", reason=f"{'live' if parsed.livemode else 'test'} event in a {settings.mode} deployment"
         )
     if not provider.is_relevant(parsed.event_type):
         logger.info("ignored: type not mapped", extra=context)
-        runtime.count("Ignored", key)
+        runtime.add("Ignored")
         return _answer(200, "ignored", reason="event type not mapped")
     queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
     try:
@@ -103,7 +102,7 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
         return _answer(503, "temporarily unavailable")
     logger.info("enqueued", extra=context)
-    runtime.count("Enqueued", key)
+    runtime.add("Enqueued")
     return _answer(200, "accepted")
 
 
@@ -162,7 +161,8 @@ def _verify_and_parse(provider: Provider, request: WebhookRequest, secrets: list
 
 def _rejected(route: str, rejection: WebhookRejected) -> dict[str, Any]:
     logger.info("webhook rejected", extra={"provider": route, "reason": rejection.detail[:_DETAIL_CHARS]})
-    runtime.count("Rejected", Counter({(route, type(rejection).__name__): 1}))
+    runtime.tag_request(route, type(rejection).__name__)
+    runtime.add("Rejected")
     return _answer(rejection.status, rejection.public)
 
 

@@ -63,6 +63,19 @@ def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
     return [value.strip() for value in str(raw).split(",") if value.strip()]
 
 
+def tag_request(provider: str, event_type: str) -> None:
+    """The receiver handles one request per invocation: its metrics share one EMF record with these dimensions.
+
+    (One record instead of one per metric: the receiver's metrics were a fifth of its warm CPU.)
+    """
+    metrics.add_dimension(name="Provider", value=provider or "unknown")
+    metrics.add_dimension(name="EventType", value=(event_type or "unknown")[:200])
+
+
+def add(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
 def count(name: str, by: Counter[tuple[str, str]]) -> None:
     """Emit `name` per (provider, event type), as EMF metrics with those two dimensions."""
     from aws_lambda_powertools.metrics import single_metric
