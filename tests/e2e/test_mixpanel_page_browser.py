@@ -23,28 +23,57 @@ from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path(tempfile.gettempdir()) / "mixpanel-page.png"
 SA = (DEMO_CREDENTIALS.username, DEMO_CREDENTIALS.secret)
 DAY = 86_400
 NOW = int(time.time())
 DEAD_LETTERS = [
     {"id": "msg-1", "reason": "400 from Mixpanel: '$insert_id' is invalid", "provider": "stripe", "receive_count": 5},
-    {"provider": "paddle", "event_type": "transaction.completed", "event_id": "ntf_01h", "reason": "mixpanel_rejected",
-     "detail": "'properties.time' is invalid: must not be before 1971-01-01"},
+    {
+        "provider": "paddle",
+        "event_type": "transaction.completed",
+        "event_id": "ntf_01h",
+        "reason": "mixpanel_rejected",
+        "detail": "'properties.time' is invalid: must not be before 1971-01-01",
+    },
 ]
 
 
-def purchase(insert_id: str, user: str, amount: float, currency: str, days_ago: int, name: str = "Purchase Completed",
-             ) -> dict[str, Any]:
-    return {"event": name, "properties": {"time": NOW - days_ago * DAY, "distinct_id": user, "$insert_id": insert_id,
-                                          "Revenue": amount, "Currency": currency, "Provider": "stripe", "ip": "0"}}
+def purchase(
+    insert_id: str,
+    user: str,
+    amount: float,
+    currency: str,
+    days_ago: int,
+    name: str = "Purchase Completed",
+) -> dict[str, Any]:
+    return {
+        "event": name,
+        "properties": {
+            "time": NOW - days_ago * DAY,
+            "distinct_id": user,
+            "$insert_id": insert_id,
+            "Revenue": amount,
+            "Currency": currency,
+            "Provider": "stripe",
+            "ip": "0",
+        },
+    }
 
 
 def send(server: MixpanelServer, events: list[dict[str, Any]]) -> None:
-    response = requests.post(f"{server.url}/import", params={"strict": "1", "project_id": "1"}, json=events, auth=SA,
-                             timeout=10)
+    response = requests.post(
+        f"{server.url}/import", params={"strict": "1", "project_id": "1"}, json=events, auth=SA, timeout=10
+    )
     assert response.status_code == 200, response.text
 
 
@@ -61,20 +90,33 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def server() -> Iterator[MixpanelServer]:
     with MixpanelServer(dead_letters=lambda: DEAD_LETTERS) as mixpanel:
-        send(mixpanel, [
-            purchase("p1", "user-1", 49.0, "USD", days_ago=2),
-            purchase("p2", "user-1", 19.5, "USD", days_ago=1),
-            purchase("p3", "user-2", 30.0, "EUR", days_ago=1),
-            purchase("r1", "user-1", 19.5, "USD", days_ago=0, name="Refund Issued"),
-            {"event": "Subscription Started",
-             "properties": {"time": NOW, "distinct_id": "user-2", "$insert_id": "s1", "Plan": "team"}},
-            purchase("p1", "user-1", 49.0, "USD", days_ago=2),  # a retry: deduplicated, not shown twice
-        ])
-        engage = requests.post(f"{mixpanel.url}/engage", params={"verbose": "2"}, timeout=10, json=[
-            {"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "user-1",
-             "$set": {"Plan": "pro", "Lifetime Revenue": 49.0}},
-            {"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "user-2", "$set": {"Plan": "team"}},
-        ])
+        send(
+            mixpanel,
+            [
+                purchase("p1", "user-1", 49.0, "USD", days_ago=2),
+                purchase("p2", "user-1", 19.5, "USD", days_ago=1),
+                purchase("p3", "user-2", 30.0, "EUR", days_ago=1),
+                purchase("r1", "user-1", 19.5, "USD", days_ago=0, name="Refund Issued"),
+                {
+                    "event": "Subscription Started",
+                    "properties": {"time": NOW, "distinct_id": "user-2", "$insert_id": "s1", "Plan": "team"},
+                },
+                purchase("p1", "user-1", 49.0, "USD", days_ago=2),  # a retry: deduplicated, not shown twice
+            ],
+        )
+        engage = requests.post(
+            f"{mixpanel.url}/engage",
+            params={"verbose": "2"},
+            timeout=10,
+            json=[
+                {
+                    "$token": DEMO_CREDENTIALS.project_token,
+                    "$distinct_id": "user-1",
+                    "$set": {"Plan": "pro", "Lifetime Revenue": 49.0},
+                },
+                {"$token": DEMO_CREDENTIALS.project_token, "$distinct_id": "user-2", "$set": {"Plan": "team"}},
+            ],
+        )
         assert engage.status_code == 200, engage.text
         yield mixpanel
 
@@ -86,8 +128,12 @@ def page(browser: Browser, server: MixpanelServer) -> Iterator[Page]:
     problems: list[str] = []
     tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    tab.on("request", lambda request: None if request.url.startswith(server.url)
-           else problems.append(f"external request: {request.url}"))
+    tab.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(server.url) else problems.append(f"external request: {request.url}")
+        ),
+    )
     tab.goto(server.url)
     tab.wait_for_selector("body[data-loaded='1']")
     yield tab
@@ -149,8 +195,10 @@ def test_page_refreshes_by_itself(page: Page, server: MixpanelServer) -> None:
 
 
 def test_untrusted_event_data_is_shown_as_text(page: Page, server: MixpanelServer) -> None:
-    send(server, [purchase("xss", "<img src=x onerror=alert(1)>", 1.0, "USD", days_ago=0,
-                           name="<script>alert(1)</script>")])
+    send(
+        server,
+        [purchase("xss", "<img src=x onerror=alert(1)>", 1.0, "USD", days_ago=0, name="<script>alert(1)</script>")],
+    )
     expect(rows(page)).to_have_count(6, timeout=10_000)
     expect(page.locator("#events")).to_contain_text("<img src=x onerror=alert(1)>")
     expect(page.locator("#events img")).to_have_count(0)
