@@ -10,41 +10,34 @@ GetItem, BatchGetItem and TransactWriteItems (Put with `attribute_not_exists(pk)
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .json_endpoint import JsonEndpoint
 
 PREFIX = "DynamoDB_20120810."
 DEFAULT_READ_MS = 4.0  # GetItem / BatchGetItem, consistent reads in-region
 DEFAULT_WRITE_MS = 10.0  # TransactWriteItems (two-phase, about twice a single write)
 
 
-class DynamoDbEndpoint:
+class DynamoDbEndpoint(JsonEndpoint):
     def __init__(self, read_ms: float = DEFAULT_READ_MS, write_ms: float = DEFAULT_WRITE_MS) -> None:
+        super().__init__()
         self.read_s = read_ms / 1000
         self.write_s = write_ms / 1000
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: dict[str, int] = {}
         self.write_units = 0  # items written in transactions (each costs 2 WRU per KB on DynamoDB)
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+    def answer(self, target: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            return self._answer(target.removeprefix(PREFIX), request)
+        except (KeyError, ValueError) as error:
+            return 400, {"__type": "com.amazon.coral.validate#ValidationException", "message": str(error)}
 
-    def start(self) -> DynamoDbEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
         if operation == "GetItem":
@@ -111,35 +104,3 @@ def _condition_holds(expression: str | None, values: dict[str, Any], current: di
     if expression == "version = :v":
         return current is not None and current.get("version") == values.get(":v")
     raise ValueError(f"condition {expression!r} is not emulated")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: DynamoDbEndpoint) -> None:
-        self.app = app
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        request = json.loads(self.rfile.read(length) or b"{}")
-        operation = (self.headers.get("X-Amz-Target") or "").removeprefix(PREFIX)
-        try:
-            status, payload = self.server.app.answer(operation, request)
-        except (KeyError, ValueError) as error:
-            status, payload = 400, {"__type": "com.amazon.coral.validate#ValidationException", "message": str(error)}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass

@@ -8,32 +8,19 @@ messages (and their bytes), which is all the receiver's warm-path benchmark need
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .json_endpoint import JsonEndpoint
 
-class SqsEndpoint:
+
+class SqsEndpoint(JsonEndpoint):
     def __init__(self) -> None:
+        super().__init__()
         self.messages = 0
         self.body_bytes = 0
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> SqsEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def answer(self, target: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if target.endswith(".SendMessage"):
@@ -45,31 +32,3 @@ class SqsEndpoint:
         if target.endswith(".GetQueueAttributes"):
             return 200, {"Attributes": {"ApproximateNumberOfMessages": str(self.messages)}}
         return 400, {"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": f"{target} is not emulated"}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: SqsEndpoint) -> None:
-        self.app = app
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as SQS
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        request = json.loads(self.rfile.read(length) or b"{}")
-        status, payload = self.server.app.answer(self.headers.get("X-Amz-Target", ""), request)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
