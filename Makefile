@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help venv demo dev test lint unit integration e2e template build docs bench event redrive replay clean
+.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ demo: venv ## run the whole pipeline locally on the sample events and print what
 dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C
 	$(PY) -m devstack.cli dev
 
-test: venv lint docs-check unit integration e2e template build ## everything CI runs
+test: venv lint docs-check unit integration fuzz e2e template build security ## everything CI runs
 
 lint: venv ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -56,6 +56,12 @@ template: venv ## cfn-lint and sam validate
 build: venv ## sam build (needs python3.13, which the venv provides)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
 
+bench: venv ## benchmarks vs the alternatives, same run: prints tables, writes bench/results/*.json (docs/performance.md)
+	$(PY) -m bench
+
+bench-smoke: venv ## the benchmarks with tiny counts: checks the harness works, not the figures
+	$(PY) -m bench --smoke --out .aws-sam/bench/results-smoke
+
 docs: venv ## regenerate docs/events.md from the catalog
 	$(PY) -m revenue_webhooks.catalog > docs/events.md
 
@@ -73,3 +79,27 @@ replay: venv ## post stored provider events, signed, to a webhook URL: make repl
 
 clean: ## remove the venv, build and local state
 	rm -rf $(VENV) .aws-sam .devstack
+
+fuzz: venv ## short fuzzing of the receiver: hypothesis properties and an atheris run (the long form: make reliability)
+	$(PY) -m pytest tests/fuzz -q $(PYTEST_ARGS)
+
+fuzz-atheris: venv ## coverage-guided fuzzing of the receiver: make fuzz-atheris FUZZ_SECONDS=600
+	@mkdir -p .devstack/fuzz-corpus
+	$(PY) tests/fuzz/atheris_receiver.py -max_len=8192 -max_total_time=$(or $(FUZZ_SECONDS),60) .devstack/fuzz-corpus
+
+reliability: venv ## the long fuzz, load and crash runs whose figures docs/reliability.md reports (about 25 minutes)
+	RUN_SLOW=1 $(PY) -m pytest tests/fuzz tests/integration/test_load.py tests/integration/test_crash_safety.py -q -s -p no:logging $(PYTEST_ARGS)
+	$(MAKE) fuzz-atheris FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600)
+
+# checkov pins boto3 1.35 and packaging<24, which the project's pins exclude: it gets a venv of its own.
+CHECKOV_VERSION := 3.3.30
+$(VENV)/checkov/.installed-$(CHECKOV_VERSION): | venv
+	$(PY) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+security: venv $(VENV)/checkov/.installed-$(CHECKOV_VERSION) ## checkov on template.yaml, bandit on the shipped code, pip-audit on the pins
+	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(BIN)/bandit -q -c pyproject.toml -r layers/common functions
+	$(BIN)/pip-audit --progress-spinner off -r layers/common/requirements.txt $(PIP_AUDIT_FLAGS)
+	$(BIN)/pip-audit --progress-spinner off --skip-editable $(PIP_AUDIT_FLAGS)
