@@ -18,6 +18,8 @@ started = time.perf_counter()
 
 
 class Context:
+    # devstack.lambda_runtime.LambdaContext, restated: importing devstack (and PyYAML with it) would
+    # add its own import time to the cold start this child process measures.
     def __init__(self, name, timeout_s, memory_mb):
         self.function_name = name
         self.function_version = "$LATEST"
