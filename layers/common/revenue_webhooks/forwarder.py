@@ -5,6 +5,10 @@ Mixpanel), retried (reported in `batchItemFailures`: transient trouble, or a fac
 for another webhook), or dead-lettered by us with a reason (Mixpanel refused it, it cannot
 be parsed or mapped, or its retries ran out). A dead-letter send that fails is retried
 too, so nothing is dropped silently.
+
+Powertools' BatchProcessor calls a handler per record; here the whole batch must become a
+few Mixpanel requests and ledger transactions, so the partial batch response is built here
+(Logger and Metrics are Powertools').
 """
 
 from __future__ import annotations
