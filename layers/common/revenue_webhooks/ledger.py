@@ -143,6 +143,7 @@ class Ledger:
                     try:
                         self._replace_event(fact.key, event)
                         stored = event
+                        known[fact.key] = (event, False)  # later copies in this batch send it too
                     except Exception as error:
                         results[index] = LedgerUnavailable(str(error))
                         continue
