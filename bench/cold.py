@@ -18,7 +18,7 @@ from typing import Any
 
 from revenue_webhooks.envelope import QueuedEvent
 
-from devstack import signing
+from devstack import apigw, signing
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.mixpanel_server import DEMO_CREDENTIALS
 from devstack.template import Template
@@ -60,23 +60,16 @@ def _lambda_env(function: str, memory_mb: int) -> dict[str, str]:
 
 
 def _http_event(route: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    path = f"/webhooks/{route}"
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/{provider}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "http": {"method": "POST", "path": path},
-            "requestId": f"bench-{now_ms}",
-            "timeEpoch": now_ms,
-        },
-        "pathParameters": {"provider": route},
-        "body": body.decode(),
-        "isBase64Encoded": False,
-    }
+    """A signed webhook as API Gateway delivers it (the local stack's payload-2.0 builder)."""
+    return apigw.http_api_event(
+        apigw.Route("POST", "/webhooks/{provider}"),
+        method="POST",
+        raw_path=f"/webhooks/{route}",
+        raw_query="",
+        headers=list(headers.items()),
+        body=body,
+        path_parameters={"provider": route},
+    )
 
 
 def _sqs_event(body: bytes, *, ours: bool, index: int) -> dict[str, Any]:

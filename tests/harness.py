@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from devstack import signing
+from devstack import apigw, signing
 from devstack.aws import MotoServer, provision
 from devstack.esm import EventSourceMapping
 from devstack.lambda_runtime import LambdaContext, context_for, load_handler
@@ -97,33 +97,23 @@ class Fates:
 
 
 def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
-    """A payload-format-2.0 event as API Gateway's HTTP API sends it (lower-case headers, raw body)."""
-    now_ms = int(time.time() * 1000)
+    """The payload-format-2.0 event API Gateway sends for a POST to `path`, built by the local stack's adapter.
+
+    `base64_body` forces the base64 form API Gateway uses for binary content types.
+    """
     provider = path.rstrip("/").rsplit("/", 1)[-1]
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/{provider}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {k.lower(): v for k, v in headers.items()},
-        "requestContext": {
-            "http": {
-                "method": "POST",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "test",
-            },
-            "requestId": f"req-{now_ms}",
-            "routeKey": "POST /webhooks/{provider}",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now_ms / 1000)),
-            "timeEpoch": now_ms,
-        },
-        "pathParameters": {"provider": provider},
-        "body": base64.b64encode(body).decode() if base64_body else body.decode("utf-8"),
-        "isBase64Encoded": base64_body,
-    }
+    event = apigw.http_api_event(
+        apigw.Route("POST", "/webhooks/{provider}"),
+        method="POST",
+        raw_path=path,
+        raw_query="",
+        headers=list(headers.items()),
+        body=body,
+        path_parameters={"provider": provider},
+    )
+    if base64_body and body:
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
 
 
 class Pipeline:
