@@ -2,7 +2,8 @@
 
 moto answers every request with `Connection: close`, so a client measured against it pays a TCP
 connect per message that it never pays against SQS. This endpoint only accepts and counts
-messages (and their bytes), which is all the receiver's warm-path benchmark needs from SQS.
+messages (and their bytes), which is all the receiver's warm-path benchmark needs from SQS, and
+answers with the MD5s SQS answers with, which the receiver's sender checks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import threading
 import uuid
 from typing import Any
+
+from revenue_webhooks.queue_sender import attributes_md5
 
 from .json_endpoint import JsonEndpoint
 
@@ -28,7 +31,10 @@ class SqsEndpoint(JsonEndpoint):
             with self._lock:
                 self.messages += 1
                 self.body_bytes += len(body.encode())
-            return 200, {"MessageId": str(uuid.uuid4()), "MD5OfMessageBody": hashlib.md5(body.encode()).hexdigest()}  # noqa: S324 (SQS's own checksum)
+            answer = {"MessageId": str(uuid.uuid4()), "MD5OfMessageBody": hashlib.md5(body.encode()).hexdigest()}  # noqa: S324 (SQS's own checksum)
+            if request.get("MessageAttributes"):
+                answer["MD5OfMessageAttributes"] = attributes_md5(request["MessageAttributes"])
+            return 200, answer
         if target.endswith(".GetQueueAttributes"):
             return 200, {"Attributes": {"ApproximateNumberOfMessages": str(self.messages)}}
         return 400, {"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": f"{target} is not emulated"}

@@ -11,8 +11,9 @@ the four promises of docs/reliability.md:
 4. no secret, signature or whole body in a response or a log line, and every response is one of
    the receiver's fixed texts.
 
-The only seam replaced is our own `runtime.sqs()`, by a queue that forwards to moto and records what
-was really enqueued (or, with `queue_down`, a client of a closed port, so the failure is a real one).
+The only seam replaced is our own `runtime.queue_sender()`, by a queue that forwards to moto with the real
+sender and records what was really enqueued (or, with `queue_down`, a sender to a closed port, so the
+failure is a real one).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ for entry in (str(TESTS), str(ROOT), str(ROOT / "layers" / "common")):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
+from botocore.credentials import Credentials  # noqa: E402
 from harness import SECRET_LOGICAL_IDS, SECRETS, documented_standard_webhooks_mapping, http_api_event  # noqa: E402
+from revenue_webhooks.queue_sender import QueueSender  # noqa: E402
 
 from devstack import signing  # noqa: E402
 from devstack.aws import MotoServer, free_port, provision  # noqa: E402
@@ -205,7 +206,7 @@ def oracle_valid(route: str, body: bytes, headers: dict[str, str], received_ms: 
 
 
 class RecordingQueue:
-    """Stands in for `runtime.sqs()`: sends to moto (or to a closed port while `down`) and keeps what arrived."""
+    """Stands in for `runtime.queue_sender()`: sends to moto (or to a closed port while `down`) and keeps what arrived."""
 
     def __init__(self, client: Any, dead_client: Any) -> None:
         self.client = client
@@ -271,16 +272,18 @@ class ReceiverRig:
             from revenue_webhooks import runtime
 
             self.runtime = runtime
-            client = boto3.client("sqs", endpoint_url=self.moto.endpoint, region_name="us-east-1")
-            dead = boto3.client(
-                "sqs",
-                endpoint_url=f"http://127.0.0.1:{free_port()}",
-                region_name="us-east-1",
-                config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
+            credentials = Credentials("local", "local")
+            region = {"AWS_DEFAULT_REGION": "us-east-1"}
+            client = QueueSender(credentials, environ={"AWS_ENDPOINT_URL_SQS": self.moto.endpoint, **region})
+            dead = QueueSender(
+                credentials,
+                environ={"AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{free_port()}", **region},
+                budget_s=0.2,
+                attempts=1,
             )
             self.queue = RecordingQueue(client, dead)
-            self._original_sqs = runtime.sqs
-            runtime.sqs = lambda: self.queue
+            self._original_sender = runtime.queue_sender
+            runtime.queue_sender = lambda: self.queue
             self.stats = Stats()
             self.secret_texts = [s for s in SECRETS.values()] + [SECRETS[STANDARD_SENDER].removeprefix("whsec_")]
         except BaseException:
@@ -288,7 +291,7 @@ class ReceiverRig:
             raise
 
     def close(self) -> None:
-        self.runtime.sqs = self._original_sqs
+        self.runtime.queue_sender = self._original_sender
         self.moto.stop()
 
     def __enter__(self) -> ReceiverRig:

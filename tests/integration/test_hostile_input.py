@@ -16,14 +16,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+from botocore.credentials import Credentials
 from harness import SECRETS, Pipeline, fixture_bytes, http_api_event, stripe_checkout
 from revenue_webhooks import config, receiver, runtime
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import SignatureInvalid, WebhookRequest, parse_json_object
+from revenue_webhooks.queue_sender import QueueSender
 from revenue_webhooks.redact import REDACTED, redact, redact_text, redacted_json
 
 from devstack import signing
@@ -223,13 +223,12 @@ def test_responses_never_echo_the_request(pipeline: Pipeline) -> None:
 
 
 def test_only_an_unreachable_queue_makes_a_5xx(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    dead = boto3.client(
-        "sqs",
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
-        region_name="us-east-1",
-        config=Config(connect_timeout=0.2, retries={"max_attempts": 1}),
+    dead = QueueSender(
+        Credentials("local", "local"),
+        environ={"AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{free_port()}", "AWS_DEFAULT_REGION": "us-east-1"},
+        budget_s=0.5,
     )
-    monkeypatch.setattr(runtime, "sqs", lambda: dead)
+    monkeypatch.setattr(runtime, "queue_sender", lambda: dead)
     response = post(pipeline, "stripe", STRIPE_BODY)
     assert (response["statusCode"], answer(response)) == (503, "temporarily unavailable")
     assert post(pipeline, "stripe", b"{}")["statusCode"] == 400  # what is refused anyway is still 4xx

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from revenue_webhooks.config import from_environ
-from revenue_webhooks.envelope import QueuedEvent, dead_letter_attributes
+from revenue_webhooks.envelope import _SQS_UNSAFE, QueuedEvent, dead_letter_attributes, sqs_accepts
 from revenue_webhooks.events import insert_id, mixpanel_event, profile_update
 from revenue_webhooks.facts import Fact, Identity
 from revenue_webhooks.money import Money
@@ -115,6 +115,11 @@ def test_envelope_round_trips_any_body(body: bytes) -> None:
         },
     }
     assert QueuedEvent.from_record(record) == queued
+
+
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=0x7F)), st.text()))
+def test_the_ascii_shortcut_of_what_sqs_accepts_agrees_with_the_rule(text: str) -> None:
+    assert sqs_accepts(text.encode(), text) is (_SQS_UNSAFE.search(text) is None)
 
 
 def test_message_without_attributes_is_refused() -> None:

@@ -96,7 +96,7 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         return _answer(200, "ignored", reason="event type not mapped")
     queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
     try:
-        runtime.sqs().send_message(QueueUrl=settings.events_queue_url, **queued.to_sqs())
+        runtime.queue_sender().send_message(QueueUrl=settings.events_queue_url, **queued.to_sqs())
     except Exception as error:
         # The type only: a client error's text may quote the request it refused.
         logger.error("enqueue failed", extra={**context, "error": type(error).__name__})

@@ -1,24 +1,31 @@
 """Process-wide resources of a Lambda container: logger, metrics, AWS clients, secrets.
 
-Created lazily, once per container, and reused by warm invocations. boto3 clients honour
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, so the same code runs against AWS, the
-local stack and the tests' moto server.
+Created lazily, once per container, and reused by warm invocations. boto3 clients and the
+receiver's queue sender honour `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, so the same
+code runs against AWS, the local stack and the tests' moto server.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .config import Settings
 
+if TYPE_CHECKING:
+    from .aws_json import AwsJsonClient
+    from .queue_sender import QueueSender
+
 NAMESPACE = "RevenueWebhooks"
 SECRET_MAX_AGE_S = 300
+# A ledger call and its retries; the forwarder keeps its own margin from the Lambda deadline.
+DYNAMODB_BUDGET_S = 10.0
 
 logger = Logger(service="revenue-webhooks")
 metrics = Metrics(namespace=NAMESPACE, service="revenue-webhooks")
@@ -29,6 +36,48 @@ def sqs() -> Any:
     import boto3
 
     return boto3.client("sqs")
+
+
+@cache
+def queue_sender() -> QueueSender:
+    """The receiver's SendMessage (queue_sender.py), with the credentials of boto3's default session.
+
+    That is the session `sqs()` and the secrets use, so the credential chain is resolved once per container.
+    """
+    from .queue_sender import QueueSender
+
+    return QueueSender(_default_session().get_credentials())
+
+
+def dynamodb(concurrency: int) -> AwsJsonClient:
+    """The ledger's DynamoDB (aws_json.py), where a boto3 client of the default session would go."""
+    import boto3
+
+    from .aws_json import AwsJsonClient, configured_endpoint
+
+    session = _default_session()
+    endpoint = configured_endpoint("DYNAMODB") or boto3.client("dynamodb").meta.endpoint_url  # partition-aware
+    return AwsJsonClient(
+        "dynamodb",
+        "DynamoDB",
+        "DynamoDB_20120810",
+        endpoint=endpoint,
+        region=session.region_name or "",
+        credentials=session.get_credentials(),
+        budget_s=DYNAMODB_BUDGET_S,
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
+        pool_size=concurrency,
+        ca_bundle=os.environ.get("AWS_CA_BUNDLE", ""),
+    )
+
+
+def _default_session() -> Any:
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    return boto3.DEFAULT_SESSION
 
 
 def secret_values(secret_id: str) -> list[str]:
@@ -98,6 +147,7 @@ def reset() -> None:
     from .providers import _INSTANCES
 
     sqs.cache_clear()
+    queue_sender.cache_clear()
     _secrets.cache_clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()

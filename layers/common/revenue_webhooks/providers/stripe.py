@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from .. import catalog as c
@@ -72,6 +73,17 @@ def payment_ref(object_id: str) -> str:
     return f"{NAME}:payment-ref:{object_id}"
 
 
+@cache
+def _stripe_verifier() -> tuple[Any, type[Exception]]:
+    """stripe-python's verifier, imported on the first Stripe webhook (other routes never load stripe).
+
+    Looked up once: stripe resolves each top-level name through `importlib` on every access.
+    """
+    from stripe import SignatureVerificationError, WebhookSignature
+
+    return WebhookSignature, SignatureVerificationError
+
+
 class StripeProvider(Provider):
     name = NAME
 
@@ -86,15 +98,14 @@ class StripeProvider(Provider):
         now = request.received_at_ms / 1000
         if timestamp is not None and timestamp > now + self.settings.future_skew_s:
             raise TimestampOutOfTolerance("Stripe-Signature timestamp is in the future")
-        from stripe import SignatureVerificationError, WebhookSignature  # imported on this route only
-
+        webhook_signature, verification_error = _stripe_verifier()
         payload = request.body.decode("utf-8", errors="surrogateescape")
         stale = False
         for secret in secrets:
             try:
-                WebhookSignature.verify_header(payload, header, secret, tolerance=self.settings.signature_tolerance_s)
+                webhook_signature.verify_header(payload, header, secret, tolerance=self.settings.signature_tolerance_s)
                 return
-            except SignatureVerificationError as error:
+            except verification_error as error:
                 stale |= "tolerance" in str(error)
             except UnicodeEncodeError:
                 raise SignatureInvalid("body is not UTF-8") from None

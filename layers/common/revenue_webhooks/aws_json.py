@@ -1,0 +1,209 @@
+"""AWS calls over the JSON protocol for the hot paths: the receiver's SendMessage, the ledger's DynamoDB.
+
+Why by hand: botocore's per-call pipeline (parameter validation, event hooks, endpoint rules with
+JMESPath over every transaction item, user agent, model-driven serializing and parsing) costs
+about 1.4 ms of CPU per SendMessage, 20 times the receiver's own work, and 5 ms per 100-item
+`TransactWriteItems` whose items are already in DynamoDB's wire format (docs/performance.md).
+What needs care stays botocore's: the credential chain (refreshable credentials are frozen per
+call, so a role's rotation is honoured), the SigV4 signer, the CA bundle, the recursion header,
+and the transport (urllib3, botocore's own, in Lambda's runtime). What is left here is small: one
+signed JSON POST, botocore-style retries inside a time budget, and AWS's error codes as boto3
+reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import zlib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import NoCredentialsError
+from botocore.handlers import add_recursion_detection_header
+from botocore.httpsession import get_cert_path
+
+CONTENT_TYPE = "application/x-amz-json-1.0"
+# botocore's standard retry mode: three attempts, full-jitter exponential backoff, on connection
+# errors, 5xx, 429 and its transient and throttling error codes.
+ATTEMPTS = 3
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+        "EC2ThrottledException",
+        "KmsThrottled",
+    }
+)
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+
+class AwsCallError(Exception):
+    """A call failed. `code` is AWS's error code as boto3 reports it, or the transport error's name.
+
+    The text holds the operation, the code and the HTTP status only, never the request (it may be a
+    webhook). `response` is the error answer shaped as boto3's `ClientError.response`.
+    """
+
+    def __init__(
+        self, operation: str, code: str, status: int | None = None, response: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{operation} failed: {code}" + (f" (HTTP {status})" if status else ""))
+        self.operation = operation
+        self.code = code
+        self.status = status
+        self.response = response or {"Error": {"Code": code, "Message": ""}}
+
+    @property
+    def retryable(self) -> bool:
+        """Transport errors, 5xx, 429 and throttling (also as `AWS.SimpleQueueService.<code>`, `KMS.<code>`)."""
+        return (
+            self.status is None
+            or self.status in RETRYABLE_STATUS
+            or self.code in RETRYABLE_CODES
+            or self.code.rsplit(".", 1)[-1] in RETRYABLE_CODES
+        )
+
+
+class AwsJsonClient:
+    """One endpoint of one service; keep one per container, its pool keeps the connections warm.
+
+    Thread-safe: the ledger calls it from several threads at once (`pool_size` connections kept).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        label: str,
+        target_prefix: str,
+        *,
+        endpoint: str,
+        region: str,
+        credentials: Any,
+        budget_s: float,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        attempts: int = ATTEMPTS,
+        headers: Mapping[str, str] | None = None,
+        pool_size: int = 10,
+        ca_bundle: str = "",
+    ) -> None:
+        require_credentials_and_region(credentials, region)
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"{label} endpoint is not an http(s) URL")
+        self.service, self.label, self.target_prefix = service, label, target_prefix
+        self.url = endpoint.rstrip("/") + "/"  # what is signed
+        self.path = parts.path.rstrip("/") + "/"  # what is posted to, on the pool's connections
+        self.region = region
+        self.credentials = credentials
+        self.budget_s, self.connect_timeout_s, self.read_timeout_s = budget_s, connect_timeout_s, read_timeout_s
+        self.attempts = attempts
+        self.headers = {"Content-Type": CONTENT_TYPE, **(headers or {})}
+        tls = {"ca_certs": ca_bundle or get_cert_path(True)} if parts.scheme == "https" else {}
+        self.pool = urllib3.connection_from_url(self.url, maxsize=pool_size, retries=False, **tls)
+
+    def call(self, operation: str, payload: Mapping[str, Any] | bytes) -> dict[str, Any]:
+        """The operation's JSON answer, retried as botocore would within `budget_s`; `AwsCallError` otherwise."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        deadline = time.monotonic() + self.budget_s
+        attempt = 1
+        while True:
+            try:
+                return self._post(operation, body, deadline)
+            except AwsCallError as error:
+                delay = random.random() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))  # noqa: S311 (jitter)  # nosec B311
+                if not error.retryable or attempt >= self.attempts or time.monotonic() + delay >= deadline:
+                    raise
+                time.sleep(delay)
+                attempt += 1
+
+    def _post(self, operation: str, body: bytes, deadline: float) -> dict[str, Any]:
+        what = f"{self.label} {operation}"
+        request = AWSRequest(
+            "POST", self.url, data=body, headers={**self.headers, "X-Amz-Target": f"{self.target_prefix}.{operation}"}
+        )
+        add_recursion_detection_header({"headers": request.headers})  # X-Ray / recursion detection, as botocore
+        SigV4Auth(self.credentials.get_frozen_credentials(), self.service, self.region).add_auth(request)
+        remaining = max(deadline - time.monotonic(), 0.01)
+        timeout = urllib3.Timeout(
+            connect=min(self.connect_timeout_s, remaining), read=min(self.read_timeout_s, remaining)
+        )
+        try:
+            response = self.pool.urlopen(
+                "POST", self.path, body=body, headers=dict(request.headers.items()), timeout=timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise AwsCallError(what, type(error).__name__) from error
+        data = response.data
+        crc = response.headers.get("x-amz-crc32")  # DynamoDB's checksum of its answer: retried, as botocore does
+        if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(data):
+            raise AwsCallError(what, "CRC32Mismatch")
+        try:
+            answer = json.loads(data) if data else {}
+        except ValueError:
+            answer = None
+        if response.status >= 300:
+            code = error_code(response.status, response.headers, data)
+            raise AwsCallError(what, code, response.status, error_response(code, response.status, answer))
+        if not isinstance(answer, dict):
+            raise AwsCallError(what, "InvalidResponse", response.status)
+        return answer
+
+
+def require_credentials_and_region(credentials: Any, region: str) -> None:
+    """What botocore would refuse at the first call, refused when a container starts instead."""
+    if credentials is None:
+        raise NoCredentialsError()
+    if not region:
+        raise ValueError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
+
+
+def configured_endpoint(service_id: str, environ: Mapping[str, str] = os.environ) -> str:
+    """`AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, as botocore reads them ("" when neither is set)."""
+    return (environ.get(f"AWS_ENDPOINT_URL_{service_id.upper()}") or environ.get("AWS_ENDPOINT_URL") or "").rstrip("/")
+
+
+def error_code(status: int, headers: Mapping[str, str], data: bytes) -> str:
+    """The error code boto3 would report: the query-compatible code when SQS sends one, else `__type`."""
+    query_error = (headers.get("x-amzn-query-error") or "").split(";")
+    if len(query_error) == 2 and query_error[0]:
+        return query_error[0]
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    kind = answer.get("__type") if isinstance(answer, dict) else None
+    if not isinstance(kind, str) or not kind:
+        return f"HTTP{status}"
+    return kind.split(":", 1)[0].rsplit("#", 1)[-1]
+
+
+def error_response(code: str, status: int, answer: Any) -> dict[str, Any]:
+    """An error answer as boto3's `ClientError.response`: `Error`, plus the service's own fields
+    (DynamoDB's `CancellationReasons`)."""
+    fields = answer if isinstance(answer, dict) else {}
+    extra = {k: v for k, v in fields.items() if k not in ("__type", "message", "Message")}
+    message = fields.get("message") or fields.get("Message") or ""
+    return {**extra, "Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
