@@ -168,7 +168,9 @@ def test_trouble_past_the_deadline_reports_exactly_the_undelivered_messages(star
     orders = tags("deadline", 10)
     post_orders(pipeline, orders)
     # The first half of the batch gets through after a 413 split; the second half meets 503s until the deadline.
-    pipeline.mixpanel.faults.push(Fault.http(413, path="/import"), Fault.reject(predicate=lambda _: False))
+    pipeline.mixpanel.faults.push(
+        Fault.http(413, path="/import"), Fault.reject(predicate=lambda _: False, path="/import")
+    )
     pipeline.mixpanel.faults.random(seed=7, rates={"503": 1.0}, path="/import")
 
     assert pipeline.esm.poll_once(0) == 10

@@ -297,7 +297,9 @@ def test_an_event_mixpanel_refused_is_rendered_afresh_when_replayed(shared: Pipe
     shared.reset()
     purchase = full_history(customer="cus_fix", user_id="user-fix")[0]
     body = json.dumps(purchase).encode()
-    shared.mixpanel.faults.push(Fault.reject(predicate=lambda event: True, field="properties.Revenue", message="bad"))
+    shared.mixpanel.faults.push(
+        Fault.reject(predicate=lambda event: True, field="properties.Revenue", message="bad", path="/import")
+    )
     shared.post_stripe(body)
     assert shared.drain()
     (letter,) = shared.dead_letters()

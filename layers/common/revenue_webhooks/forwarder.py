@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,7 +49,7 @@ class Message:
     facts: list[Fact] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
-    customers: set[str] = field(default_factory=set)
+    customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
     @property
@@ -99,9 +100,18 @@ class Forwarder:
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
-        self._record(messages)
-        self._deliver_events(messages, deadline)
-        self._deliver_profiles(messages, end - FINISH_MARGIN_S)
+        totals = self._record(messages)
+        touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
+        # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
+        # the events (a refused event's fact stays counted; a retried one is counted once already).
+        with ThreadPoolExecutor(max_workers=1) as background:
+            profiles = background.submit(self._deliver_profiles, touched, totals, end - FINISH_MARGIN_S)
+            self._deliver_events(messages, deadline)
+            failed_profiles = profiles.result()
+        for message in messages:
+            problem = next((failed_profiles[ck] for ck in message.customers if ck in failed_profiles), None)
+            if problem is not None and message.result and message.result.outcome is Outcome.DELIVERED:
+                message.result = problem
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
 
     # ---- steps --------------------------------------------------------------------------
@@ -160,8 +170,11 @@ class Forwarder:
                 resolved.append(fact)
             message.facts = resolved
 
-    def _record(self, messages: list[Message]) -> None:
-        """Ledger: the first webhook about a fact fixes its event; later ones re-send that event."""
+    def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
+        """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.
+
+        Returns the customer totals this batch stored.
+        """
         entries: list[tuple[Message, Fact, dict[str, Any]]] = []
         for message in (m for m in messages if m.result is None and m.facts):
             try:
@@ -175,11 +188,12 @@ class Forwarder:
                 message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
                 continue
             entries += rendered
+        totals: dict[str, dict[str, Any]] = {}
         if not entries:
-            return
+            return totals
         try:
-            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries])
-        except Exception as error:  # e.g. botocore's connection errors, which the ledger does not wrap
+            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries], totals)
+        except Exception as error:  # not a ledger outage (those come back per fact): retry the batch's facts
             outcomes = [error] * len(entries)
         for (message, fact, _), outcome in zip(entries, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -192,6 +206,7 @@ class Forwarder:
                 ck = customer_key(fact)
                 if ck:
                     message.customers.add(ck)
+        return totals
 
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
         sending = [m for m in messages if m.result is None and m.events]
@@ -223,20 +238,22 @@ class Forwarder:
             if message.result is None:  # no events (e.g. a subscription-mode Checkout): nothing to send
                 message.decide(Result(Outcome.DELIVERED))
 
-    def _deliver_profiles(self, messages: list[Message], deadline: float) -> None:
-        """Absolute totals for every customer the delivered messages touched (a retry re-sends them harmlessly)."""
-        if not self.project_token:
-            return
-        touched = [m for m in messages if m.result and m.result.outcome is Outcome.DELIVERED and m.customers]
-        keys = sorted({ck for m in touched for ck in m.customers})
-        if not keys:
-            return
+    def _deliver_profiles(
+        self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
+    ) -> dict[str, Result]:
+        """Absolute totals for every customer the recorded facts touched; returns the customers that failed.
+
+        Totals this batch stored are sent as stored; the others (facts recorded earlier, or by
+        the one-fact fallback) are read back. A retry re-sends them harmlessly.
+        """
+        if not self.project_token or not keys:
+            return {}
+        totals = {ck: stored[ck] for ck in keys if ck in stored}
+        missing = [ck for ck in keys if ck not in stored]
         try:
-            totals = self.ledger.customers(keys)
+            totals.update(self.ledger.customers(missing) if missing else {})
         except LedgerUnavailable as error:
-            for message in touched:
-                message.result = Result(Outcome.TRANSIENT, "ledger_unavailable", str(error))
-            return
+            return dict.fromkeys(keys, Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
         updates, owners = [], []
         for ck in keys:
             update = profile_update(totals.get(ck, {}), self.settings, self.project_token)
@@ -252,10 +269,7 @@ class Forwarder:
             elif result.outcome is Outcome.INVALID:
                 logger.error("profile rejected by Mixpanel", extra={"customer": ck, "detail": result.detail})
                 runtime.metrics.add_metric(name="ProfileRejected", unit="Count", value=1)
-        for message in touched:
-            problem = next((failed[ck] for ck in message.customers if ck in failed), None)
-            if problem is not None:
-                message.result = problem
+        return failed
 
     def _finish(self, messages: list[Message]) -> list[str]:
         """Dead-letter what must be, count everything, and return the ids to retry."""

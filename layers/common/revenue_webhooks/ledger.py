@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .aws_json import AwsCallError, AwsJsonClient
 from .facts import Fact, Identity
 
 MAX_CONFLICT_RETRIES = 20
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
-WRITE_CONCURRENCY = 8
+MAX_BATCH_GET_KEYS = 100  # DynamoDB's BatchGetItem limit
+# Requests in flight at once: a batch's transactions and reads wait on DynamoDB, not on the CPU.
+CONCURRENCY = 16
 
 
 class LedgerUnavailable(Exception):
@@ -62,18 +65,17 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
 
 
 class Ledger:
-    def __init__(self, table_name: str, client: Any = None) -> None:
+    def __init__(self, table_name: str, client: AwsJsonClient | None = None) -> None:
         if not table_name:
             raise ValueError("LEDGER_TABLE is not set")
         self.table = table_name
         if client is None:
-            import boto3  # the runtime's; honours AWS_ENDPOINT_URL(_DYNAMODB)
-            from botocore.config import Config
+            from . import runtime
 
-            # Client-side parameter validation walks every attribute of every 100-item transaction and
-            # was most of the forwarder's CPU (docs/performance.md); DynamoDB validates the requests anyway.
-            client = boto3.client("dynamodb", config=Config(parameter_validation=False))
-        self.client = client
+            # The requests are built in DynamoDB's wire format already; botocore's per-call pipeline
+            # was most of the forwarder's CPU (aws_json.py, docs/performance.md).
+            client = runtime.dynamodb(CONCURRENCY)
+        self.db = client
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class Ledger:
     def _recorded(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """(canonical event, whether Mixpanel refused it) per recorded fact key."""
         items = self._batch_get([f"fact#{key}" for key in keys])
-        return {pk[5:]: (json.loads(item["event"]["S"]), "rejected" in item) for pk, item in items.items()}
+        return {pk[5:]: _stored_event(item) for pk, item in items.items()}
 
     def mark_rejected(self, keys: Iterable[str]) -> None:
         """Mixpanel refused these facts' events: the next webhook or replay renders them afresh.
@@ -94,23 +96,29 @@ class Ledger:
         """
         for key in set(keys):
             try:
-                self.client.update_item(
-                    TableName=self.table,
-                    Key={"pk": {"S": f"fact#{key}"}},
-                    UpdateExpression="SET rejected = :t",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues={":t": {"BOOL": True}},
+                self.db.call(
+                    "UpdateItem",
+                    {
+                        "TableName": self.table,
+                        "Key": {"pk": {"S": f"fact#{key}"}},
+                        "UpdateExpression": "SET rejected = :t",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":t": {"BOOL": True}},
+                    },
                 )
             except Exception:  # best effort: the stored event is then re-sent as it was
                 logging.getLogger(__name__).warning("could not mark fact %s as refused by Mixpanel", key, exc_info=True)
 
     def _replace_event(self, key: str, event: dict[str, Any]) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"fact#{key}"}},
-            UpdateExpression="SET event = :e REMOVE rejected",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
+        self.db.call(
+            "UpdateItem",
+            {
+                "TableName": self.table,
+                "Key": {"pk": {"S": f"fact#{key}"}},
+                "UpdateExpression": "SET event = :e REMOVE rejected",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
+            },
         )
 
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
@@ -123,18 +131,28 @@ class Ledger:
 
     # ---- writes -------------------------------------------------------------------------
 
-    def record_all(self, items: Sequence[tuple[Fact, dict[str, Any]]]) -> list[tuple[dict[str, Any], bool] | Exception]:
+    def record_all(
+        self,
+        items: Sequence[tuple[Fact, dict[str, Any]]],
+        written_totals: dict[str, dict[str, Any]] | None = None,
+    ) -> list[tuple[dict[str, Any], bool] | Exception]:
         """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
 
-        New facts go in few transactions (up to 100 items each, several customers per transaction,
+        One concurrent read finds the facts already recorded and the customers' totals; the new
+        facts go in few transactions (up to 100 items each, several customers per transaction,
         each customer's facts folded into one versioned write), run concurrently; a transaction
         that a concurrent writer cancels falls back to `record`, one fact at a time.
+        `written_totals` receives the totals each committed transaction stored, by customer key,
+        so the profiles need not be read back.
         """
         results: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(items)
+        customers = {ck for fact, _ in items if (ck := customer_key(fact))}
         try:
-            known = self._recorded(fact.key for fact, _ in items)
+            found = self._batch_get([f"fact#{fact.key}" for fact, _ in items] + [f"customer#{ck}" for ck in customers])
         except LedgerUnavailable as error:
             return [error] * len(items)
+        known = {pk[5:]: _stored_event(item) for pk, item in found.items() if pk.startswith("fact#")}
+        states = {pk[9:]: _customer_state(item) for pk, item in found.items() if pk.startswith("customer#")}
         first: dict[str, int] = {}
         for index, (fact, event) in enumerate(items):
             if fact.key in known:
@@ -151,31 +169,20 @@ class Ledger:
                 results[index] = (stored, False)
             else:
                 first.setdefault(fact.key, index)
-        pending = sorted(first.values())
         groups: dict[str, list[int]] = {}
-        for index in pending:
+        for index in sorted(first.values()):
             fact = items[index][0]
             groups.setdefault(customer_key(fact) or f"fact:{fact.key}", []).append(index)
-        try:
-            states = self._customer_states([group for group in groups if not group.startswith("fact:")])
-        except LedgerUnavailable as error:
-            for index in pending:
-                results[index] = error
-            states = None
-        if states is not None:
-            batches = _pack(groups, lambda indices: sum(1 + len(items[i][0].links) for i in indices) + 1)
-            work = [(batch, {group: groups[group] for group in batch}) for batch in batches]
+        batches = _pack(groups, lambda indices: sum(1 + len(items[i][0].links) for i in indices) + 1)
 
-            def run(job: tuple[list[str], dict[str, list[int]]]) -> None:
-                for index, outcome in self._write(job[1], items, states).items():
-                    results[index] = outcome
+        def run(batch: list[str]) -> None:
+            outcomes, totals = self._write({group: groups[group] for group in batch}, items, states)
+            for index, outcome in outcomes.items():
+                results[index] = outcome
+            if written_totals is not None:
+                written_totals.update(totals)
 
-            if len(work) <= 1:
-                for job in work:
-                    run(job)
-            else:
-                with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(work))) as pool:
-                    list(pool.map(run, work))
+        _concurrently(run, batches)
         for index, (fact, _) in enumerate(items):
             if results[index] is None:  # a later duplicate of a fact in this batch
                 outcome = results[first[fact.key]]
@@ -187,12 +194,11 @@ class Ledger:
         groups: dict[str, list[int]],
         items: Sequence[tuple[Fact, dict[str, Any]]],
         states: dict[str, tuple[int, dict[str, Any]]],
-    ) -> dict[int, tuple[dict[str, Any], bool] | Exception]:
-        """One transaction for these groups; on cancellation, each fact alone through `record`."""
-        from botocore.exceptions import ClientError
-
+    ) -> tuple[dict[int, tuple[dict[str, Any], bool] | Exception], dict[str, dict[str, Any]]]:
+        """One transaction for these groups, and the totals it stored; on cancellation, each fact alone."""
         operations: list[dict[str, Any]] = []
         links: dict[str, dict[str, Any]] = {}
+        stored: dict[str, dict[str, Any]] = {}
         for group, indices in groups.items():
             totals = None
             for index in indices:
@@ -204,27 +210,25 @@ class Ledger:
             if totals is not None:
                 version = states.get(group, (0, {}))[0]
                 operations.append(self._versioned_customer_put(group, totals, version))
+                stored[group] = totals
         operations += links.values()
         indices = [index for group in groups.values() for index in group]
         try:
-            self.client.transact_write_items(TransactItems=operations)
-            return {index: (items[index][1], True) for index in indices}
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code not in ("TransactionCanceledException", "ValidationException"):
-                return dict.fromkeys(indices, LedgerUnavailable(f"{code}: {error}"))
+            self.db.call("TransactWriteItems", {"TransactItems": operations})
+            return {index: (items[index][1], True) for index in indices}, stored
+        except AwsCallError as error:  # unreachable or refused after retries: these facts wait for a retry
+            if error.code not in ("TransactionCanceledException", "ValidationException"):
+                return dict.fromkeys(indices, LedgerUnavailable(str(error))), {}
         outcomes: dict[int, tuple[dict[str, Any], bool] | Exception] = {}
         for index in indices:  # someone else wrote one of these facts or customers meanwhile
             try:
                 outcomes[index] = self.record(*items[index])
             except Exception as error:
                 outcomes[index] = error if isinstance(error, LedgerUnavailable) else LedgerUnavailable(str(error))
-        return outcomes
+        return outcomes, {}
 
     def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record one fact with `event` unless already recorded; returns (canonical event, newly recorded)."""
-        from botocore.exceptions import ClientError
-
         ck = customer_key(fact)
         for _ in range(MAX_CONFLICT_RETRIES):
             operations = [self._fact_put(fact, event), *self._link_puts(fact)]
@@ -232,12 +236,11 @@ class Ledger:
                 version, totals = self._customer_state(ck)
                 operations.append(self._versioned_customer_put(ck, apply(totals, fact), version))
             try:
-                self.client.transact_write_items(TransactItems=operations)
+                self.db.call("TransactWriteItems", {"TransactItems": operations})
                 return event, True
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code")
-                if code != "TransactionCanceledException":
-                    raise LedgerUnavailable(f"{code}: {error}") from error
+            except AwsCallError as error:
+                if error.code != "TransactionCanceledException":
+                    raise LedgerUnavailable(str(error)) from error
                 reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     stored = self.facts([fact.key]).get(fact.key)
@@ -289,39 +292,56 @@ class Ledger:
 
     def _customer_state(self, ck: str) -> tuple[int, dict[str, Any]]:
         item = self._get(f"customer#{ck}")
-        return (int(item["version"]["N"]), json.loads(item["totals"]["S"])) if item else (0, {})
-
-    def _customer_states(self, keys: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
-        items = self._batch_get([f"customer#{key}" for key in keys])
-        return {pk[9:]: (int(item["version"]["N"]), json.loads(item["totals"]["S"])) for pk, item in items.items()}
+        return _customer_state(item) if item else (0, {})
 
     # ---- plumbing -----------------------------------------------------------------------
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:
-            return self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+            return self.db.call(
+                "GetItem", {"TableName": self.table, "Key": {"pk": {"S": pk}}, "ConsistentRead": True}
+            ).get("Item")
         except Exception as error:
             raise LedgerUnavailable(str(error)) from error
 
     def _batch_get(self, pks: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
+        """Items by key, consistently read, 100 keys a request, the requests concurrently."""
         unique = list(dict.fromkeys(pks))
+        chunks = [unique[start : start + MAX_BATCH_GET_KEYS] for start in range(0, len(unique), MAX_BATCH_GET_KEYS)]
+        found: dict[str, dict[str, Any]] = {}
+
+        def read(keys: list[str]) -> None:
+            request = {self.table: {"Keys": [{"pk": {"S": pk}} for pk in keys], "ConsistentRead": True}}
+            while request:
+                response = self.db.call("BatchGetItem", {"RequestItems": request})
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found[item["pk"]["S"]] = item
+                request = response.get("UnprocessedKeys") or {}
+
         try:
-            for start in range(0, len(unique), 100):
-                request = {
-                    self.table: {
-                        "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + 100]],
-                        "ConsistentRead": True,
-                    }
-                }
-                while request:
-                    response = self.client.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(self.table, []):
-                        found[item["pk"]["S"]] = item
-                    request = response.get("UnprocessedKeys") or {}
+            _concurrently(read, chunks)
         except Exception as error:
             raise LedgerUnavailable(str(error)) from error
         return found
+
+
+def _stored_event(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    return json.loads(item["event"]["S"]), "rejected" in item
+
+
+def _customer_state(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return int(item["version"]["N"]), json.loads(item["totals"]["S"])
+
+
+def _concurrently(work: Callable[[Any], None], jobs: Sequence[Any]) -> None:
+    """`work` on every job, CONCURRENCY at a time (inline for one); the first error is raised."""
+    if len(jobs) <= 1:
+        for job in jobs:
+            work(job)
+        return
+    with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(jobs))) as pool:
+        for _ in pool.map(work, jobs):
+            pass
 
 
 def _pack(groups: dict[str, list[int]], size: Callable[[list[int]], int]) -> list[list[str]]:
