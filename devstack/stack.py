@@ -637,11 +637,7 @@ def demo_sender_mapping() -> dict[str, Any] | None:
 def _forget_clients() -> None:
     """Drop the layer's per-process clients: after a stack stops they point at a stopped endpoint."""
     if "revenue_webhooks.runtime" in sys.modules:
-        sys.modules["revenue_webhooks.runtime"].sqs.cache_clear()
-    if "revenue_webhooks.mixpanel" in sys.modules:
-        sys.modules["revenue_webhooks.mixpanel"].reset_shared_client()
-    if "revenue_webhooks.forwarder" in sys.modules:
-        sys.modules["revenue_webhooks.forwarder"]._FORWARDERS.clear()
+        sys.modules["revenue_webhooks.runtime"].reset()
 
 
 def _unresolved(template: Template, function_id: str) -> dict[str, Any]:

@@ -181,8 +181,41 @@ def require_credentials_and_region(credentials: Any, region: str) -> None:
 
 
 def configured_endpoint(service_id: str, environ: Mapping[str, str] = os.environ) -> str:
-    """`AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, as botocore reads them ("" when neither is set)."""
-    return (environ.get(f"AWS_ENDPOINT_URL_{service_id.upper()}") or environ.get("AWS_ENDPOINT_URL") or "").rstrip("/")
+    """`AWS_ENDPOINT_URL_<SERVICE ID>`, else `AWS_ENDPOINT_URL`, as botocore reads them ("" when neither is set)."""
+    variable = f"AWS_ENDPOINT_URL_{service_id.upper().replace(' ', '_')}"
+    return (environ.get(variable) or environ.get("AWS_ENDPOINT_URL") or "").rstrip("/")
+
+
+def endpoint(service_id: str, host_prefix: str, region: str, environ: Mapping[str, str] = os.environ) -> str:
+    """Where boto3 would send this service's calls, without building a boto3 client (~45 ms of cold start).
+
+    A configured endpoint wins; FIPS or dual-stack, when asked for, come from a boto3 client's rules;
+    otherwise the regional endpoint in the region's partition, from botocore's own partitions data.
+    """
+    configured = configured_endpoint(service_id, environ)
+    if configured:
+        return configured
+    if any(environ.get(flag, "").lower() == "true" for flag in ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")):
+        import boto3
+
+        return str(boto3.client(host_prefix, region_name=region).meta.endpoint_url)
+    return f"https://{host_prefix}.{region}.{dns_suffix(region)}"
+
+
+def dns_suffix(region: str) -> str:
+    """The DNS suffix of the region's partition (amazonaws.com, amazonaws.com.cn, ...), as botocore's rules find it."""
+    import re
+
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("partitions")["partitions"]
+    for partition in partitions:
+        if region in partition["regions"]:
+            return str(partition["outputs"]["dnsSuffix"])
+    for partition in partitions:
+        if re.match(partition["regionRegex"], region):
+            return str(partition["outputs"]["dnsSuffix"])
+    return str(partitions[0]["outputs"]["dnsSuffix"])
 
 
 def error_code(status: int, headers: Mapping[str, str], data: bytes) -> str:

@@ -1,12 +1,14 @@
 """Process-wide resources of a Lambda container: logger, metrics, AWS clients, secrets.
 
-Created lazily, once per container, and reused by warm invocations. boto3 clients and the
-receiver's queue sender honour `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, so the same
-code runs against AWS, the local stack and the tests' moto server.
+Created lazily, once per container, and reused by warm invocations. The AWS calls (SQS,
+DynamoDB, Secrets Manager) go through aws_json.py with the credentials of boto3's default
+session, and honour `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` as boto3 does, so the
+same code runs against AWS, the local stack and the tests' moto server.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections import Counter
@@ -26,23 +28,19 @@ NAMESPACE = "RevenueWebhooks"
 SECRET_MAX_AGE_S = 300
 # A ledger call and its retries; the forwarder keeps its own margin from the Lambda deadline.
 DYNAMODB_BUDGET_S = 10.0
+# A secret read and its retries, within what the strictest webhook sender waits (Shopify, Paddle: 5 s).
+SECRETS_BUDGET_S = 3.0
 
 logger = Logger(service="revenue-webhooks")
 metrics = Metrics(namespace=NAMESPACE, service="revenue-webhooks")
 
 
 @cache
-def sqs() -> Any:
-    import boto3
-
-    return boto3.client("sqs")
-
-
-@cache
 def queue_sender() -> QueueSender:
-    """The receiver's SendMessage (queue_sender.py), with the credentials of boto3's default session.
+    """SendMessage (queue_sender.py) for the receiver's webhooks and the forwarder's dead letters.
 
-    That is the session `sqs()` and the secrets use, so the credential chain is resolved once per container.
+    All of this module's AWS calls take the credentials of boto3's default session, so the credential
+    chain is resolved once per container.
     """
     from .queue_sender import QueueSender
 
@@ -51,24 +49,38 @@ def queue_sender() -> QueueSender:
 
 def dynamodb(concurrency: int) -> AwsJsonClient:
     """The ledger's DynamoDB (aws_json.py), where a boto3 client of the default session would go."""
-    import boto3
+    return _aws_json("dynamodb", "DynamoDB", "DynamoDB_20120810", budget_s=DYNAMODB_BUDGET_S, pool_size=concurrency)
 
-    from .aws_json import AwsJsonClient, configured_endpoint
+
+class SecretsManager:
+    """`get_secret_value` for Powertools' SecretsProvider, over aws_json (a boto3 client costs ~45 ms of cold start)."""
+
+    def __init__(self, client: AwsJsonClient) -> None:
+        self.client = client
+
+    def get_secret_value(self, **options: Any) -> dict[str, Any]:
+        answer = self.client.call("GetSecretValue", options)
+        if "SecretBinary" in answer:  # base64 on the wire; boto3 gives bytes
+            answer["SecretBinary"] = base64.b64decode(answer["SecretBinary"])
+        return answer
+
+
+def _aws_json(host_prefix: str, service_id: str, target_prefix: str, **options: Any) -> AwsJsonClient:
+    from .aws_json import AwsJsonClient, endpoint
 
     session = _default_session()
-    endpoint = configured_endpoint("DYNAMODB") or boto3.client("dynamodb").meta.endpoint_url  # partition-aware
+    region = session.region_name or ""
     return AwsJsonClient(
-        "dynamodb",
-        "DynamoDB",
-        "DynamoDB_20120810",
-        endpoint=endpoint,
-        region=session.region_name or "",
+        host_prefix,
+        service_id,
+        target_prefix,
+        endpoint=endpoint(service_id, host_prefix, region),
+        region=region,
         credentials=session.get_credentials(),
-        budget_s=DYNAMODB_BUDGET_S,
-        connect_timeout_s=2.0,
-        read_timeout_s=5.0,
-        pool_size=concurrency,
+        connect_timeout_s=options.pop("connect_timeout_s", 1.0),
+        read_timeout_s=options.pop("read_timeout_s", 5.0),
         ca_bundle=os.environ.get("AWS_CA_BUNDLE", ""),
+        **options,
     )
 
 
@@ -92,15 +104,15 @@ def secret_string(secret_id: str, *, force: bool = False) -> str:
 
 @cache
 def _secrets() -> Any:
-    """Powertools' secrets cache on a client of boto3's default session, the one `sqs()` uses.
+    """Powertools' secrets cache, on GetSecretValue over aws_json with the default session's credentials.
 
-    `parameters.get_secret` would build a second boto3 session, which loads the endpoint rules
-    and models again: about 80 ms of every cold start (docs/performance.md).
+    A boto3 client would load Secrets Manager's model and endpoint rules: about 45 ms of every
+    cold start (docs/performance.md).
     """
-    import boto3
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    client = _aws_json("secretsmanager", "Secrets Manager", "secretsmanager", budget_s=SECRETS_BUDGET_S)
+    return SecretsProvider(boto3_client=SecretsManager(client))  # type: ignore[arg-type]
 
 
 def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
@@ -146,7 +158,6 @@ def reset() -> None:
     from . import config, forwarder, mixpanel
     from .providers import _INSTANCES
 
-    sqs.cache_clear()
     queue_sender.cache_clear()
     _secrets.cache_clear()
     parameters.clear_caches()
