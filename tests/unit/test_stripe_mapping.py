@@ -133,8 +133,14 @@ def test_paid_subscription_invoice_in_old_and_basil_shapes(
     assert purchase.properties[c.PLAN] == "Basic" and purchase.properties[c.INTERVAL] == "month"
     assert purchase.identity.user_id == "user-42"  # from the subscription's metadata, where each shape keeps it
     assert purchase.time == invoice["status_transitions"]["paid_at"]
-    assert payment_ref("pi_x") in purchase.links
+    assert purchase.links == (payment_ref("pi_x"),), "its refunds name the PaymentIntent: one link, one write"
     assert [f.event for f in facts[1:]] == ([c.SUBSCRIPTION_RENEWED] if renewed else [])
+
+
+def test_an_invoice_paid_without_a_payment_intent_links_its_charge() -> None:
+    s = Story(api_version="2020-08-27")
+    invoice = s.invoice("in_legacy", 1000, subscription=s.subscription("sub_l"), payment_intent=None, charge="ch_l")
+    assert facts_of(s.invoice_event("invoice.paid", invoice))[0].links == (payment_ref("ch_l"),)
 
 
 def test_invoice_paid_and_payment_succeeded_give_the_same_fact() -> None:

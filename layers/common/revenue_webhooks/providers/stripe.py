@@ -198,8 +198,12 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
     properties: dict[str, Any] = {c.PURCHASE_TYPE: purchase_type}
     if subscription:
         properties.update({c.SUBSCRIPTION_ID: subscription, **_price_properties(price)})
-    refs = [_id_of(invoice.get("payment_intent")), _id_of(invoice.get("charge"))]  # what its refunds will name
+    # What its refunds will name: a refund of a PaymentIntent's charge always names the PaymentIntent, so
+    # the charge is linked only for invoices paid without one (each link is a ledger write, 2 WRU).
+    refs = [_id_of(invoice.get("payment_intent"))]
     refs += [_id_of(dig(p, "payment", "payment_intent")) for p in dig(invoice, "payments", "data") or []]
+    if not any(refs):
+        refs = [_id_of(invoice.get("charge"))]
     facts: list[Fact | Deferred] = [
         Fact(
             key=f"{NAME}:payment:{invoice['id']}",
