@@ -471,3 +471,15 @@ def test_a_refused_request_is_not_retried(moto: MotoServer, table: str) -> None:
         dynamodb(server.url).call("PutItem", {"TableName": table, "Item": {"pk": {"S": "fact#wire-4"}}})
     assert (raised.value.code, len(server.requests)) == ("ValidationException", 1)
     assert str(raised.value) == "DynamoDB PutItem failed: ValidationException (HTTP 400)"
+
+
+def test_a_retried_ledger_transaction_carries_the_same_idempotency_token(moto: MotoServer, table: str) -> None:
+    """A transaction that committed while its answer was lost must replay as itself (DynamoDB answers the
+    replay of a token it has seen as a success), not as a new transaction its own writes would cancel."""
+    from revenue_webhooks.ledger import Ledger
+
+    lost = error_reply(500, "com.amazonaws.dynamodb.v20120810#InternalServerError")
+    with scripted(moto, lost) as server:
+        Ledger(table, client=dynamodb(server.url))._transact([put_new("fact#wire-5")])
+    first, retry = (json.loads(r["body"]) for r in server.requests)
+    assert first == retry and len(first["ClientRequestToken"]) == 36

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -214,7 +215,7 @@ class Ledger:
         operations += links.values()
         indices = [index for group in groups.values() for index in group]
         try:
-            self.db.call("TransactWriteItems", {"TransactItems": operations})
+            self._transact(operations)
             return {index: (items[index][1], True) for index in indices}, stored
         except AwsCallError as error:  # unreachable or refused after retries: these facts wait for a retry
             if error.code not in ("TransactionCanceledException", "ValidationException"):
@@ -236,7 +237,7 @@ class Ledger:
                 version, totals = self._customer_state(ck)
                 operations.append(self._versioned_customer_put(ck, apply(totals, fact), version))
             try:
-                self.db.call("TransactWriteItems", {"TransactItems": operations})
+                self._transact(operations)
                 return event, True
             except AwsCallError as error:
                 if error.code != "TransactionCanceledException":
@@ -295,6 +296,12 @@ class Ledger:
         return _customer_state(item) if item else (0, {})
 
     # ---- plumbing -----------------------------------------------------------------------
+
+    def _transact(self, operations: list[dict[str, Any]]) -> None:
+        """One TransactWriteItems. The token makes the client's retries idempotent, as botocore's own token
+        does: a retry of a transaction that committed while its answer was lost succeeds instead of being
+        cancelled by its own writes."""
+        self.db.call("TransactWriteItems", {"TransactItems": operations, "ClientRequestToken": str(uuid.uuid4())})
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:
