@@ -483,3 +483,9 @@ def test_a_retried_ledger_transaction_carries_the_same_idempotency_token(moto: M
         Ledger(table, client=dynamodb(server.url))._transact([put_new("fact#wire-5")])
     first, retry = (json.loads(r["body"]) for r in server.requests)
     assert first == retry and len(first["ClientRequestToken"]) == 36
+
+
+def test_the_calls_name_the_project_in_cloudtrail(moto: MotoServer, table: str) -> None:
+    with scripted(moto) as server:
+        dynamodb(server.url).call("GetItem", {"TableName": table, "Key": {"pk": {"S": "fact#none"}}})
+    assert server.requests[0]["headers"]["user-agent"] == "revenue-webhooks" and server.signatures_valid()

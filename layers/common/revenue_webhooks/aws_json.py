@@ -30,6 +30,7 @@ from botocore.handlers import add_recursion_detection_header
 from botocore.httpsession import get_cert_path
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
+USER_AGENT = "revenue-webhooks"  # how these calls read in CloudTrail (botocore leaves it out of the signature)
 # botocore's standard retry mode: three attempts, full-jitter exponential backoff, on connection
 # errors, 5xx, 429 and its transient and throttling error codes.
 ATTEMPTS = 3
@@ -120,7 +121,7 @@ class AwsJsonClient:
         self.credentials = credentials
         self.budget_s, self.connect_timeout_s, self.read_timeout_s = budget_s, connect_timeout_s, read_timeout_s
         self.attempts = attempts
-        self.headers = {"Content-Type": CONTENT_TYPE, **(headers or {})}
+        self.headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT, **(headers or {})}
         tls = {"ca_certs": ca_bundle or get_cert_path(True)} if parts.scheme == "https" else {}
         self.pool = urllib3.connection_from_url(self.url, maxsize=pool_size, retries=False, **tls)
 
