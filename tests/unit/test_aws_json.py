@@ -59,3 +59,12 @@ def test_the_error_text_names_operation_code_and_status_only() -> None:
     assert not error.retryable
     assert AwsCallError("DynamoDB GetItem", "ProvisionedThroughputExceededException", 400).retryable
     assert AwsCallError("DynamoDB GetItem", "CRC32Mismatch").retryable
+
+
+def test_fips_when_asked_for_comes_from_boto3s_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")
+    assert endpoint("DynamoDB", "dynamodb", "us-east-1") == "https://dynamodb-fips.us-east-1.amazonaws.com"
+    assert (
+        endpoint("Secrets Manager", "secretsmanager", "us-west-2")
+        == "https://secretsmanager-fips.us-west-2.amazonaws.com"
+    )
