@@ -82,12 +82,8 @@ class Ledger:
 
     def facts(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Canonical events already recorded for these fact keys."""
-        return {key: event for key, (event, _) in self._recorded(keys).items()}
-
-    def _recorded(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], bool]]:
-        """(canonical event, whether Mixpanel refused it) per recorded fact key."""
         items = self._batch_get([f"fact#{key}" for key in keys])
-        return {pk[5:]: _stored_event(item) for pk, item in items.items()}
+        return {pk[5:]: json.loads(item["event"]["S"]) for pk, item in items.items()}
 
     def mark_rejected(self, keys: Iterable[str]) -> None:
         """Mixpanel refused these facts' events: the next webhook or replay renders them afresh.
@@ -152,8 +148,13 @@ class Ledger:
             found = self._batch_get([f"fact#{fact.key}" for fact, _ in items] + [f"customer#{ck}" for ck in customers])
         except LedgerUnavailable as error:
             return [error] * len(items)
-        known = {pk[5:]: _stored_event(item) for pk, item in found.items() if pk.startswith("fact#")}
-        states = {pk[9:]: _customer_state(item) for pk, item in found.items() if pk.startswith("customer#")}
+        # Per recorded fact: its canonical event, and whether Mixpanel refused it.
+        known = {
+            pk[5:]: (json.loads(item["event"]["S"]), "rejected" in item)
+            for pk, item in found.items()
+            if pk.startswith("fact#")
+        }
+        states = {pk[9:]: _versioned_totals(item) for pk, item in found.items() if pk.startswith("customer#")}
         first: dict[str, int] = {}
         for index, (fact, event) in enumerate(items):
             if fact.key in known:
@@ -293,7 +294,7 @@ class Ledger:
 
     def _customer_state(self, ck: str) -> tuple[int, dict[str, Any]]:
         item = self._get(f"customer#{ck}")
-        return _customer_state(item) if item else (0, {})
+        return _versioned_totals(item) if item else (0, {})
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -332,11 +333,7 @@ class Ledger:
         return found
 
 
-def _stored_event(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    return json.loads(item["event"]["S"]), "rejected" in item
-
-
-def _customer_state(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _versioned_totals(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return int(item["version"]["N"]), json.loads(item["totals"]["S"])
 
 
