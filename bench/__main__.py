@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(payload.get("method", ""))
         print()
         print(payload["table"])
-        if payload.get("memory_table"):
-            print()
-            print(payload["memory_table"])
+        for extra in ("phases_table", "memory_table"):
+            if payload.get(extra):
+                print()
+                print(payload[extra])
     targets = {f"{suite}.{name}": t for suite, p in outputs.items() for name, t in (p.get("targets") or {}).items()}
     if targets:
         print("\n## targets\n")

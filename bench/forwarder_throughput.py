@@ -145,9 +145,49 @@ def _counting_requests() -> Any:
         MixpanelClient._post = original  # type: ignore[method-assign]
 
 
+# Where an invocation's time goes: each step, and the calls inside it that wait on a service.
+PHASES = (
+    ("revenue_webhooks.forwarder", "Forwarder", "_map", "map: parse each body, map it to facts"),
+    ("revenue_webhooks.forwarder", "Forwarder", "_record", "ledger: render, read, write"),
+    ("revenue_webhooks.ledger", "Ledger", "_batch_get", "  of which the concurrent read round"),
+    ("revenue_webhooks.mixpanel", "MixpanelClient", "import_events", "/import (alongside /engage)"),
+    ("revenue_webhooks.mixpanel", "MixpanelClient", "update_profiles", "/engage (alongside /import)"),
+    ("revenue_webhooks.forwarder", "Forwarder", "_finish", "dead letters, metrics, the summary"),
+    ("revenue_webhooks.forwarder", "Forwarder", "process", "the whole batch"),
+)
+
+
+@contextlib.contextmanager
+def _timing_phases() -> Any:
+    """Wall and calling-thread CPU seconds per phase (benchmark instrumentation only, like the request count)."""
+    import importlib
+
+    spent: dict[str, list[float]] = {label: [0.0, 0.0] for *_, label in PHASES}
+    originals = []
+    for module_name, class_name, method, label in PHASES:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        original = getattr(cls, method)
+        originals.append((cls, method, original))
+
+        def timed(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_label][0] += time.perf_counter() - wall
+                spent[_label][1] += time.thread_time() - cpu
+
+        setattr(cls, method, timed)
+    try:
+        yield spent
+    finally:
+        for cls, method, original in originals:
+            setattr(cls, method, original)
+
+
 def _ours(stack: _Stack, records: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
     seconds, cpu_seconds, failures, batches = 0.0, 0.0, 0, 0
-    with _quiet() as logs, _counting_requests() as paths:
+    with _quiet() as logs, _counting_requests() as paths, _timing_phases() as phases:
         for start in range(0, len(records), batch_size):
             cpu = time.process_time()
             spent, response = stack.invoke(records[start : start + batch_size])
@@ -162,6 +202,10 @@ def _ours(stack: _Stack, records: list[dict[str, Any]], batch_size: int) -> dict
         "failed_messages": failures,
         "requests": dict(paths),
         "log_bytes": len(logs.getvalue().encode()),
+        "phases_ms_per_invocation": {
+            label: {"wall": wall * 1000 / max(batches, 1), "cpu": cpu * 1000 / max(batches, 1)}
+            for label, (wall, cpu) in phases.items()
+        },
     }
 
 
@@ -406,5 +450,13 @@ def _report(results: list[dict[str, Any]], memory: list[dict[str, Any]]) -> dict
         "memory_table": table(
             ["batch size", "Lambda event MiB", "peak Python heap MiB"],
             [[m["batch_size"], m["event_mib"], m["peak_heap_mib"]] for m in memory],
+        ),
+        "phases_table": table(
+            ["Mixpanel latency", "ForwarderFunction phase", "wall ms per invocation", "CPU ms (calling thread)"],
+            [
+                [f"{entry['latency_ms']} ms", label, spent["wall"], spent["cpu"]]
+                for entry in results
+                for label, spent in entry["forwarder"]["phases_ms_per_invocation"].items()
+            ],
         ),
     }
