@@ -32,7 +32,7 @@ from revenue_webhooks.queue_sender import QueueSender
 from devstack.aws import ACCOUNT, REGION, MotoServer, free_port
 
 SECRET_KEYS = {"AKIDLOCAL": "local-secret"}
-SERVICES = ("sqs", "dynamodb")
+SERVICES = ("sqs", "dynamodb", "secretsmanager")
 CREDENTIALS = Credentials("AKIDLOCAL", "local-secret")
 UNICODE = 'Zürich € ꝏ 😀 "quoted" \\ \r\n\t'
 
@@ -489,3 +489,87 @@ def test_the_calls_name_the_project_in_cloudtrail(moto: MotoServer, table: str) 
     with scripted(moto) as server:
         dynamodb(server.url).call("GetItem", {"TableName": table, "Key": {"pk": {"S": "fact#none"}}})
     assert server.requests[0]["headers"]["user-agent"] == "revenue-webhooks" and server.signatures_valid()
+
+
+class CountingCalls:
+    """The ledger's own client, counting operations (instrumentation of our code, not of boto3 or urllib3)."""
+
+    def __init__(self, client: AwsJsonClient) -> None:
+        self.client = client
+        self.operations: list[str] = []
+
+    def call(self, operation: str, payload: Any) -> dict[str, Any]:
+        self.operations.append(operation)
+        return self.client.call(operation, payload)
+
+
+def test_a_redriven_refused_fact_rides_along_without_cancelling_the_new_ones(moto: MotoServer, table: str) -> None:
+    from revenue_webhooks.facts import Fact, Identity
+    from revenue_webhooks.ledger import Ledger
+
+    def fact(n: int) -> tuple[Fact, dict[str, Any]]:
+        identity = Identity(user_id=f"user-redrive-{n}", customer=f"cus_redrive_{n}")
+        return Fact(key=f"test:redrive:{n}", event="Purchase Completed", time=1_700_000_000, identity=identity), {
+            "event": "Purchase Completed",
+            "properties": {"n": n},
+        }
+
+    counting = CountingCalls(dynamodb(moto.endpoint))
+    ledger = Ledger(table, client=counting)  # type: ignore[arg-type]
+    refused = fact(0)
+    assert ledger.record_all([refused]) == [(refused[1], True)]
+    ledger.mark_rejected([refused[0].key])
+    fixed = (refused[0], {"event": "Purchase Completed", "properties": {"n": 0, "fixed": True}})
+    counting.operations.clear()
+
+    outcomes = ledger.record_all([fixed, fact(1), fact(2), fixed])
+
+    assert outcomes == [(fixed[1], False), (fact(1)[1], True), (fact(2)[1], True), (fixed[1], False)]
+    assert counting.operations == ["BatchGetItem", "UpdateItem", "TransactWriteItems"], "no cancelled transaction"
+    assert ledger.facts([refused[0].key]) == {refused[0].key: fixed[1]}
+
+
+def test_keys_dynamodb_keeps_leaving_unread_end_in_ledger_unavailable(
+    moto: MotoServer, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revenue_webhooks import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "MAX_UNPROCESSED_ROUNDS", 3)
+    unread = json.dumps({"Responses": {table: []}, "UnprocessedKeys": {table: {"Keys": [{"pk": {"S": "fact#x"}}]}}})
+    with scripted(moto, *[(200, {}, unread.encode())] * 3) as server, pytest.raises(ledger_module.LedgerUnavailable):
+        ledger_module.Ledger(table, client=dynamodb(server.url)).facts(["x"])
+    assert len(server.requests) == 3
+
+
+def test_each_service_gets_its_json_version_and_the_ledger_its_patience(
+    moto: MotoServer, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets Manager speaks AWS JSON 1.1, SQS and DynamoDB 1.0; the Content-Type must name it."""
+    from revenue_webhooks import runtime
+
+    boto3.client(
+        "secretsmanager",
+        endpoint_url=moto.endpoint,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    ).create_secret(Name="wire-secret", SecretString="whsec_wire")
+    with scripted(moto) as server:
+        for name, value in {
+            "AWS_ENDPOINT_URL": server.url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "AKIDLOCAL",
+            "AWS_SECRET_ACCESS_KEY": "local-secret",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        runtime.reset()
+        try:
+            assert runtime.secret_string("wire-secret") == "whsec_wire"
+            ledger_client = runtime.dynamodb(4)
+            ledger_client.call("GetItem", {"TableName": table, "Key": {"pk": {"S": "fact#none"}}})
+        finally:
+            runtime.reset()
+    kinds = {r["headers"]["x-amz-target"].split(".")[0]: r["headers"]["content-type"] for r in server.requests}
+    assert kinds == {"secretsmanager": "application/x-amz-json-1.1", "DynamoDB_20120810": "application/x-amz-json-1.0"}
+    assert server.signatures_valid() and ledger_client.attempts == 10

@@ -68,3 +68,14 @@ def test_fips_when_asked_for_comes_from_boto3s_rules(monkeypatch: pytest.MonkeyP
         endpoint("Secrets Manager", "secretsmanager", "us-west-2")
         == "https://secretsmanager-fips.us-west-2.amazonaws.com"
     )
+
+
+def test_the_detail_adds_the_services_message_and_request_id_for_logs_and_dead_letters() -> None:
+    response = error_response("ValidationException", 400, {"message": "Item size has exceeded the maximum"})
+    response["ResponseMetadata"]["RequestId"] = "REQ123"
+    error = AwsCallError("DynamoDB TransactWriteItems", "ValidationException", 400, response)
+    assert error.detail == (
+        "DynamoDB TransactWriteItems failed: ValidationException (HTTP 400): "
+        "Item size has exceeded the maximum (request REQ123)"
+    )
+    assert "Item size" not in str(error), "the plain text stays code and status only (the receiver logs it)"

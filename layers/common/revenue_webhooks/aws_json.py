@@ -29,10 +29,14 @@ from botocore.exceptions import NoCredentialsError
 from botocore.handlers import add_recursion_detection_header
 from botocore.httpsession import get_cert_path
 
-CONTENT_TYPE = "application/x-amz-json-1.0"
+# The AWS JSON protocol's version is the service's (botocore's model `jsonVersion`): SQS and DynamoDB
+# speak 1.0, Secrets Manager 1.1, and the Content-Type must name it.
+JSON_1_0 = "1.0"
+JSON_1_1 = "1.1"
 USER_AGENT = "revenue-webhooks"  # how these calls read in CloudTrail (botocore leaves it out of the signature)
 # botocore's standard retry mode: three attempts, full-jitter exponential backoff, on connection
-# errors, 5xx, 429 and its transient and throttling error codes.
+# errors, 5xx, 429 and its transient and throttling error codes. (The ledger asks for more attempts,
+# as botocore's DynamoDB default does; every client stops at its time budget.)
 ATTEMPTS = 3
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset(
@@ -77,6 +81,14 @@ class AwsCallError(Exception):
         self.response = response or {"Error": {"Code": code, "Message": ""}}
 
     @property
+    def detail(self) -> str:
+        """The service's own message and request id, for logs and dead letters where no request body can
+        leak (DynamoDB's messages name attributes, not values)."""
+        message = str(self.response.get("Error", {}).get("Message") or "")[:300]
+        request_id = self.response.get("ResponseMetadata", {}).get("RequestId") or ""
+        return f"{self}: {message}" + (f" (request {request_id})" if request_id else "")
+
+    @property
     def retryable(self) -> bool:
         """Transport errors, 5xx, 429 and throttling (also as `AWS.SimpleQueueService.<code>`, `KMS.<code>`)."""
         return (
@@ -106,6 +118,7 @@ class AwsJsonClient:
         connect_timeout_s: float,
         read_timeout_s: float,
         attempts: int = ATTEMPTS,
+        json_version: str = JSON_1_0,
         headers: Mapping[str, str] | None = None,
         pool_size: int = 10,
         ca_bundle: str = "",
@@ -121,7 +134,11 @@ class AwsJsonClient:
         self.credentials = credentials
         self.budget_s, self.connect_timeout_s, self.read_timeout_s = budget_s, connect_timeout_s, read_timeout_s
         self.attempts = attempts
-        self.headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT, **(headers or {})}
+        self.headers = {
+            "Content-Type": f"application/x-amz-json-{json_version}",
+            "User-Agent": USER_AGENT,
+            **(headers or {}),
+        }
         tls = {"ca_certs": ca_bundle or get_cert_path(True)} if parts.scheme == "https" else {}
         self.pool = urllib3.connection_from_url(self.url, maxsize=pool_size, retries=False, **tls)
 
@@ -167,7 +184,9 @@ class AwsJsonClient:
             answer = None
         if response.status >= 300:
             code = error_code(response.status, response.headers, data)
-            raise AwsCallError(what, code, response.status, error_response(code, response.status, answer))
+            response_dict = error_response(code, response.status, answer)
+            response_dict["ResponseMetadata"]["RequestId"] = response.headers.get("x-amzn-requestid", "")
+            raise AwsCallError(what, code, response.status, response_dict)
         if not isinstance(answer, dict):
             raise AwsCallError(what, "InvalidResponse", response.status)
         return answer

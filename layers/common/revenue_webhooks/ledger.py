@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,7 @@ from .facts import Fact, Identity
 MAX_CONFLICT_RETRIES = 20
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
 MAX_BATCH_GET_KEYS = 100  # DynamoDB's BatchGetItem limit
+MAX_UNPROCESSED_ROUNDS = 8  # BatchGetItem answers that still leave keys unread before the read counts as failed
 # Requests in flight at once: a batch's transactions and reads wait on DynamoDB, not on the CPU.
 CONCURRENCY = 16
 
@@ -155,22 +157,20 @@ class Ledger:
             if pk.startswith("fact#")
         }
         states = {pk[9:]: _versioned_totals(item) for pk, item in found.items() if pk.startswith("customer#")}
-        first: dict[str, int] = {}
+        first: dict[str, int] = {}  # the first copy of each fact to record
         for index, (fact, event) in enumerate(items):
-            if fact.key in known:
-                stored, rejected = known[fact.key]
-                if rejected and fact.key not in first:  # Mixpanel refused the stored one: send today's rendering
-                    try:
-                        self._replace_event(fact.key, event)
-                        stored = event
-                        known[fact.key] = (event, False)  # later copies in this batch send it too
-                    except Exception as error:
-                        results[index] = LedgerUnavailable(str(error))
-                        continue
-                    first[fact.key] = index
-                results[index] = (stored, False)
-            else:
+            if fact.key not in known:
                 first.setdefault(fact.key, index)
+                continue
+            stored, rejected = known[fact.key]
+            if rejected:  # Mixpanel refused the stored one: send today's rendering (recorded, so no write of it)
+                try:
+                    self._replace_event(fact.key, event)
+                    stored = event
+                except Exception as error:
+                    stored = _unavailable(error)  # type: ignore[assignment]
+                known[fact.key] = (stored, False)  # later copies in this batch send it, or fail alike
+            results[index] = stored if isinstance(stored, Exception) else (stored, False)
         groups: dict[str, list[int]] = {}
         for index in sorted(first.values()):
             fact = items[index][0]
@@ -220,13 +220,13 @@ class Ledger:
             return {index: (items[index][1], True) for index in indices}, stored
         except AwsCallError as error:  # unreachable or refused after retries: these facts wait for a retry
             if error.code not in ("TransactionCanceledException", "ValidationException"):
-                return dict.fromkeys(indices, LedgerUnavailable(str(error))), {}
+                return dict.fromkeys(indices, _unavailable(error)), {}
         outcomes: dict[int, tuple[dict[str, Any], bool] | Exception] = {}
         for index in indices:  # someone else wrote one of these facts or customers meanwhile
             try:
                 outcomes[index] = self.record(*items[index])
             except Exception as error:
-                outcomes[index] = error if isinstance(error, LedgerUnavailable) else LedgerUnavailable(str(error))
+                outcomes[index] = _unavailable(error)
         return outcomes, {}
 
     def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -242,7 +242,7 @@ class Ledger:
                 return event, True
             except AwsCallError as error:
                 if error.code != "TransactionCanceledException":
-                    raise LedgerUnavailable(str(error)) from error
+                    raise _unavailable(error) from error
                 reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     stored = self.facts([fact.key]).get(fact.key)
@@ -310,7 +310,7 @@ class Ledger:
                 "GetItem", {"TableName": self.table, "Key": {"pk": {"S": pk}}, "ConsistentRead": True}
             ).get("Item")
         except Exception as error:
-            raise LedgerUnavailable(str(error)) from error
+            raise _unavailable(error) from error
 
     def _batch_get(self, pks: list[str]) -> dict[str, dict[str, Any]]:
         """Items by key, consistently read, 100 keys a request, the requests concurrently."""
@@ -320,17 +320,31 @@ class Ledger:
 
         def read(keys: list[str]) -> None:
             request = {self.table: {"Keys": [{"pk": {"S": pk}} for pk in keys], "ConsistentRead": True}}
-            while request:
+            for attempt in range(MAX_UNPROCESSED_ROUNDS):
+                if attempt:  # DynamoDB left keys unread (throttling): back off before asking again
+                    time.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))  # noqa: S311  # nosec B311
                 response = self.db.call("BatchGetItem", {"RequestItems": request})
                 for item in response.get("Responses", {}).get(self.table, []):
                     found[item["pk"]["S"]] = item
                 request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    return
+            raise LedgerUnavailable(f"DynamoDB left keys unread after {MAX_UNPROCESSED_ROUNDS} rounds")
 
         try:
             _concurrently(read, chunks)
+        except LedgerUnavailable:
+            raise
         except Exception as error:
-            raise LedgerUnavailable(str(error)) from error
+            raise _unavailable(error) from error
         return found
+
+
+def _unavailable(error: Exception) -> LedgerUnavailable:
+    """The error as the message's retry reason: DynamoDB's own message and request id when it answered."""
+    if isinstance(error, LedgerUnavailable):
+        return error
+    return LedgerUnavailable(error.detail if isinstance(error, AwsCallError) else f"{type(error).__name__}: {error}")
 
 
 def _versioned_totals(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:

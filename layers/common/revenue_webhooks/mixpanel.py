@@ -115,7 +115,8 @@ class MixpanelClient:
         self.backoff = backoff or Backoff()
         self.gzip_level = gzip_level
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=MAX_CONCURRENT_REQUESTS, max_retries=0)
+        # The imports' concurrent requests, and the forwarder's /engage beside them.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=MAX_CONCURRENT_REQUESTS + 1, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = "revenue-webhooks"

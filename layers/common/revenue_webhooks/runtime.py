@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from .aws_json import JSON_1_1
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 
 NAMESPACE = "RevenueWebhooks"
 SECRET_MAX_AGE_S = 300
-# A ledger call and its retries; the forwarder keeps its own margin from the Lambda deadline.
+# A ledger call and its retries; the forwarder keeps its own margin from the Lambda deadline. A
+# throttled table gets up to ten attempts (botocore's DynamoDB default) before the message waits in SQS.
 DYNAMODB_BUDGET_S = 10.0
+DYNAMODB_ATTEMPTS = 10
 # A secret read and its retries, within what the strictest webhook sender waits (Shopify, Paddle: 5 s).
 SECRETS_BUDGET_S = 3.0
 
@@ -49,7 +52,14 @@ def queue_sender() -> QueueSender:
 
 def dynamodb(concurrency: int) -> AwsJsonClient:
     """The ledger's DynamoDB (aws_json.py), where a boto3 client of the default session would go."""
-    return _aws_json("dynamodb", "DynamoDB", "DynamoDB_20120810", budget_s=DYNAMODB_BUDGET_S, pool_size=concurrency)
+    return _aws_json(
+        "dynamodb",
+        "DynamoDB",
+        "DynamoDB_20120810",
+        budget_s=DYNAMODB_BUDGET_S,
+        attempts=DYNAMODB_ATTEMPTS,
+        pool_size=concurrency,
+    )
 
 
 class SecretsManager:
@@ -69,7 +79,7 @@ def _aws_json(host_prefix: str, service_id: str, target_prefix: str, **options: 
     from .aws_json import AwsJsonClient, endpoint
 
     session = _default_session()
-    region = session.region_name or ""
+    region = os.environ.get("AWS_REGION") or session.region_name or ""  # as the queue sender reads it
     return AwsJsonClient(
         host_prefix,
         service_id,
@@ -111,7 +121,9 @@ def _secrets() -> Any:
     """
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    client = _aws_json("secretsmanager", "Secrets Manager", "secretsmanager", budget_s=SECRETS_BUDGET_S)
+    client = _aws_json(
+        "secretsmanager", "Secrets Manager", "secretsmanager", budget_s=SECRETS_BUDGET_S, json_version=JSON_1_1
+    )
     return SecretsProvider(boto3_client=SecretsManager(client))  # type: ignore[arg-type]
 
 
