@@ -12,8 +12,8 @@ from revenue_webhooks import catalog as c
 from revenue_webhooks.config import Settings, from_environ
 from revenue_webhooks.envelope import QueuedEvent
 from revenue_webhooks.events import mixpanel_event
-from revenue_webhooks.facts import Fact
-from revenue_webhooks.providers.stripe import StripeProvider, payment_ref
+from revenue_webhooks.facts import Fact, payment_ref
+from revenue_webhooks.providers.stripe import StripeProvider
 from stripe_story import BASIL, Story
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "stripe"
@@ -133,14 +133,14 @@ def test_paid_subscription_invoice_in_old_and_basil_shapes(
     assert purchase.properties[c.PLAN] == "Basic" and purchase.properties[c.INTERVAL] == "month"
     assert purchase.identity.user_id == "user-42"  # from the subscription's metadata, where each shape keeps it
     assert purchase.time == invoice["status_transitions"]["paid_at"]
-    assert purchase.links == (payment_ref("pi_x"),), "its refunds name the PaymentIntent: one link, one write"
+    assert purchase.links == (payment_ref("stripe", "pi_x"),), "its refunds name the PaymentIntent: one link, one write"
     assert [f.event for f in facts[1:]] == ([c.SUBSCRIPTION_RENEWED] if renewed else [])
 
 
 def test_an_invoice_paid_without_a_payment_intent_links_its_charge() -> None:
     s = Story(api_version="2020-08-27")
     invoice = s.invoice("in_legacy", 1000, subscription=s.subscription("sub_l"), payment_intent=None, charge="ch_l")
-    assert facts_of(s.invoice_event("invoice.paid", invoice))[0].links == (payment_ref("ch_l"),)
+    assert facts_of(s.invoice_event("invoice.paid", invoice))[0].links == (payment_ref("stripe", "ch_l"),)
 
 
 def test_invoice_paid_and_payment_succeeded_give_the_same_fact() -> None:
@@ -173,7 +173,7 @@ def test_refund_created_is_that_refunds_amount_and_takes_its_payments_user() -> 
     (fact,) = facts_of(s.refund_created(refund))
     assert fact.key == "stripe:refund:re_1"
     assert fact.money is not None and fact.money.minor == 500
-    assert fact.identity_from == (payment_ref("pi_1"), payment_ref("ch_1"))
+    assert fact.identity_from == (payment_ref("stripe", "pi_1"), payment_ref("stripe", "ch_1"))
     assert fact.time == refund["created"]
 
 

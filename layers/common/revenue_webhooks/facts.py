@@ -67,8 +67,8 @@ class Fact:
     ip: str | None = None
     # The buyer's e-mail, for profiles only when SEND_EMAIL is on (PII; never an event property).
     email: str | None = None
-    # Payment references this fact establishes (a purchase names its payment intent,
-    # charge and invoice) so later facts about the same payment find its user.
+    # Payment references this fact establishes (`payment_ref`: a purchase names what its
+    # refunds will name) so later facts about the same payment find its user.
     links: tuple[str, ...] = ()
     # References whose recorded identity this fact must take (a refund takes the user
     # of the payment it refunds); unresolved references defer the fact.
@@ -77,6 +77,11 @@ class Fact:
     @property
     def provider(self) -> str:
         return self.key.split(":", 1)[0]
+
+
+def payment_ref(provider: str, payment_id: str) -> str:
+    """The ledger key under which a purchase records who paid, for refunds that name only the payment."""
+    return f"{provider}:payment-ref:{payment_id}"
 
 
 @dataclass(frozen=True, slots=True)

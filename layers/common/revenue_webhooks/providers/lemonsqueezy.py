@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import catalog as c
 from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect
+from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..identity import buyer_ip, resolve
 from ..money import Money
 from ._common import as_id, hmac_sha256, iso_utc, minor_money, unix_from_iso
@@ -57,11 +57,6 @@ STATUS_BY_SUBSCRIPTION_STATUS = {"active": "active", "on_trial": "trialing"}
 
 def create(settings: Any) -> LemonSqueezyProvider:
     return LemonSqueezyProvider(settings)
-
-
-def payment_ref(object_id: str) -> str:
-    """Ledger key under which an order or invoice records who paid, for its refunds."""
-    return f"{NAME}:payment-ref:{object_id}"
 
 
 class LemonSqueezyProvider(Provider):
@@ -167,7 +162,7 @@ def _purchase(e: _Event, object_id: str, properties: dict[str, Any], renewal_of:
             properties=properties,
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=ip,
-            links=(payment_ref(object_id),),
+            links=(payment_ref(NAME, object_id),),
         )
     ]
     if renewal_of:
@@ -210,7 +205,7 @@ def _refund(e: _Event, object_id: str) -> list[Fact | Deferred]:
             money=money,
             order_id=e.id,
             profile=ProfileEffect(refunds=1, revenue=-money),
-            identity_from=() if identity.user_id else (payment_ref(object_id),),
+            identity_from=() if identity.user_id else (payment_ref(NAME, object_id),),
         )
     ]
 

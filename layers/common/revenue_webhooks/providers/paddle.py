@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import catalog as c
 from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect
+from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..identity import buyer_ip, resolve
 from ._common import check_window, hmac_sha256, iso_utc, minor_money, obj, unix_from_iso
 from .base import (
@@ -59,11 +59,6 @@ STARTED_STATUSES = ("active", "trialing")
 
 def create(settings: Any) -> PaddleProvider:
     return PaddleProvider(settings)
-
-
-def payment_ref(transaction_id: str) -> str:
-    """Ledger key under which a transaction records who paid, for adjustments (which name only the customer)."""
-    return f"{NAME}:payment-ref:{transaction_id}"
 
 
 class PaddleProvider(Provider):
@@ -161,7 +156,7 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
             properties=properties,
             profile=ProfileEffect(purchases=1, revenue=money, plan=plan if subscription else None),
             ip=ip,
-            links=(payment_ref(txn_id),),
+            links=(payment_ref(NAME, txn_id),),
         )
     ]
     if subscription and purchase_type == c.SUBSCRIPTION_RENEWAL:
@@ -272,7 +267,7 @@ def _adjustment(e: _Event) -> list[Fact | Deferred]:
             order_id=order_id,
             properties=properties,
             profile=ProfileEffect(refunds=1, revenue=-money),
-            identity_from=(payment_ref(order_id),) if order_id else (),
+            identity_from=(payment_ref(NAME, order_id),) if order_id else (),
         )
     ]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import catalog as c
 from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect
+from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..identity import buyer_ip, resolve
 from ..money import Money
 from ._common import as_id, check_window, hmac_sha256, items, major_money, unix_from_iso
@@ -65,11 +65,6 @@ RENEWAL_SOURCES = frozenset(["subscription_contract", "subscription_contract_che
 
 def create(settings: Any) -> ShopifyProvider:
     return ShopifyProvider(settings)
-
-
-def payment_ref(order_id: str) -> str:
-    """Ledger key under which an order records who paid, for its refunds (which do not name the buyer)."""
-    return f"{NAME}:payment-ref:{order_id}"
 
 
 def contract_ref(contract_id: str) -> str:
@@ -153,7 +148,7 @@ def _order_paid(e: _Event) -> list[Fact | Deferred]:
             properties={c.PURCHASE_TYPE: c.SUBSCRIPTION_RENEWAL if renewal else c.ONE_TIME},
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=ip,
-            links=(payment_ref(order_id),),
+            links=(payment_ref(NAME, order_id),),
         )
     ]
     if renewal:
@@ -202,7 +197,7 @@ def _refund_facts(refund: dict[str, Any], *, order_id: str | None, identity: Ide
             order_id=order_id,
             properties={c.REFUND_ID: refund_id},
             profile=ProfileEffect(refunds=1, revenue=-money),
-            identity_from=(payment_ref(order_id),) if order_id else (),
+            identity_from=(payment_ref(NAME, order_id),) if order_id else (),
         )
     ]
 

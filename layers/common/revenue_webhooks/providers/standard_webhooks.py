@@ -29,7 +29,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from .. import catalog as c
 from ..config import ConfigError
 from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, ProfileEffect
+from ..facts import Deferred, Fact, ProfileEffect, payment_ref
 from ..identity import buyer_ip, resolve
 from ..money import Money
 from . import BUILT_IN
@@ -279,11 +279,6 @@ def create(settings: Any, sender_name: str) -> StandardWebhooksProvider:
     if sender_name not in mapping:
         raise ConfigError(f"{SETTING}: no sender named {sender_name!r}")
     return StandardWebhooksProvider(settings, compile_sender(sender_name, mapping[sender_name]))
-
-
-def payment_ref(sender: str, order_id: str) -> str:
-    """Ledger key under which a purchase records who paid, for refunds that do not name the buyer."""
-    return f"{sender}:payment-ref:{order_id}"
 
 
 class StandardWebhooksProvider(Provider):

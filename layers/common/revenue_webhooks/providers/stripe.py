@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import catalog as c
 from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect
+from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..identity import buyer_ip, resolve
 from ._common import iso_utc, minor_money
 from .base import (
@@ -66,11 +66,6 @@ STARTED_STATUSES = ("active", "trialing")
 
 def create(settings: Any) -> StripeProvider:
     return StripeProvider(settings)
-
-
-def payment_ref(object_id: str) -> str:
-    """Ledger key under which a purchase records who paid, for refunds of the same payment."""
-    return f"{NAME}:payment-ref:{object_id}"
 
 
 @cache
@@ -173,7 +168,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
             email=dig(session, "customer_details", "email") or session.get("customer_email"),
-            links=(payment_ref(payment_intent),) if payment_intent else (),  # what its refunds will name
+            links=(payment_ref(NAME, payment_intent),) if payment_intent else (),  # what its refunds will name
         )
     ]
 
@@ -216,7 +211,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money, plan=_plan(price) if subscription else None),
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
-            links=tuple(payment_ref(ref) for ref in refs if ref),
+            links=tuple(payment_ref(NAME, ref) for ref in refs if ref),
         )
     ]
     if subscription and purchase_type == c.SUBSCRIPTION_RENEWAL:
@@ -274,7 +269,7 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
             order_id=payment_intent or charge_id,
             properties={c.REFUND_ID: refund_id, **({c.REASON: refund["reason"]} if refund.get("reason") else {})},
             profile=ProfileEffect(refunds=1, revenue=-money),
-            identity_from=tuple(payment_ref(ref) for ref in (payment_intent, charge_id) if ref),
+            identity_from=tuple(payment_ref(NAME, ref) for ref in (payment_intent, charge_id) if ref),
         )
     ]
 
