@@ -19,6 +19,8 @@ from typing import Any
 from revenue_webhooks.envelope import QueuedEvent
 from revenue_webhooks.mixpanel import MAX_EVENTS_PER_REQUEST
 
+from devstack.esm import sqs_record
+
 from . import payloads
 from .common import table
 
@@ -28,33 +30,19 @@ QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:revenue-webhooks-EventsQueue-1A2
 
 
 def _record(body: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    record = {
-        "messageId": "19dd0b57-b21e-4ac1-bd88-01bbb068cb78",
-        "receiptHandle": "A" * RECEIPT_HANDLE_CHARS,
-        "body": body,
-        "attributes": {
+    return sqs_record(
+        message_id="19dd0b57-b21e-4ac1-bd88-01bbb068cb78",
+        receipt_handle="A" * RECEIPT_HANDLE_CHARS,
+        body=body,
+        message_attributes=attributes,
+        attributes={
             "ApproximateReceiveCount": "1",
             "SentTimestamp": "1732800000000",
             "SenderId": "AROAEXAMPLEROLEID0001:revenue-webhooks-ReceiverFunction-AbCdEfGh1234",
             "ApproximateFirstReceiveTimestamp": "1732800000001",
         },
-        "messageAttributes": {
-            name: {
-                "stringValue": v["StringValue"],
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": v["DataType"],
-            }
-            for name, v in attributes.items()
-        },
-        "md5OfBody": "7b270e59b47ff90a553787216d55d91d",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
-        "awsRegion": "us-east-1",
-    }
-    if attributes:
-        record["md5OfMessageAttributes"] = "0f2b9ab6b7e3a1b9b8c1d2e3f4a5b6c7"
-    return record
+        queue_arn=QUEUE_ARN,
+    )
 
 
 def record_bytes(payload: bytes, *, envelope: bool) -> int:

@@ -20,6 +20,7 @@ from revenue_webhooks.envelope import QueuedEvent
 
 from devstack import apigw, signing
 from devstack.aws import LOCAL_CREDENTIALS, provision
+from devstack.esm import sqs_record
 from devstack.mixpanel_server import DEMO_CREDENTIALS
 from devstack.template import Template
 
@@ -80,25 +81,14 @@ def _sqs_event(body: bytes, *, ours: bool, index: int) -> dict[str, Any]:
         message = QueuedEvent("stripe", parsed["id"], parsed["type"], int(time.time() * 1000), body).to_sqs()
     return {
         "Records": [
-            {
-                "messageId": f"00000000-0000-4000-8000-{index:012d}",
-                "receiptHandle": base64.b64encode(f"bench-{index}".encode()).decode(),
-                "body": message["MessageBody"],
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
-                "messageAttributes": {
-                    name: {
-                        "stringValue": value["StringValue"],
-                        "stringListValues": [],
-                        "binaryListValues": [],
-                        "dataType": value["DataType"],
-                    }
-                    for name, value in message["MessageAttributes"].items()
-                },
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-EventsQueue",
-                "awsRegion": "us-east-1",
-            }
+            sqs_record(
+                message_id=f"00000000-0000-4000-8000-{index:012d}",
+                receipt_handle=base64.b64encode(f"bench-{index}".encode()).decode(),
+                body=message["MessageBody"],
+                message_attributes=message["MessageAttributes"],
+                attributes={"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                queue_arn="arn:aws:sqs:us-east-1:123456789012:bench-EventsQueue",
+            )
         ]
     }
 

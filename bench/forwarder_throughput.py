@@ -27,6 +27,7 @@ from typing import Any
 from revenue_webhooks.envelope import QueuedEvent
 
 from devstack.aws import LOCAL_CREDENTIALS, provision
+from devstack.esm import sqs_record
 from devstack.lambda_runtime import LambdaContext, load_handler
 from devstack.mixpanel_server import DEMO_CREDENTIALS
 from devstack.template import Template
@@ -47,25 +48,14 @@ def records_for(bodies: list[bytes], offset: int = 0) -> list[dict[str, Any]]:
         parsed = json.loads(body)
         message = QueuedEvent("stripe", parsed["id"], parsed["type"], 1_700_000_000_000, body).to_sqs()
         records.append(
-            {
-                "messageId": f"00000000-0000-4000-8000-{offset + index:012d}",
-                "receiptHandle": base64.b64encode(f"bench-{offset + index}".encode()).decode(),
-                "body": message["MessageBody"],
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
-                "messageAttributes": {
-                    name: {
-                        "stringValue": v["StringValue"],
-                        "stringListValues": [],
-                        "binaryListValues": [],
-                        "dataType": v["DataType"],
-                    }
-                    for name, v in message["MessageAttributes"].items()
-                },
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-EventsQueue",
-                "awsRegion": "us-east-1",
-            }
+            sqs_record(
+                message_id=f"00000000-0000-4000-8000-{offset + index:012d}",
+                receipt_handle=base64.b64encode(f"bench-{offset + index}".encode()).decode(),
+                body=message["MessageBody"],
+                message_attributes=message["MessageAttributes"],
+                attributes={"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
+                queue_arn="arn:aws:sqs:us-east-1:123456789012:bench-EventsQueue",
+            )
         )
     return records
 

@@ -13,12 +13,52 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .lambda_runtime import Handler, LambdaContext
 
 MAX_RECEIVE = 10  # SQS ReceiveMessage limit per call
+
+
+def sqs_record(
+    *,
+    message_id: str,
+    receipt_handle: str,
+    body: str,
+    message_attributes: Mapping[str, Mapping[str, Any]],
+    attributes: Mapping[str, str],
+    queue_arn: str,
+    region: str = "us-east-1",
+) -> dict[str, Any]:
+    """One record of a Lambda SQS event, as the event source mapping delivers a message.
+
+    `message_attributes` are in SendMessage / ReceiveMessage form (`StringValue`, `DataType`).
+    """
+    record: dict[str, Any] = {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle,
+        "body": body,
+        "attributes": dict(attributes),
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value.get("DataType", "String"),
+            }
+            for name, value in message_attributes.items()
+        },
+        "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if message_attributes:
+        from revenue_webhooks.queue_sender import attributes_md5  # SQS's own algorithm, as the layer checks it
+
+        record["md5OfMessageAttributes"] = attributes_md5(message_attributes)
+    return record
 
 
 class EventSourceMapping:
@@ -109,26 +149,14 @@ class EventSourceMapping:
         return failed
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value.get("DataType", "String"),
-            }
-            for name, value in (message.get("MessageAttributes") or {}).items()
-        }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": attributes,
-            "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": "us-east-1",
-        }
+        return sqs_record(
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            body=message["Body"],
+            message_attributes=message.get("MessageAttributes") or {},
+            attributes=message.get("Attributes", {}),
+            queue_arn=self.queue_arn,
+        )
 
     # ---- loops ---------------------------------------------------------------------------
 

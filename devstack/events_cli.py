@@ -21,6 +21,7 @@ from typing import Any
 
 from .apigw import Route, http_api_event
 from .aws import ACCOUNT, REGION
+from .esm import sqs_record
 from .samples import Sample, describe, find, secret_env
 from .template import Resolver, Template
 
@@ -105,30 +106,20 @@ def sqs_event(sample: Sample, *, stack: str = "sam-app", received_at_ms: int | N
     body = queued["MessageBody"]
     return {
         "Records": [
-            {
-                "messageId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sample.route}/{event_id}")),
-                "receiptHandle": "AQEB" + hashlib.sha256(body.encode()).hexdigest(),
-                "body": body,
-                "attributes": {
+            sqs_record(
+                message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sample.route}/{event_id}")),
+                receipt_handle="AQEB" + hashlib.sha256(body.encode()).hexdigest(),
+                body=body,
+                message_attributes=queued["MessageAttributes"],
+                attributes={
                     "ApproximateReceiveCount": "1",
                     "SentTimestamp": str(received),
                     "SenderId": f"AROAEXAMPLEID:{stack}-{RECEIVER}",
                     "ApproximateFirstReceiveTimestamp": str(received + 5),
                 },
-                "messageAttributes": {
-                    name: {
-                        "stringValue": value["StringValue"],
-                        "stringListValues": [],
-                        "binaryListValues": [],
-                        "dataType": value["DataType"],
-                    }
-                    for name, value in queued["MessageAttributes"].items()
-                },
-                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack}-{queue}",
-                "awsRegion": REGION,
-            }
+                queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack}-{queue}",
+                region=REGION,
+            )
         ]
     }
 
