@@ -108,12 +108,7 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
     forwarder_bodies = payloads.unique_events(runs * 8 + 8)
     template = Template(parameters={"Mode": "any"})
     with Service("moto") as moto, Service("mixpanel") as mixpanel:
-        creds = {
-            "project_id": DEMO_CREDENTIALS.project_id,
-            "service_account_username": DEMO_CREDENTIALS.username,
-            "service_account_secret": DEMO_CREDENTIALS.secret,
-            "project_token": DEMO_CREDENTIALS.project_token,
-        }
+        creds = DEMO_CREDENTIALS.secret_value()
         resources = provision(
             template,
             moto.url,

@@ -82,12 +82,7 @@ class _Stack:
 
         self.mixpanel = mixpanel
         self.template = Template(parameters={"Mode": "any"})
-        creds = {
-            "project_id": DEMO_CREDENTIALS.project_id,
-            "service_account_username": DEMO_CREDENTIALS.username,
-            "service_account_secret": DEMO_CREDENTIALS.secret,
-            "project_token": DEMO_CREDENTIALS.project_token,
-        }
+        creds = DEMO_CREDENTIALS.secret_value()
         resources = provision(
             self.template,
             moto.url,

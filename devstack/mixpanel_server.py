@@ -118,6 +118,16 @@ class Credentials:
         if not self.username and not self.project_token:
             raise ValueError("give a service account (project_id, username, secret) and/or a project_token")
 
+    def secret_value(self) -> dict[str, str]:
+        """These credentials as the `MixpanelCredentials` secret holds them for the forwarder (its set fields)."""
+        fields = {
+            "project_id": self.project_id,
+            "service_account_username": self.username,
+            "service_account_secret": self.secret,
+            "project_token": self.project_token,
+        }
+        return {name: value for name, value in fields.items() if value}
+
     def authenticate(self, authorization: str | None, project_id: str | None, *, engage: bool = False) -> str | None:
         """The auth method a request used ("service_account" or "project_token"), or None when it is not valid.
 

@@ -328,12 +328,7 @@ class LocalStack:
         if not token and not all(service.values()):
             from .mixpanel_server import DEMO_CREDENTIALS
 
-            return {
-                "project_id": DEMO_CREDENTIALS.project_id,
-                "service_account_username": DEMO_CREDENTIALS.username,
-                "service_account_secret": DEMO_CREDENTIALS.secret,
-                "project_token": DEMO_CREDENTIALS.project_token,
-            }, None
+            return DEMO_CREDENTIALS.secret_value(), None
         credentials: dict[str, str] = {}
         if all(service.values()):
             credentials = {

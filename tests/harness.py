@@ -137,12 +137,7 @@ class Pipeline:
         )
         self.moto = MotoServer().start()
         self.mixpanel = MixpanelServer(credentials=DEMO_CREDENTIALS).start()
-        creds = mixpanel_credentials or {
-            "project_id": DEMO_CREDENTIALS.project_id,
-            "service_account_username": DEMO_CREDENTIALS.username,
-            "service_account_secret": DEMO_CREDENTIALS.secret,
-            "project_token": DEMO_CREDENTIALS.project_token,
-        }
+        creds = mixpanel_credentials or DEMO_CREDENTIALS.secret_value()
         self.resources = provision(
             self.template,
             self.moto.endpoint,

@@ -356,12 +356,7 @@ def test_a_passing_401_retries_the_whole_batch_and_raises_the_config_metric(
 def test_wrong_credentials_retry_every_batch_then_dead_letter_with_the_reason_and_alarm(
     start: Start, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wrong = {
-        "project_id": DEMO_CREDENTIALS.project_id,
-        "service_account_username": DEMO_CREDENTIALS.username,
-        "service_account_secret": "rotated-away",
-        "project_token": DEMO_CREDENTIALS.project_token,
-    }
+    wrong = {**DEMO_CREDENTIALS.secret_value(), "service_account_secret": "rotated-away"}
     pipeline = start(mixpanel_credentials=wrong)
     seen = receives(pipeline)
     orders = tags("wrong-secret", 4)
