@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any, TextIO
 
+from revenue_webhooks.batching import by_count_and_bytes
 from revenue_webhooks.envelope import (
     A_DL_AT,
     A_DL_ATTEMPTS,
@@ -336,7 +337,9 @@ class Redrive:
                     for letter in chosen:
                         self._say(verbose, "would move", letter)
                     continue
-                for chunk in _chunks(chosen):
+                for chunk in by_count_and_bytes(  # SendMessageBatch: 10 entries and 1 MiB in total
+                    chosen, DeadLetter.send_size, max_count=BATCH_ENTRIES, max_bytes=BATCH_BYTES
+                ):
                     self._send_then_delete(chunk, summary, verbose)
         finally:
             self._release_held()
@@ -463,21 +466,6 @@ class Redrive:
     def _say(self, verbose: bool, what: str, letter: DeadLetter) -> None:
         if verbose:
             print(f"{what}: {letter.provider} {letter.event_type} {letter.event_id} [{letter.reason}]", file=self.log)
-
-
-def _chunks(letters: list[DeadLetter]) -> Iterator[list[DeadLetter]]:
-    """Send batches under both SQS limits: 10 entries and 1 MiB in total."""
-    chunk: list[DeadLetter] = []
-    size = 0
-    for letter in letters:
-        length = letter.send_size()
-        if chunk and (len(chunk) >= BATCH_ENTRIES or size + length > BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(letter)
-        size += length
-    if chunk:
-        yield chunk
 
 
 # ---- presentation -----------------------------------------------------------------------

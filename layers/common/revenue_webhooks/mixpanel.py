@@ -20,6 +20,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from .batching import by_count_and_bytes
+
 MAX_EVENTS_PER_REQUEST = 2000
 # Mixpanel's prose says 10 MB, the spec's 413 example 2 MiB: stay under the lower figure.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024 - 64 * 1024
@@ -150,7 +152,16 @@ class MixpanelClient:
         return [result or Result(Outcome.TRANSIENT, "not_sent") for result in results]
 
     def _send_chunks(self, encoded: list[bytes], insert_ids: list[str], indices: list[int]) -> dict[int, Result]:
-        chunks = list(_chunks(encoded, indices, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES))
+        # A JSON array: two brackets, and each event plus its comma.
+        chunks = list(
+            by_count_and_bytes(
+                indices,
+                lambda i: len(encoded[i]) + 1,
+                max_count=MAX_EVENTS_PER_REQUEST,
+                max_bytes=MAX_REQUEST_BYTES,
+                base=2,
+            )
+        )
         if len(chunks) == 1:
             return self._send_import(encoded, insert_ids, chunks[0])
         outcomes: dict[int, Result] = {}
@@ -234,21 +245,6 @@ class MixpanelClient:
             return None, Result(Outcome.TRANSIENT, "mixpanel_connection_error", type(error).__name__)
         except requests.RequestException as error:  # e.g. the connection closed mid-answer (ChunkedEncodingError)
             return None, Result(Outcome.TRANSIENT, "mixpanel_request_error", f"{type(error).__name__}: {error}"[:500])
-
-
-def _chunks(encoded: list[bytes], indices: list[int], max_count: int, max_bytes: int) -> Any:
-    """Split `indices` into requests under both the event-count and the byte limit."""
-    chunk: list[int] = []
-    size = 2
-    for index in indices:
-        length = len(encoded[index]) + 1
-        if chunk and (len(chunk) >= max_count or size + length > max_bytes):
-            yield chunk
-            chunk, size = [], 2
-        chunk.append(index)
-        size += length
-    if chunk:
-        yield chunk
 
 
 def _strict_400(response: requests.Response, chunk: list[int], insert_ids: list[str]) -> dict[int, Result]:
