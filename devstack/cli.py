@@ -21,6 +21,14 @@ from pathlib import Path
 DELEGATED = {"redrive": "devstack.redrive", "replay": "devstack.replay"}
 
 
+def positive_int(value: str) -> int:
+    """An argparse type for counts: 1 or more (the delegated commands use it too)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in DELEGATED:  # they own their flags and --help

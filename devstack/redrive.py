@@ -40,6 +40,8 @@ from revenue_webhooks.envelope import (
     DEAD_LETTER_ATTRIBUTES,
 )
 
+from .cli import positive_int
+
 # What `--reason` matches for messages the SQS redrive policy moved: they carry no reason.
 NO_REASON = "none"
 UNKNOWN = "?"
@@ -590,7 +592,7 @@ def parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--event-type", action="append", default=[], help="provider event type, e.g. invoice.paid")
     what.add_argument("--provider", action="append", default=[], help="provider route, e.g. stripe")
-    what.add_argument("--max", type=_positive, help="act on at most this many dead letters")
+    what.add_argument("--max", type=positive_int, help="act on at most this many dead letters")
     how = p.add_argument_group("how")
     how.add_argument("--list", action="store_true", help="list dead letters (reason, provider, event type, count)")
     how.add_argument("--verbose", "-v", action="store_true", help="one line per message")
@@ -604,7 +606,7 @@ def parser() -> argparse.ArgumentParser:
     )
     how.add_argument(
         "--visibility-timeout",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_VISIBILITY_S,
         help=f"seconds a received dead letter stays hidden while this run works (default {DEFAULT_VISIBILITY_S})",
     )
@@ -618,18 +620,11 @@ def parser() -> argparse.ArgumentParser:
     )
     how.add_argument(
         "--empty-receives",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_EMPTY_RECEIVES,
         help=f"stop after this many receives in a row bring nothing new (default {DEFAULT_EMPTY_RECEIVES})",
     )
     return p
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def main(argv: list[str] | None = None) -> int:

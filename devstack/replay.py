@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from . import signing
+from .cli import positive_int
 from .samples import Sample, secret_env
 
 BUILT_IN = ("stripe", "shopify", "paddle", "lemonsqueezy", "revenuecat")  # anything else: a Standard Webhooks sender
@@ -367,20 +368,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strip-newline", action="store_true", help="drop one trailing newline from .json files")
     p.add_argument(
-        "--concurrency", type=_positive, default=4, help="requests in flight (default 4; 1 keeps file order)"
+        "--concurrency", type=positive_int, default=4, help="requests in flight (default 4; 1 keeps file order)"
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     p.add_argument("--retries", type=int, default=2, help="retries of 429/5xx/connection errors (default 2)")
     p.add_argument("--dry-run", action="store_true", help="read and sign everything, send nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
