@@ -4,11 +4,11 @@ Why by hand: botocore's per-call pipeline (parameter validation, event hooks, en
 JMESPath over every transaction item, user agent, model-driven serializing and parsing) costs
 about 1.4 ms of CPU per SendMessage, 20 times the receiver's own work, and 5 ms per 100-item
 `TransactWriteItems` whose items are already in DynamoDB's wire format (docs/performance.md).
-What needs care stays botocore's: the credential chain (refreshable credentials are frozen per
-call, so a role's rotation is honoured), the SigV4 signer, the CA bundle, the recursion header,
-and the transport (urllib3, botocore's own, in Lambda's runtime). What is left here is small: one
-signed JSON POST, botocore-style retries inside a time budget, and AWS's error codes as boto3
-reports them.
+What needs care about who we are stays botocore's: the credential chain (refreshable credentials
+are frozen per call, so a role's rotation is honoured), the CA bundle and the recursion header.
+Signing (sigv4.py) and the keep-alive transport (http11.py) are small modules of their own, each
+with its measured reason. What is left here: one signed JSON POST, botocore-style retries inside
+a time budget, and AWS's error codes as boto3 reports them.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import NoCredentialsError
 from botocore.handlers import add_recursion_detection_header
-from botocore.httpsession import get_cert_path
+
+from .http11 import ConnectionPool
+from .sigv4 import SigV4Signer
 
 # The AWS JSON protocol's version is the service's (botocore's model `jsonVersion`): SQS and DynamoDB
 # speak 1.0, Secrets Manager 1.1, and the Content-Type must name it.
@@ -128,8 +127,7 @@ class AwsJsonClient:
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError(f"{label} endpoint is not an http(s) URL")
         self.service, self.label, self.target_prefix = service, label, target_prefix
-        self.url = endpoint.rstrip("/") + "/"  # what is signed
-        self.path = parts.path.rstrip("/") + "/"  # what is posted to, on the pool's connections
+        self.path = parts.path.rstrip("/") + "/"  # what is posted to (and signed), on the pool's connections
         self.region = region
         self.credentials = credentials
         self.budget_s, self.connect_timeout_s, self.read_timeout_s = budget_s, connect_timeout_s, read_timeout_s
@@ -139,8 +137,8 @@ class AwsJsonClient:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
-        tls = {"ca_certs": ca_bundle or get_cert_path(True)} if parts.scheme == "https" else {}
-        self.pool = urllib3.connection_from_url(self.url, maxsize=pool_size, retries=False, **tls)
+        self.pool = ConnectionPool(endpoint, maxsize=pool_size, ca_bundle=ca_bundle)
+        self.signer = SigV4Signer(service, region)
 
     def call(self, operation: str, payload: Mapping[str, Any] | bytes) -> dict[str, Any]:
         """The operation's JSON answer, retried as botocore would within `budget_s`; `AwsCallError` otherwise."""
@@ -159,20 +157,21 @@ class AwsJsonClient:
 
     def _post(self, operation: str, body: bytes, deadline: float) -> dict[str, Any]:
         what = f"{self.label} {operation}"
-        request = AWSRequest(
-            "POST", self.url, data=body, headers={**self.headers, "X-Amz-Target": f"{self.target_prefix}.{operation}"}
+        headers = {**self.headers, "X-Amz-Target": f"{self.target_prefix}.{operation}"}
+        add_recursion_detection_header({"headers": headers})  # X-Ray / recursion detection, as botocore
+        signed = self.signer.headers(
+            self.credentials.get_frozen_credentials(), self.pool.host, self.path, headers, body
         )
-        add_recursion_detection_header({"headers": request.headers})  # X-Ray / recursion detection, as botocore
-        SigV4Auth(self.credentials.get_frozen_credentials(), self.service, self.region).add_auth(request)
         remaining = max(deadline - time.monotonic(), 0.01)
-        timeout = urllib3.Timeout(
-            connect=min(self.connect_timeout_s, remaining), read=min(self.read_timeout_s, remaining)
-        )
         try:
-            response = self.pool.urlopen(
-                "POST", self.path, body=body, headers=dict(request.headers.items()), timeout=timeout
+            response = self.pool.post(
+                self.path,
+                signed,
+                body,
+                connect_timeout=min(self.connect_timeout_s, remaining),
+                read_timeout=min(self.read_timeout_s, remaining),
             )
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+        except OSError as error:  # refused, reset, timed out, TLS, or an answer that is not HTTP
             raise AwsCallError(what, type(error).__name__) from error
         data = response.data
         crc = response.headers.get("x-amz-crc32")  # DynamoDB's checksum of its answer: retried, as botocore does
