@@ -257,8 +257,13 @@ def test_logs_carry_ids_and_types_never_a_secret_signature_or_body(pipeline: Pip
         assert pipeline.post("stripe", STRIPE_BODY, headers)["statusCode"] == 200
         assert pipeline.post("stripe", STRIPE_BODY, bad)["statusCode"] == 400
     log = buffer.getvalue()
-    assert '"event_id":"evt_hostile"' in log and '"event_type":"checkout.session.completed"' in log
-    assert '"message":"webhook rejected"' in log
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    # The accepted webhook's record is its EMF metrics line: the event id as a property, the type as a dimension.
+    accepted = [r for r in records if "Enqueued" in r]
+    assert [(r["event_id"], r["EventType"], r["Provider"]) for r in accepted] == [
+        ("evt_hostile", "checkout.session.completed", "stripe")
+    ]
+    assert any(r.get("message") == "webhook rejected" for r in records)
     for secret in SECRETS.values():
         assert secret not in log
     for signature in (headers["stripe-signature"], bad["stripe-signature"]):

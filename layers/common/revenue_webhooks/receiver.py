@@ -82,7 +82,7 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         logger.info(
             "payload (DEBUG_PAYLOADS, PII redacted)", extra={**context, "payload": redacted_json(parsed.payload)}
         )
-    runtime.tag_request(route, parsed.event_type)
+    runtime.tag_request(route, parsed.event_type, parsed.event_id)
     runtime.add("Received")
     if not settings.accepts_mode(parsed.livemode):
         logger.info("ignored: other mode", extra={**context, "mode": settings.mode})
@@ -101,8 +101,7 @@ def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         # The type only: a client error's text may quote the request it refused.
         logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
         return _answer(503, "temporarily unavailable")
-    logger.info("enqueued", extra=context)
-    runtime.add("Enqueued")
+    runtime.add("Enqueued")  # its EMF record, with the event id, is the accepted webhook's log line
     return _answer(200, "accepted")
 
 

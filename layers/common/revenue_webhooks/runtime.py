@@ -34,7 +34,14 @@ DYNAMODB_ATTEMPTS = 10
 # A secret read and its retries, within what the strictest webhook sender waits (Shopify, Paddle: 5 s).
 SECRETS_BUDGET_S = 3.0
 
-logger = Logger(service="revenue-webhooks")
+
+def _log_message(text: str) -> Any:
+    """A message that is a JSON document is logged as one, as Powertools' default does, without its
+    failed `json.loads` (and exception) on every other message: a seventh of a log line's CPU."""
+    return json.loads(text) if text[:1] in ("{", "[") else text
+
+
+logger = Logger(service="revenue-webhooks", json_deserializer=_log_message)
 metrics = Metrics(namespace=NAMESPACE, service="revenue-webhooks")
 
 
@@ -136,13 +143,18 @@ def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
     return [value.strip() for value in str(raw).split(",") if value.strip()]
 
 
-def tag_request(provider: str, event_type: str) -> None:
+def tag_request(provider: str, event_type: str, event_id: str = "") -> None:
     """The receiver handles one request per invocation: its metrics share one EMF record with these dimensions.
 
-    (One record instead of one per metric: the receiver's metrics were a fifth of its warm CPU.)
+    The event id rides along as EMF metadata (a log property, not a dimension), so that record is also
+    the accepted webhook's log line: `filter event_id = "evt_..."` in Logs Insights finds it.
+    (One record instead of one per metric and a log line beside it: those were half of the receiver's
+    warm CPU, and of its log bytes.)
     """
     metrics.add_dimension(name="Provider", value=provider or "unknown")
     metrics.add_dimension(name="EventType", value=(event_type or "unknown")[:200])
+    if event_id:
+        metrics.add_metadata(key="event_id", value=event_id[:200])
 
 
 def add(name: str) -> None:
