@@ -9,6 +9,7 @@ tests/integration/test_aws_json_wire.py.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -236,3 +237,10 @@ def test_the_host_header_leaves_out_the_default_port_as_signed() -> None:
     assert ConnectionPool("http://[::1]:8080").host == "[::1]:8080"
     with pytest.raises(ValueError, match="not an http"):
         ConnectionPool("ftp://example.com")
+
+
+def test_the_ca_bundle_is_loaded_once_per_process_not_once_per_endpoint() -> None:
+    sqs, dynamodb = ConnectionPool("https://sqs.eu-west-1.amazonaws.com"), ConnectionPool("https://dynamodb.x")
+    assert sqs.tls is not None and sqs.tls is dynamodb.tls  # 20-35 ms of a cold start each
+    assert sqs.tls.verify_mode == ssl.CERT_REQUIRED and sqs.tls.check_hostname
+    assert sqs.tls.minimum_version >= ssl.TLSVersion.TLSv1_2
