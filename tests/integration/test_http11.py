@@ -142,9 +142,20 @@ def test_an_answer_that_ends_the_connection_gets_a_new_one_next_time(
     assert server.connections == 3
 
 
-def test_a_100_continue_comes_before_the_answer(serve: Callable[..., RawServer]) -> None:
-    server = serve(fixed(b"HTTP/1.1 100 Continue\r\n\r\n" + OK))
-    assert post(ConnectionPool(server.url))[:1] == (200,)
+def test_informational_answers_come_before_the_answer(serve: Callable[..., RawServer]) -> None:
+    server = serve(fixed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK))
+    pool = ConnectionPool(server.url)
+    assert post(pool)[::2] == (200, b'{"b":2}')
+    assert post(pool)[::2] == (200, b'{"b":2}') and server.connections == 1
+
+
+def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve: Callable[..., RawServer]) -> None:
+    server = serve(fixed(OK))
+    pool = ConnectionPool(server.url)
+    for header in ({"X-Amzn-Trace-Id": "Root=1\r\nX-Evil: 1"}, {"X-A\nB": "v"}):
+        with pytest.raises(ValueError, match="line break"):
+            pool.post("/", {"Host": pool.host, **header}, b"{}", connect_timeout=1, read_timeout=1)
+    assert server.requests == []
 
 
 def test_repeated_headers_are_joined_and_names_lower_cased(serve: Callable[..., RawServer]) -> None:

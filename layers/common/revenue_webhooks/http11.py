@@ -5,7 +5,7 @@ of it parsing the answer's headers through `email.message`; a POST of a known le
 is a short JSON document needs a tenth of that (docs/performance.md). This is the whole protocol
 the AWS JSON services speak to us: one request per connection at a time, answers framed by
 Content-Length or chunked, `Connection: close` honoured, TLS verified against the CA bundle.
-What this does not do: proxies, redirects, compression, 1xx other than 100, HTTP/2.
+What this does not do: proxies, redirects, compression, HTTP/2.
 """
 
 from __future__ import annotations
@@ -82,10 +82,12 @@ class ConnectionPool:
         self, path: str, headers: dict[str, str], body: bytes, *, connect_timeout: float, read_timeout: float
     ) -> Response:
         """One POST and its whole answer; `OSError` (timeouts, refusals, TLS, protocol errors) otherwise."""
+        head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        if head.count("\n") != len(headers) + 1 or head.count("\r") != len(headers) + 1:
+            raise ValueError("a header name or value holds a line break")  # would split the request
         connection = self._checkout(connect_timeout)
         try:
             connection.set_timeout(read_timeout)
-            head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
             connection.sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
             response, keep_alive = _read_response(connection.reader)
         except BaseException:
@@ -151,10 +153,10 @@ def _tls_context(ca_bundle: str) -> ssl.SSLContext:
 
 def _read_response(reader: BinaryIO) -> tuple[Response, bool]:
     """The answer to one request, and whether the connection may carry another."""
-    while True:
+    while True:  # informational answers (100 Continue, 103 Early Hints) come before the answer
         version, status = _status_line(_line(reader))
         headers = _headers(reader)
-        if status != 100:
+        if not 100 <= status < 200:
             break
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)

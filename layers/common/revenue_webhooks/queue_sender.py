@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,11 +120,11 @@ def attributes_md5(attributes: Mapping[str, Any]) -> str:
 
     (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-metadata.html)
     """
-    digest = hashlib.md5(usedforsecurity=False)
+    parts = []
     for name in sorted(attributes):
         value = attributes[name]
         for part in (name.encode("utf-8"), value["DataType"].encode("utf-8")):
-            digest.update(struct.pack("!I", len(part)) + part)
+            parts += (len(part).to_bytes(4, "big"), part)
         encoded = value["StringValue"].encode("utf-8")
-        digest.update(b"\x01" + struct.pack("!I", len(encoded)) + encoded)
-    return digest.hexdigest()
+        parts += (b"\x01", len(encoded).to_bytes(4, "big"), encoded)
+    return hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
