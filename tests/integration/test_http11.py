@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from revenue_webhooks.http11 import ConnectionPool, ProtocolError
@@ -24,15 +26,16 @@ Answer = Callable[[bytes], bytes | None]  # the request's bytes -> raw answer (N
 class RawServer:
     """Accepts connections, reads whole requests, writes `answer(request)` verbatim; counts connections."""
 
-    def __init__(self, answer: Answer, *, close_after: int = 0) -> None:
+    def __init__(self, answer: Answer, *, close_after: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.close_after = close_after  # close each connection after this many answers (0: keep it open)
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self._stop = threading.Event()
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self) -> None:
@@ -49,6 +52,12 @@ class RawServer:
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):  # the client refused our certificate
+                connection.close()
+                return
         reader = connection.makefile("rb")
         answered = 0
         with connection, reader:
@@ -77,7 +86,7 @@ class RawServer:
 def serve() -> Iterator[Callable[..., RawServer]]:
     servers: list[RawServer] = []
 
-    def start(answer: Answer, **options: int) -> RawServer:
+    def start(answer: Answer, **options: Any) -> RawServer:
         servers.append(RawServer(answer, **options))
         return servers[-1]
 
@@ -255,3 +264,35 @@ def test_the_ca_bundle_is_loaded_once_per_process_not_once_per_endpoint() -> Non
     assert sqs.tls is not None and sqs.tls is dynamodb.tls  # 20-35 ms of a cold start each
     assert sqs.tls.verify_mode == ssl.CERT_REQUIRED and sqs.tls.check_hostname
     assert sqs.tls.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_tls_connections_are_verified_kept_and_replaced_when_the_server_closes_them(
+    serve: Callable[..., RawServer], certificate: tuple[Path, Path]
+) -> None:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    kept = serve(fixed(OK), tls=tls)
+    pool = ConnectionPool(kept.url, ca_bundle=str(certificate[0]))
+    assert [post(pool)[2] for _ in range(3)] == [b'{"b":2}'] * 3 and kept.connections == 1
+
+    closing = serve(fixed(OK), tls=tls, close_after=1)  # closes (close_notify, FIN) after each answer
+    pool = ConnectionPool(closing.url, ca_bundle=str(certificate[0]))
+    post(pool)
+    time.sleep(0.1)
+    assert post(pool)[2] == b'{"b":2}' and closing.connections == 2 and len(closing.requests) == 2
+
+
+def test_tls_refuses_a_certificate_for_another_host_or_from_another_ca(
+    serve: Callable[..., RawServer], certificate: tuple[Path, Path]
+) -> None:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    server = serve(fixed(OK), tls=tls)
+    port = server.url.rsplit(":", 1)[1]
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        post(
+            ConnectionPool(f"https://localhost:{port}", ca_bundle=str(certificate[0]))
+        )  # the certificate names 127.0.0.1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        post(ConnectionPool(server.url))  # botocore's bundle does not know this certificate
+    assert server.requests == []
