@@ -99,7 +99,12 @@ def post(
     pool: ConnectionPool, body: bytes = b'{"a":1}', read_timeout: float = 2.0
 ) -> tuple[int, dict[str, str], bytes]:
     response = pool.post(
-        "/", {"Host": pool.host, "Content-Type": "application/json"}, body, connect_timeout=1, read_timeout=read_timeout
+        "/",
+        {"Host": pool.host, "Content-Type": "application/json"},
+        body,
+        deadline=time.monotonic() + 5,
+        connect_timeout=1,
+        read_timeout=read_timeout,
     )
     return response.status, response.headers, response.data
 
@@ -163,7 +168,14 @@ def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve: Call
     pool = ConnectionPool(server.url)
     for header in ({"X-Amzn-Trace-Id": "Root=1\r\nX-Evil: 1"}, {"X-A\nB": "v"}):
         with pytest.raises(ValueError, match="line break"):
-            pool.post("/", {"Host": pool.host, **header}, b"{}", connect_timeout=1, read_timeout=1)
+            pool.post(
+                "/",
+                {"Host": pool.host, **header},
+                b"{}",
+                deadline=time.monotonic() + 1,
+                connect_timeout=1,
+                read_timeout=1,
+            )
     assert server.requests == []
 
 
@@ -193,6 +205,12 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_sending(serve: 
         (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "colon"),
         (b"HTTP/1.1 200 OK\r\n" + b"X-H: v\r\n" * 101 + b"\r\n", "too many headers"),
         (b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 70_000 + b"\r\n\r\n", "too long"),
+        (b"HTTP/1.1 \xb200 OK\r\nContent-Length: 0\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\n{}", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\n{}", "space around"),
+        (b"HTTP/1.1 200 OK\r\n folded\r\n\r\n", "folded"),
     ],
     ids=[
         "not-http",
@@ -203,6 +221,12 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_sending(serve: 
         "no-colon",
         "headers",
         "line",
+        "superscript-status",
+        "four-digit-status",
+        "superscript-length",
+        "two-lengths",
+        "space-before-colon",
+        "fold-first",
     ],
 )
 def test_what_is_not_http_is_refused_as_a_transport_error(
@@ -296,3 +320,114 @@ def test_tls_refuses_a_certificate_for_another_host_or_from_another_ca(
     with pytest.raises(ssl.SSLCertVerificationError):
         post(ConnectionPool(server.url))  # botocore's bundle does not know this certificate
     assert server.requests == []
+
+
+def test_bytes_past_an_answer_are_never_read_as_the_next_ones(serve: Callable[..., RawServer]) -> None:
+    answers = iter(
+        [
+            b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"n":"A"}HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"n":"X"}',
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}JUNK",
+            b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"n":"B"}',
+        ]
+    )
+    server = serve(lambda request: next(answers))
+    pool = ConnectionPool(server.url)
+    assert [post(pool)[2] for _ in range(3)] == [b'{"n":"A"}', b"{}", b'{"n":"B"}']
+    assert server.connections == 3  # a connection whose answer ran past its framing is not reused
+
+
+@pytest.mark.parametrize(
+    ("answer", "data", "reused"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n{}", b"{}", True),
+        (b"HTTP/1.1 200 OK\r\nX-A: 1\r\n  2\r\nContent-Length: 2\r\n\r\n{}", b"{}", True),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            b"{}",
+            False,
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw", b"raw", False),
+        (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            b"{}",
+            False,
+        ),
+    ],
+    ids=["repeated-length", "obs-fold", "chunked-beside-length", "chunked-not-last", "chunked-in-http-1.0"],
+)
+def test_framing_as_rfc_9112_reads_it(
+    serve: Callable[..., RawServer], answer: bytes, data: bytes, reused: bool
+) -> None:
+    server = serve(fixed(answer), close_after=0 if reused else 1)
+    pool = ConnectionPool(server.url)
+    status, headers, body = post(pool)
+    assert (status, body) == (200, data)
+    assert (len(pool._idle) == 1) is reused
+    if b"\r\n  2" in answer:
+        assert headers["x-a"] == "1 2"  # the folded line continues the value
+
+
+def test_an_answer_that_trickles_in_ends_at_the_deadline(serve: Callable[..., RawServer]) -> None:
+    class Trickle(RawServer):
+        def _serve(self, connection: socket.socket) -> None:
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                for _ in range(100):
+                    if self._stop.wait(0.1):
+                        return
+                    try:
+                        connection.sendall(b"x")
+                    except OSError:
+                        return
+
+    server = Trickle(fixed(b""))
+    try:
+        pool = ConnectionPool(server.url)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # every byte came within the read timeout; the whole did not
+            pool.post("/", {"Host": pool.host}, b"{}", deadline=started + 0.6, connect_timeout=1, read_timeout=0.5)
+        assert time.monotonic() - started < 0.9
+    finally:
+        server.stop()
+
+
+def test_a_deadline_shorter_than_the_read_timeout_wins(serve: Callable[..., RawServer]) -> None:
+    server = serve(lambda request: (time.sleep(1.5), OK)[1])
+    pool = ConnectionPool(server.url)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        pool.post("/", {"Host": pool.host}, b"{}", deadline=started + 0.3, connect_timeout=5, read_timeout=5)
+    assert time.monotonic() - started < 0.8
+
+
+def test_pooled_connections_a_peer_forgot_are_all_dropped_after_the_first_fails(
+    serve: Callable[..., RawServer],
+) -> None:
+    forgotten = threading.Event()
+    fresh: set[int] = set()
+
+    def answer(request: bytes) -> bytes | None:
+        time.sleep(0.05)
+        ident = threading.get_ident()  # one serving thread per connection
+        if forgotten.is_set() and ident not in fresh:
+            return None  # as a NAT that forgot the connection: no answer, the connection ends
+        return OK
+
+    server = serve(answer)
+    pool = ConnectionPool(server.url, maxsize=4)
+    with ThreadPoolExecutor(4) as threads:
+        list(threads.map(lambda _: post(pool), range(4)))
+    assert len(pool._idle) >= 2
+    forgotten.set()
+    original_serve = server._serve
+
+    def serve_fresh(connection: socket.socket) -> None:
+        fresh.add(threading.get_ident())
+        original_serve(connection)
+
+    server._serve = serve_fresh  # type: ignore[method-assign]
+    with pytest.raises(ProtocolError, match="without an answer"):
+        post(pool)
+    assert pool._idle == []  # its siblings are not tried one attempt at a time
+    assert post(pool)[2] == b'{"b":2}'

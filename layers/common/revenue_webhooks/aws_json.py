@@ -162,14 +162,14 @@ class AwsJsonClient:
         signed = self.signer.headers(
             self.credentials.get_frozen_credentials(), self.pool.host, self.path, headers, body
         )
-        remaining = max(deadline - time.monotonic(), 0.01)
         try:
             response = self.pool.post(
                 self.path,
                 signed,
                 body,
-                connect_timeout=min(self.connect_timeout_s, remaining),
-                read_timeout=min(self.read_timeout_s, remaining),
+                deadline=deadline,
+                connect_timeout=self.connect_timeout_s,
+                read_timeout=self.read_timeout_s,
             )
         except OSError as error:  # refused, reset, timed out, TLS, or an answer that is not HTTP
             raise AwsCallError(what, type(error).__name__) from error
