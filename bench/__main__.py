@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if "receiver" in suites:
         from . import receiver_cpu
 
-        outputs["receiver"] = receiver_cpu.run(requests_per_size=3 if smoke else 200, rounds=1 if smoke else 5)
+        outputs["receiver"] = receiver_cpu.run(requests_per_size=3 if smoke else 200, rounds=1 if smoke else 7)
     if "forwarder" in suites:
         from . import batch_size as fit
         from . import forwarder_throughput
