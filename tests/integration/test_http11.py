@@ -290,11 +290,18 @@ def test_the_ca_bundle_is_loaded_once_per_process_not_once_per_endpoint() -> Non
     assert sqs.tls.minimum_version >= ssl.TLSVersion.TLSv1_2
 
 
-def test_tls_connections_are_verified_kept_and_replaced_when_the_server_closes_them(
-    serve: Callable[..., RawServer], certificate: tuple[Path, Path]
-) -> None:
+@pytest.fixture
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """The test servers' side of TLS, with the shared test certificate for 127.0.0.1."""
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(*certificate)
+    return tls
+
+
+def test_tls_connections_are_verified_kept_and_replaced_when_the_server_closes_them(
+    serve: Callable[..., RawServer], server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
+) -> None:
+    tls = server_tls
     kept = serve(fixed(OK), tls=tls)
     pool = ConnectionPool(kept.url, ca_bundle=str(certificate[0]))
     assert [post(pool)[2] for _ in range(3)] == [b'{"b":2}'] * 3 and kept.connections == 1
@@ -307,16 +314,13 @@ def test_tls_connections_are_verified_kept_and_replaced_when_the_server_closes_t
 
 
 def test_tls_refuses_a_certificate_for_another_host_or_from_another_ca(
-    serve: Callable[..., RawServer], certificate: tuple[Path, Path]
+    serve: Callable[..., RawServer], server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
 ) -> None:
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(*certificate)
-    server = serve(fixed(OK), tls=tls)
+    server = serve(fixed(OK), tls=server_tls)
     port = server.url.rsplit(":", 1)[1]
+    other_host = ConnectionPool(f"https://localhost:{port}", ca_bundle=str(certificate[0]))  # it names 127.0.0.1
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
-        post(
-            ConnectionPool(f"https://localhost:{port}", ca_bundle=str(certificate[0]))
-        )  # the certificate names 127.0.0.1
+        post(other_host)
     with pytest.raises(ssl.SSLCertVerificationError):
         post(ConnectionPool(server.url))  # botocore's bundle does not know this certificate
     assert server.requests == []
