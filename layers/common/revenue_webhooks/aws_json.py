@@ -20,7 +20,6 @@ import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.exceptions import NoCredentialsError
 from botocore.handlers import add_recursion_detection_header
@@ -123,12 +122,12 @@ class AwsJsonClient:
         ca_bundle: str = "",
     ) -> None:
         require_credentials_and_region(credentials, region)
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise ValueError(f"{label} endpoint is not an http(s) URL")
-        self.service, self.label, self.target_prefix = service, label, target_prefix
-        self.path = parts.path.rstrip("/") + "/"  # what is posted to (and signed), on the pool's connections
-        self.region = region
+        try:
+            self.pool = ConnectionPool(endpoint, maxsize=pool_size, ca_bundle=ca_bundle)
+        except ValueError:
+            raise ValueError(f"{label} endpoint is not an http(s) URL") from None
+        self.signer = SigV4Signer(service, region)
+        self.label, self.target_prefix = label, target_prefix
         self.credentials = credentials
         self.budget_s, self.connect_timeout_s, self.read_timeout_s = budget_s, connect_timeout_s, read_timeout_s
         self.attempts = attempts
@@ -137,8 +136,6 @@ class AwsJsonClient:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
-        self.pool = ConnectionPool(endpoint, maxsize=pool_size, ca_bundle=ca_bundle)
-        self.signer = SigV4Signer(service, region)
 
     def call(self, operation: str, payload: Mapping[str, Any] | bytes) -> dict[str, Any]:
         """The operation's JSON answer, retried as botocore would within `budget_s`; `AwsCallError` otherwise."""
@@ -160,11 +157,11 @@ class AwsJsonClient:
         headers = {**self.headers, "X-Amz-Target": f"{self.target_prefix}.{operation}"}
         add_recursion_detection_header({"headers": headers})  # X-Ray / recursion detection, as botocore
         signed = self.signer.headers(
-            self.credentials.get_frozen_credentials(), self.pool.host, self.path, headers, body
+            self.credentials.get_frozen_credentials(), self.pool.host, self.pool.path, headers, body
         )
         try:
             response = self.pool.post(
-                self.path,
+                self.pool.path,
                 signed,
                 body,
                 deadline=deadline,

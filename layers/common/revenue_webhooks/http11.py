@@ -78,6 +78,7 @@ class ConnectionPool:
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         bracketed = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
         self.host = bracketed if default_port else f"{bracketed}:{self.port}"  # the Host header, as signed
+        self.path = parts.path.rstrip("/") + "/"  # what is posted to, and signed
         self.maxsize = maxsize
         self.tls = _tls_context(ca_bundle) if parts.scheme == "https" else None
         self._idle: list[Connection] = []
