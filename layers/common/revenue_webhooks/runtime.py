@@ -54,7 +54,8 @@ def queue_sender() -> QueueSender:
     """
     from .queue_sender import QueueSender
 
-    return QueueSender(_default_session().get_credentials())
+    session = _default_session()
+    return QueueSender(session.get_credentials(), region=_region(session))
 
 
 def dynamodb(concurrency: int) -> AwsJsonClient:
@@ -86,7 +87,7 @@ def _aws_json(host_prefix: str, service_id: str, target_prefix: str, **options: 
     from .aws_json import AwsJsonClient, endpoint
 
     session = _default_session()
-    region = os.environ.get("AWS_REGION") or session.region_name or ""  # as the queue sender reads it
+    region = _region(session)
     return AwsJsonClient(
         host_prefix,
         service_id,
@@ -99,6 +100,11 @@ def _aws_json(host_prefix: str, service_id: str, target_prefix: str, **options: 
         ca_bundle=os.environ.get("AWS_CA_BUNDLE", ""),
         **options,
     )
+
+
+def _region(session: Any) -> str:
+    """Lambda's `AWS_REGION`, else the default session's (`AWS_DEFAULT_REGION`, the config file): one rule for every call."""
+    return os.environ.get("AWS_REGION") or session.region_name or ""
 
 
 def _default_session() -> Any:
