@@ -109,8 +109,9 @@ def test_the_error_code_is_the_one_boto3_reports() -> None:
 @pytest.mark.parametrize(
     ("code", "status", "retryable"),
     [
-        ("NewConnectionError", None, True),
-        ("ReadTimeoutError", None, True),
+        ("ConnectionRefusedError", None, True),
+        ("TimeoutError", None, True),
+        ("ProtocolError", None, True),
         ("InternalError", 500, True),
         ("ServiceUnavailable", 503, True),
         ("HTTP502", 502, True),
