@@ -188,48 +188,29 @@ def _enqueue_only() -> tuple[Any, Any]:
     """
     from revenue_webhooks import runtime
     from revenue_webhooks.config import settings
-    from revenue_webhooks.envelope import QueuedEvent
-    from revenue_webhooks.providers import get_provider
-    from revenue_webhooks.providers.base import WebhookRequest
 
-    provider = get_provider("stripe", settings())
-    assert provider is not None
+    provider = _stripe_provider()
     queue_url = settings().events_queue_url
     sender = runtime.queue_sender()
 
-    def prepare(body: bytes) -> WebhookRequest:
-        headers = signing.stripe(body, STRIPE_SECRET)
-        return WebhookRequest(body=body, headers=headers, received_at_ms=int(time.time() * 1000), route="stripe")
+    def enqueue(request: Any) -> None:
+        sender.send_message(QueueUrl=queue_url, **_queue_message(provider, request))
 
-    def enqueue(request: WebhookRequest) -> None:
-        provider.verify(request, [STRIPE_SECRET])
-        parsed = provider.parse(request)
-        message = QueuedEvent("stripe", parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
-        sender.send_message(QueueUrl=queue_url, **message.to_sqs())
-
-    return enqueue, prepare
+    return enqueue, _signed_request
 
 
 def _domain_work(body: bytes, count: int) -> dict[str, float]:
     """CPU of the domain steps alone: our verify + parse + queue message vs `stripe.Webhook.construct_event`."""
     import stripe
-    from revenue_webhooks.config import from_environ
-    from revenue_webhooks.envelope import QueuedEvent
-    from revenue_webhooks.providers import get_provider
-    from revenue_webhooks.providers.base import WebhookRequest
 
-    provider = get_provider("stripe", from_environ({"MODE": "any"}))
-    assert provider is not None
-    headers = signing.stripe(body, STRIPE_SECRET)
-    request = WebhookRequest(body=body, headers=headers, received_at_ms=int(time.time() * 1000), route="stripe")
+    provider = _stripe_provider()
+    request = _signed_request(body)
 
     def ours() -> None:
-        provider.verify(request, [STRIPE_SECRET])
-        parsed = provider.parse(request)
-        QueuedEvent("stripe", parsed.event_id, parsed.event_type, request.received_at_ms, body).to_sqs()
+        _queue_message(provider, request)
 
     def recipe() -> None:
-        stripe.Webhook.construct_event(body.decode(), headers["stripe-signature"], STRIPE_SECRET)
+        stripe.Webhook.construct_event(body.decode(), request.headers["stripe-signature"], STRIPE_SECRET)
 
     out = {}
     for name, call in (("ours_verify_parse_message_ms", ours), ("recipe_construct_event_ms", recipe)):
@@ -240,6 +221,31 @@ def _domain_work(body: bytes, count: int) -> dict[str, float]:
             call()
         out[name] = (time.process_time() - started) * 1000 / count
     return out
+
+
+def _stripe_provider() -> Any:
+    from revenue_webhooks.config import from_environ
+    from revenue_webhooks.providers import get_provider
+
+    provider = get_provider("stripe", from_environ({"MODE": "any"}))
+    assert provider is not None
+    return provider
+
+
+def _signed_request(body: bytes) -> Any:
+    from revenue_webhooks.providers.base import WebhookRequest
+
+    headers = signing.stripe(body, STRIPE_SECRET)
+    return WebhookRequest(body=body, headers=headers, received_at_ms=int(time.time() * 1000), route="stripe")
+
+
+def _queue_message(provider: Any, request: Any) -> dict[str, Any]:
+    """Verify, parse and build the SQS message, as the receiver does between the request and SendMessage."""
+    from revenue_webhooks.envelope import QueuedEvent
+
+    provider.verify(request, [STRIPE_SECRET])
+    parsed = provider.parse(request)
+    return QueuedEvent("stripe", parsed.event_id, parsed.event_type, request.received_at_ms, request.body).to_sqs()
 
 
 @contextlib.contextmanager
