@@ -3,8 +3,12 @@
 from revenue_webhooks import forwarder, providers, runtime
 from revenue_webhooks.config import settings
 
-SETTINGS = settings()  # validated at cold start, not at the first batch
+# Init (or SnapStart's snapshot): settings validated, clients and providers built before the first batch.
+SETTINGS = settings()
 providers.validate(SETTINGS)
+providers.prepare_all(SETTINGS, with_libraries=False)  # mapping needs no provider library
+runtime.warm_up("sqs", "secretsmanager", "dynamodb")
+runtime.register_snapstart_hooks()
 
 
 @runtime.logger.inject_lambda_context(clear_state=True)

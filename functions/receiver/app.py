@@ -3,8 +3,12 @@
 from revenue_webhooks import providers, receiver, runtime
 from revenue_webhooks.config import settings
 
-SETTINGS = settings()  # validated at cold start, not at the first webhook
+# Init (or SnapStart's snapshot): settings validated, clients and providers built before the first webhook.
+SETTINGS = settings()
 providers.validate(SETTINGS)
+providers.prepare_all(SETTINGS, with_libraries=runtime.snapshot_init())
+runtime.warm_up("sqs", "secretsmanager")
+runtime.register_snapstart_hooks()
 
 
 @runtime.logger.inject_lambda_context(clear_state=True)

@@ -40,8 +40,9 @@ for entry in (str(TESTS), str(ROOT), str(ROOT / "layers" / "common")):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from botocore.credentials import Credentials  # noqa: E402
+import boto3  # noqa: E402
 from harness import SECRET_LOGICAL_IDS, SECRETS, documented_standard_webhooks_mapping, http_api_event  # noqa: E402
+from revenue_webhooks import aws_clients  # noqa: E402
 from revenue_webhooks.queue_sender import QueueSender  # noqa: E402
 
 from devstack import signing  # noqa: E402
@@ -272,14 +273,17 @@ class ReceiverRig:
             from revenue_webhooks import runtime
 
             self.runtime = runtime
-            credentials = Credentials("local", "local")
-            region = {"AWS_DEFAULT_REGION": "us-east-1"}
-            client = QueueSender(credentials, environ={"AWS_ENDPOINT_URL_SQS": self.moto.endpoint, **region})
+            session = boto3.session.Session("local", "local", region_name="us-east-1")
+            client = QueueSender(
+                session.client("sqs", endpoint_url=self.moto.endpoint, config=aws_clients.config("sqs"))
+            )
+            # A closed port and one attempt: the fuzz loop sees the queue's outage without waiting for retries.
             dead = QueueSender(
-                credentials,
-                environ={"AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{free_port()}", **region},
-                budget_s=0.2,
-                attempts=1,
+                session.client(
+                    "sqs",
+                    endpoint_url=f"http://127.0.0.1:{free_port()}",
+                    config=aws_clients.config("sqs", {"max_attempts": 1}),
+                )
             )
             self.queue = RecordingQueue(client, dead)
             self._original_sender = runtime.queue_sender

@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
-from botocore.credentials import Credentials
 from harness import SECRETS, Pipeline, fixture_bytes, http_api_event, stripe_checkout
-from revenue_webhooks import config, receiver, runtime
+from revenue_webhooks import aws_clients, config, receiver, runtime
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import SignatureInvalid, WebhookRequest, parse_json_object
@@ -223,11 +223,10 @@ def test_responses_never_echo_the_request(pipeline: Pipeline) -> None:
 
 
 def test_only_an_unreachable_queue_makes_a_5xx(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    dead = QueueSender(
-        Credentials("local", "local"),
-        environ={"AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{free_port()}", "AWS_DEFAULT_REGION": "us-east-1"},
-        budget_s=0.5,
+    closed_port = boto3.session.Session("local", "local", region_name="us-east-1").client(
+        "sqs", endpoint_url=f"http://127.0.0.1:{free_port()}", config=aws_clients.config("sqs")
     )
+    dead = QueueSender(closed_port)
     monkeypatch.setattr(runtime, "queue_sender", lambda: dead)
     response = post(pipeline, "stripe", STRIPE_BODY)
     assert (response["statusCode"], answer(response)) == (503, "temporarily unavailable")

@@ -1,5 +1,7 @@
 """template.yaml rules that cfn-lint does not check, and the public logical IDs."""
 
+import pytest
+
 from devstack.template import Template
 
 PUBLIC_IDS = {
@@ -62,3 +64,44 @@ def test_runtime_and_architecture() -> None:
     template = Template()
     assert template.function_setting("ReceiverFunction", "Runtime") == "python3.13"
     assert template.function_setting("ForwarderFunction", "Architectures") == ["arm64"]
+
+
+def _transformed(monkeypatch: pytest.MonkeyPatch, **parameters: str) -> dict:
+    """template.yaml through the SAM transform (samtranslator, as `sam deploy` runs it) with these parameters."""
+    import copy
+
+    from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies(ManagedPolicyLoader):
+        def __init__(self) -> None:
+            pass
+
+        def load(self) -> dict:
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the transform asks boto3 for the pseudo parameters
+    values = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws", **parameters}
+    doc = copy.deepcopy(Template().doc)
+    for resource in doc["Resources"].values():  # what `sam package` does: local code becomes an S3 object
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://artifacts/code.zip"
+    return transform(doc, values, NoManagedPolicies())
+
+
+def test_snapstart_is_a_parameter_off_by_default_and_the_alias_is_invoked_either_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parameter = Template().doc["Parameters"]["SnapStart"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("None", ["None", "PublishedVersions"])
+    for setting in ({}, {"SnapStart": "PublishedVersions"}):
+        resources = _transformed(monkeypatch, **setting)["Resources"]
+        for function in ("ReceiverFunction", "ForwarderFunction"):
+            assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+            alias = resources[f"{function}Aliasactive"]
+            assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "active"
+        (mapping,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+        assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
+        permission = resources["ReceiverFunctionWebhookPermission"]
+        assert permission["Properties"]["FunctionName"] == {"Ref": "ReceiverFunctionAliasactive"}

@@ -355,7 +355,11 @@ def from_settings(settings: Settings) -> Forwarder:
         if not credentials.project_token:
             logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
         cached = Forwarder(
-            settings, Ledger(settings.ledger_table), client, credentials.project_token, runtime.queue_sender()
+            settings,
+            Ledger(settings.ledger_table, runtime.aws("dynamodb")),
+            client,
+            credentials.project_token,
+            runtime.queue_sender(),
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached

@@ -16,12 +16,13 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .aws_json import AwsCallError, AwsJsonClient
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .aws_clients import error_code, error_detail
 from .facts import Fact, Identity
 
 MAX_CONFLICT_RETRIES = 20
@@ -68,16 +69,11 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
 
 
 class Ledger:
-    def __init__(self, table_name: str, client: AwsJsonClient | None = None) -> None:
+    def __init__(self, table_name: str, client: Any) -> None:
+        """`client`: a boto3 DynamoDB client (thread-safe; its pool should allow CONCURRENCY connections)."""
         if not table_name:
             raise ValueError("LEDGER_TABLE is not set")
         self.table = table_name
-        if client is None:
-            from . import runtime
-
-            # The requests are built in DynamoDB's wire format already; botocore's per-call pipeline
-            # was most of the forwarder's CPU (aws_json.py, docs/performance.md).
-            client = runtime.dynamodb(CONCURRENCY)
         self.db = client
 
     # ---- reads --------------------------------------------------------------------------
@@ -95,29 +91,23 @@ class Ledger:
         """
         for key in set(keys):
             try:
-                self.db.call(
-                    "UpdateItem",
-                    {
-                        "TableName": self.table,
-                        "Key": {"pk": {"S": f"fact#{key}"}},
-                        "UpdateExpression": "SET rejected = :t",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":t": {"BOOL": True}},
-                    },
+                self.db.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"fact#{key}"}},
+                    UpdateExpression="SET rejected = :t",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":t": {"BOOL": True}},
                 )
             except Exception:  # best effort: the stored event is then re-sent as it was
                 logging.getLogger(__name__).warning("could not mark fact %s as refused by Mixpanel", key, exc_info=True)
 
     def _replace_event(self, key: str, event: dict[str, Any]) -> None:
-        self.db.call(
-            "UpdateItem",
-            {
-                "TableName": self.table,
-                "Key": {"pk": {"S": f"fact#{key}"}},
-                "UpdateExpression": "SET event = :e REMOVE rejected",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": {":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
-            },
+        self.db.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"fact#{key}"}},
+            UpdateExpression="SET event = :e REMOVE rejected",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
         )
 
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
@@ -218,8 +208,8 @@ class Ledger:
         try:
             self._transact(operations)
             return {index: (items[index][1], True) for index in indices}, stored
-        except AwsCallError as error:  # unreachable or refused after retries: these facts wait for a retry
-            if error.code not in ("TransactionCanceledException", "ValidationException"):
+        except (ClientError, BotoCoreError) as error:  # unreachable or refused after retries: these wait for a retry
+            if error_code(error) not in ("TransactionCanceledException", "ValidationException"):
                 return dict.fromkeys(indices, _unavailable(error)), {}
         outcomes: dict[int, tuple[dict[str, Any], bool] | Exception] = {}
         for index in indices:  # someone else wrote one of these facts or customers meanwhile
@@ -240,8 +230,8 @@ class Ledger:
             try:
                 self._transact(operations)
                 return event, True
-            except AwsCallError as error:
-                if error.code != "TransactionCanceledException":
+            except (ClientError, BotoCoreError) as error:
+                if not isinstance(error, ClientError) or error_code(error) != "TransactionCanceledException":
                     raise _unavailable(error) from error
                 reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 if reasons and reasons[0] == "ConditionalCheckFailed":
@@ -299,16 +289,17 @@ class Ledger:
     # ---- plumbing -----------------------------------------------------------------------
 
     def _transact(self, operations: list[dict[str, Any]]) -> None:
-        """One TransactWriteItems. The token makes the client's retries idempotent, as botocore's own token
-        does: a retry of a transaction that committed while its answer was lost succeeds instead of being
-        cancelled by its own writes."""
-        self.db.call("TransactWriteItems", {"TransactItems": operations, "ClientRequestToken": str(uuid.uuid4())})
+        """One TransactWriteItems. botocore fills in `ClientRequestToken` once per call, so its retries are
+        idempotent: a retry of a transaction that committed while its answer was lost succeeds instead of
+        being cancelled by its own writes."""
+        self.db.transact_write_items(TransactItems=operations)
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:
-            return self.db.call(
-                "GetItem", {"TableName": self.table, "Key": {"pk": {"S": pk}}, "ConsistentRead": True}
+            item: dict[str, Any] | None = self.db.get_item(
+                TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True
             ).get("Item")
+            return item
         except Exception as error:
             raise _unavailable(error) from error
 
@@ -323,7 +314,7 @@ class Ledger:
             for attempt in range(MAX_UNPROCESSED_ROUNDS):
                 if attempt:  # DynamoDB left keys unread (throttling): back off before asking again
                     time.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))  # noqa: S311  # nosec B311
-                response = self.db.call("BatchGetItem", {"RequestItems": request})
+                response = self.db.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     found[item["pk"]["S"]] = item
                 request = response.get("UnprocessedKeys") or {}
@@ -344,7 +335,7 @@ def _unavailable(error: Exception) -> LedgerUnavailable:
     """The error as the message's retry reason: DynamoDB's own message and request id when it answered."""
     if isinstance(error, LedgerUnavailable):
         return error
-    return LedgerUnavailable(error.detail if isinstance(error, AwsCallError) else f"{type(error).__name__}: {error}")
+    return LedgerUnavailable(error_detail(error))
 
 
 def _versioned_totals(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -1,16 +1,14 @@
 """Process-wide resources of a Lambda container: logger, metrics, AWS clients, secrets.
 
-Created lazily, once per container, and reused by warm invocations. The AWS calls (SQS,
-DynamoDB, Secrets Manager) go through aws_json.py with the credentials of boto3's default
-session, and honour `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` as boto3 does, so the
-same code runs against AWS, the local stack and the tests' moto server.
+Created once per container (at init, by the handlers' `warm_up`), reused by warm invocations.
+Every AWS call is a boto3 client call (aws_clients.py); the clients honour `AWS_ENDPOINT_URL` /
+`AWS_ENDPOINT_URL_<SERVICE>` as boto3 does, so the same code runs against AWS, the local stack and
+the tests' moto server.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 from collections import Counter
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -18,21 +16,14 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .aws_json import JSON_1_1
+from . import aws_clients
 from .config import Settings
 
 if TYPE_CHECKING:
-    from .aws_json import AwsJsonClient
     from .queue_sender import QueueSender
 
 NAMESPACE = "RevenueWebhooks"
 SECRET_MAX_AGE_S = 300
-# A ledger call and its retries; the forwarder keeps its own margin from the Lambda deadline. A
-# throttled table gets up to ten attempts (botocore's DynamoDB default) before the message waits in SQS.
-DYNAMODB_BUDGET_S = 10.0
-DYNAMODB_ATTEMPTS = 10
-# A secret read and its retries, within what the strictest webhook sender waits (Shopify, Paddle: 5 s).
-SECRETS_BUDGET_S = 3.0
 
 
 def _log_message(text: str) -> Any:
@@ -46,73 +37,73 @@ metrics = Metrics(namespace=NAMESPACE, service="revenue-webhooks")
 
 
 @cache
-def queue_sender() -> QueueSender:
-    """SendMessage (queue_sender.py) for the receiver's webhooks and the forwarder's dead letters.
+def aws(service: str) -> Any:
+    """The container's boto3 client for `service` (sqs, dynamodb, secretsmanager), created once."""
+    return aws_clients.client(service, _aws_session())
 
-    All of this module's AWS calls take the credentials of boto3's default session, so the credential
-    chain is resolved once per container.
-    """
+
+@cache
+def _aws_session() -> Any:
+    """One session for every client: credentials resolved once, botocore's loaded data shared between clients."""
+    return aws_clients.session()
+
+
+@cache
+def queue_sender() -> QueueSender:
+    """SendMessage with SQS's MD5s checked, for the receiver's webhooks and the forwarder's dead letters."""
     from .queue_sender import QueueSender
 
-    session = _default_session()
-    return QueueSender(session.get_credentials(), region=_region(session))
+    return QueueSender(aws("sqs"))
 
 
-def dynamodb(concurrency: int) -> AwsJsonClient:
-    """The ledger's DynamoDB (aws_json.py), where a boto3 client of the default session would go."""
-    return _aws_json(
-        "dynamodb",
-        "DynamoDB",
-        "DynamoDB_20120810",
-        budget_s=DYNAMODB_BUDGET_S,
-        attempts=DYNAMODB_ATTEMPTS,
-        pool_size=concurrency,
-    )
+def warm_up(*services: str) -> None:
+    """Create the clients a function will use, at init: with SnapStart that work is in the snapshot.
+
+    Nothing is fetched: no connection is opened and no secret is read before the first invocation,
+    so a snapshot holds neither a socket that will be stale nor a secret that may have rotated.
+    """
+    for service in services:
+        aws(service)
+    if "sqs" in services:
+        queue_sender()
+    if "secretsmanager" in services:
+        _secrets()
 
 
-class SecretsManager:
-    """`get_secret_value` for Powertools' SecretsProvider, over aws_json (a boto3 client costs ~45 ms of cold start)."""
+def snapshot_init() -> bool:
+    """Whether this init is SnapStart's (done once per published version, then restored), not a cold start's.
 
-    def __init__(self, client: AwsJsonClient) -> None:
-        self.client = client
+    Lambda says so in `AWS_LAMBDA_INITIALIZATION_TYPE`; work that only some requests need (a provider's
+    library) is then worth doing at init, since no webhook waits for it.
+    """
+    import os
 
-    def get_secret_value(self, **options: Any) -> dict[str, Any]:
-        answer = self.client.call("GetSecretValue", options)
-        if "SecretBinary" in answer:  # base64 on the wire; boto3 gives bytes
-            answer["SecretBinary"] = base64.b64decode(answer["SecretBinary"])
-        return answer
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
 
 
-def _aws_json(host_prefix: str, service_id: str, target_prefix: str, **options: Any) -> AwsJsonClient:
-    from .aws_json import AwsJsonClient, endpoint
+def after_restore() -> None:
+    """Run by Lambda after a SnapStart restore: what must differ between environments made from one snapshot.
 
-    session = _default_session()
-    region = _region(session)
-    return AwsJsonClient(
-        host_prefix,
-        service_id,
-        target_prefix,
-        endpoint=endpoint(service_id, host_prefix, region),
-        region=region,
-        credentials=session.get_credentials(),
-        connect_timeout_s=options.pop("connect_timeout_s", 1.0),
-        read_timeout_s=options.pop("read_timeout_s", 5.0),
-        ca_bundle=os.environ.get("AWS_CA_BUNDLE", ""),
-        **options,
-    )
+    `random`'s state is in the snapshot, so every restored environment would draw the same retry jitter
+    (botocore's and Mixpanel's backoff): reseeded from the OS. Cached secret values are dropped so a
+    restore never serves one older than SECRET_MAX_AGE_S; credentials need nothing (with SnapStart,
+    Lambda hands them out through the container credentials endpoint, and botocore refreshes them).
+    """
+    import random
+
+    random.seed()
+    if _secrets.cache_info().currsize:
+        _secrets().clear_cache()
 
 
-def _region(session: Any) -> str:
-    """Lambda's `AWS_REGION`, else the default session's (`AWS_DEFAULT_REGION`, the config file): one rule for every call."""
-    return os.environ.get("AWS_REGION") or session.region_name or ""
-
-
-def _default_session() -> Any:
-    import boto3
-
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    return boto3.DEFAULT_SESSION
+def register_snapstart_hooks() -> bool:
+    """Register `after_restore` with Lambda's runtime hooks; False outside Lambda's Python runtime."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:  # the local stack, the tests, or a runtime before Python 3.12
+        return False
+    register_after_restore(after_restore)
+    return True
 
 
 def secret_values(secret_id: str) -> list[str]:
@@ -127,17 +118,10 @@ def secret_string(secret_id: str, *, force: bool = False) -> str:
 
 @cache
 def _secrets() -> Any:
-    """Powertools' secrets cache, on GetSecretValue over aws_json with the default session's credentials.
-
-    A boto3 client would load Secrets Manager's model and endpoint rules: about 45 ms of every
-    cold start (docs/performance.md).
-    """
+    """Powertools' secrets cache on the container's Secrets Manager client."""
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    client = _aws_json(
-        "secretsmanager", "Secrets Manager", "secretsmanager", budget_s=SECRETS_BUDGET_S, json_version=JSON_1_1
-    )
-    return SecretsProvider(boto3_client=SecretsManager(client))  # type: ignore[arg-type]
+    return SecretsProvider(boto3_client=aws("secretsmanager"))
 
 
 def standard_webhooks_secrets(settings: Settings, sender: str) -> list[str]:
@@ -188,6 +172,8 @@ def reset() -> None:
     from . import config, forwarder, mixpanel
     from .providers import _INSTANCES
 
+    aws.cache_clear()
+    _aws_session.cache_clear()
     queue_sender.cache_clear()
     _secrets.cache_clear()
     parameters.clear_caches()

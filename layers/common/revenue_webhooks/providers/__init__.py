@@ -63,6 +63,20 @@ def produced_by() -> dict[str, dict[str, list[str]]]:
     return table
 
 
+def routes(settings: Any) -> list[str]:
+    """Every route this deployment serves: the built-in providers and the configured Standard Webhooks senders."""
+    senders: Mapping[str, Any] = getattr(settings, "standard_webhooks_mapping", {}) or {}
+    return [*BUILT_IN, *senders]
+
+
+def prepare_all(settings: Any, *, with_libraries: bool) -> None:
+    """Create every route's provider at init; with `with_libraries`, also load what their checks import."""
+    for route in routes(settings):
+        provider = get_provider(route, settings)
+        if provider is not None and with_libraries:
+            provider.prepare()
+
+
 def validate(settings: Any) -> None:
     """Check configuration that providers own (the Standard Webhooks mapping) at cold start, not at a first webhook."""
     mapping = getattr(settings, "standard_webhooks_mapping", None)

@@ -77,6 +77,9 @@ class Provider(ABC):
     def __init__(self, settings: Any) -> None:
         self.settings = settings  # config.Settings: tolerances, identity keys, mode
 
+    def prepare(self) -> None:  # noqa: B027 (optional: most providers need nothing loaded ahead)
+        """Load at init what `verify` will need (a library), when init is not paid for by a waiting webhook."""
+
     @abstractmethod
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         """Raise `SignatureInvalid` or `TimestampOutOfTolerance` unless one of `secrets` signed `request`.

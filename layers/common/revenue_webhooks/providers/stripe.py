@@ -82,6 +82,9 @@ def _stripe_verifier() -> tuple[Any, type[Exception]]:
 class StripeProvider(Provider):
     name = NAME
 
+    def prepare(self) -> None:
+        _stripe_verifier()
+
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> None:
         header = request.header("stripe-signature")
         if not header:
