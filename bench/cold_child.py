@@ -7,7 +7,10 @@ is imported, then it answers one event. It writes its timings to the result path
 the handler's logs go to stdout, which the parent counts.
 """
 
+import ast
+import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -43,6 +46,21 @@ def peak_rss_kb():
     return 0
 
 
+def top_level_imports(module_name):
+    """The modules a handler file imports at its top: importing them first separates import from init."""
+    spec = importlib.util.find_spec(module_name)
+    with open(spec.origin) as file:
+        tree = ast.parse(file.read())
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
 def main():
     with open(sys.argv[1]) as file:
         config = json.load(file)
@@ -52,7 +70,11 @@ def main():
     context = Context(config["function"], config["timeout_s"], config["memory_mb"])
 
     t0 = time.perf_counter()
-    handler = getattr(importlib.import_module(module_name), function_name)
+    for name in top_level_imports(module_name):
+        with contextlib.suppress(ImportError):  # `from package import name` where name is not a module
+            importlib.import_module(name)
+    t_imported = time.perf_counter()
+    handler = getattr(importlib.import_module(module_name), function_name)  # the module's own body: init
     t1 = time.perf_counter()
     response = handler(config["event"], context)
     t2 = time.perf_counter()
@@ -61,7 +83,8 @@ def main():
     failures = response.get("batchItemFailures") if isinstance(response, dict) else None
     result = {
         "startup_ms": (t0 - started) * 1000,
-        "import_ms": (t1 - t0) * 1000,
+        "import_ms": (t_imported - t0) * 1000,
+        "init_ms": (t1 - t_imported) * 1000,
         "first_request_ms": (t2 - t1) * 1000,
         "status": status,
         "batch_item_failures": None if failures is None else len(failures),

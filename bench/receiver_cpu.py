@@ -144,8 +144,8 @@ def run(*, requests_per_size: int, rounds: int = 7) -> dict[str, Any]:
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
-    worst = max(r["cpu_ratio"] for r in results)
-    worst_enqueue = max(r["enqueue_cpu_ratio"] for r in results)
+    # No target: the earlier "a third of the recipe" bought nothing a webhook sender or a bill notices
+    # (docs/performance.md); the ratios stay reported so a regression shows.
     return {
         "method": (
             f"{rounds} rounds of {requests_per_size} warm requests per contender and payload (after {WARMUP} warm-up "
@@ -153,14 +153,6 @@ def run(*, requests_per_size: int, rounds: int = 7) -> dict[str, Any]:
             "process (SQS and Mixpanel run in other processes); requests are signed before the clock starts"
         ),
         "results": results,
-        "targets": {
-            "receiver_warm_cpu_vs_recipe": {"value": worst, "target": "<= 0.333", "met": worst <= 1 / 3},
-            "receiver_enqueue_cpu_vs_recipe": {
-                "value": worst_enqueue,
-                "target": "<= 0.333 (verify, parse, message and SendMessage, without the Lambda handler's logging and metrics)",
-                "met": worst_enqueue <= 1 / 3,
-            },
-        },
         "table": table(
             [
                 "payload",
