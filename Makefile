@@ -64,10 +64,10 @@ bench-smoke: venv ## the benchmarks with tiny counts: checks the harness works, 
 	$(PY) -m bench --smoke --out .aws-sam/bench/results-smoke
 
 docs: venv ## regenerate docs/events.md from the catalog
-	$(PY) -m revenue_webhooks.catalog > docs/events.md
+	$(PY) -m revenue_webhooks.docs > docs/events.md
 
 docs-check: venv
-	@$(PY) -m revenue_webhooks.catalog | diff -u docs/events.md - || (echo "docs/events.md is stale: run make docs" && exit 1)
+	@$(PY) -m revenue_webhooks.docs | diff -u docs/events.md - || (echo "docs/events.md is stale: run make docs" && exit 1)
 
 event: venv ## a freshly signed API Gateway event: make event PROVIDER=stripe NAME=checkout.session.completed
 	@$(PY) -m devstack.cli event --provider $(or $(PROVIDER),stripe) --name $(or $(NAME),checkout.session.completed)

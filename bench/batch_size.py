@@ -16,8 +16,9 @@ import json
 import math
 from typing import Any
 
-from revenue_webhooks.envelope import QueuedEvent
-from revenue_webhooks.mixpanel import MAX_EVENTS_PER_REQUEST
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.mixpanel.client import MAX_EVENTS_PER_REQUEST
+from revenue_webhooks.service.envelope import to_sqs
 
 from devstack.esm import sqs_record
 
@@ -61,7 +62,7 @@ def record_bytes(payload: bytes, *, envelope: bool) -> int:
         )
         record = _record(body, {})
     else:
-        message = queued.to_sqs()
+        message = to_sqs(queued)
         record = _record(message["MessageBody"], message["MessageAttributes"])
     return len(json.dumps(record).encode()) + 1
 

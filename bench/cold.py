@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from revenue_webhooks.envelope import QueuedEvent
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.providers import sign
+from revenue_webhooks.service.envelope import to_sqs
 
-from devstack import apigw, signing
+from devstack import apigw
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.esm import sqs_record
 from devstack.mixpanel_server import DEMO_CREDENTIALS
@@ -78,7 +80,7 @@ def _sqs_event(body: bytes, *, ours: bool, index: int) -> dict[str, Any]:
     parsed = json.loads(body)
     message: dict[str, Any] = {"MessageBody": body.decode(), "MessageAttributes": {}}
     if ours:
-        message = QueuedEvent("stripe", parsed["id"], parsed["type"], int(time.time() * 1000), body).to_sqs()
+        message = to_sqs(QueuedEvent("stripe", parsed["id"], parsed["type"], int(time.time() * 1000), body))
     return {
         "Records": [
             sqs_record(
@@ -172,9 +174,9 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
                     if variant.kind == "receiver":
                         if variant.route == "shopify":
                             body = _shopify_body()
-                            event = _http_event("shopify", body, signing.shopify(body, SHOPIFY_SECRET))
+                            event = _http_event("shopify", body, sign("shopify", body, SHOPIFY_SECRET))
                         else:
-                            event = _http_event("stripe", checkout, signing.stripe(checkout, STRIPE_SECRET))
+                            event = _http_event("stripe", checkout, sign("stripe", checkout, STRIPE_SECRET))
                     else:
                         body = forwarder_bodies[counter % len(forwarder_bodies)]
                         event = _sqs_event(body, ours=not variant.function.startswith("Naive"), index=counter)

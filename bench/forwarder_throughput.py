@@ -24,7 +24,8 @@ import time
 import tracemalloc
 from typing import Any
 
-from revenue_webhooks.envelope import QueuedEvent
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service.envelope import from_record, to_sqs
 
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.esm import sqs_record
@@ -46,7 +47,7 @@ def records_for(bodies: list[bytes], offset: int = 0) -> list[dict[str, Any]]:
     records = []
     for index, body in enumerate(bodies):
         parsed = json.loads(body)
-        message = QueuedEvent("stripe", parsed["id"], parsed["type"], 1_700_000_000_000, body).to_sqs()
+        message = to_sqs(QueuedEvent("stripe", parsed["id"], parsed["type"], 1_700_000_000_000, body))
         records.append(
             sqs_record(
                 message_id=f"00000000-0000-4000-8000-{offset + index:012d}",
@@ -98,9 +99,9 @@ class _Stack:
         }
         if dynamodb is not None:
             self.env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.url
-        from revenue_webhooks import runtime
+        from revenue_webhooks import bootstrap
 
-        runtime.reset()
+        bootstrap.reset()
         self.handler = load_handler(self.template, "ForwarderFunction", self.env)
         self.timeout_s = float(self.template.function_setting("ForwarderFunction", "Timeout") or 60)
 
@@ -114,7 +115,7 @@ class _Stack:
 @contextlib.contextmanager
 def _counting_requests() -> Any:
     """Count Mixpanel requests per path made by this project's client (benchmark instrumentation only)."""
-    from revenue_webhooks.mixpanel import MixpanelClient
+    from revenue_webhooks.mixpanel.client import MixpanelClient
 
     counts: dict[str, int] = {}
     original = MixpanelClient._post
@@ -132,13 +133,13 @@ def _counting_requests() -> Any:
 
 # Where an invocation's time goes: each step, and the calls inside it that wait on a service.
 PHASES = (
-    ("revenue_webhooks.forwarder", "Forwarder", "_map", "map: parse each body, map it to facts"),
-    ("revenue_webhooks.forwarder", "Forwarder", "_record", "ledger: render, read, write"),
-    ("revenue_webhooks.ledger", "Ledger", "_batch_get", "  of which the concurrent read round"),
-    ("revenue_webhooks.mixpanel", "MixpanelClient", "import_events", "/import (alongside /engage)"),
-    ("revenue_webhooks.mixpanel", "MixpanelClient", "update_profiles", "/engage (alongside /import)"),
-    ("revenue_webhooks.forwarder", "Forwarder", "_finish", "dead letters, metrics, the summary"),
-    ("revenue_webhooks.forwarder", "Forwarder", "process", "the whole batch"),
+    ("revenue_webhooks.service.forwarder", "Forwarder", "_map", "map: parse each body, map it to facts"),
+    ("revenue_webhooks.service.forwarder", "Forwarder", "_record", "ledger: render, read, write"),
+    ("revenue_webhooks.adapters.dynamodb_ledger", "DynamoDbLedger", "_batch_get", "  of which the concurrent read round"),
+    ("revenue_webhooks.mixpanel.client", "MixpanelClient", "import_events", "/import (alongside /engage)"),
+    ("revenue_webhooks.mixpanel.client", "MixpanelClient", "update_profiles", "/engage (alongside /import)"),
+    ("revenue_webhooks.service.forwarder", "Forwarder", "_finish", "dead letters, metrics, the summary"),
+    ("revenue_webhooks.service.forwarder", "Forwarder", "process", "the whole batch"),
 )
 
 
@@ -201,7 +202,7 @@ def _client_only(
 
     With `premapped`, the events are given and only the delivery is timed.
     """
-    from revenue_webhooks.mixpanel import Credentials, MixpanelClient
+    from revenue_webhooks.mixpanel.client import Credentials, MixpanelClient
 
     client = MixpanelClient(
         url,
@@ -224,14 +225,14 @@ def _client_only(
 def _mapped_events(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Each record's Mixpanel events, by this project's mapping (what the SDK contenders send)."""
     from revenue_webhooks.config import settings
-    from revenue_webhooks.events import mixpanel_event
-    from revenue_webhooks.facts import Fact
+    from revenue_webhooks.domain.facts import Fact
+    from revenue_webhooks.mixpanel.rendering import mixpanel_event
     from revenue_webhooks.providers import get_provider
 
     current = settings()
     out = []
     for record in records:
-        queued = QueuedEvent.from_record(record)
+        queued = from_record(record)
         provider = get_provider(queued.provider, current)
         assert provider is not None
         out.append([mixpanel_event(f, current) for f in provider.map(queued) if isinstance(f, Fact)])

@@ -16,7 +16,9 @@ import os
 import time
 from typing import Any
 
-from devstack import signing
+from revenue_webhooks.providers import sign
+from revenue_webhooks.service.envelope import to_sqs
+
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.lambda_runtime import LambdaContext, load_handler
 from devstack.mixpanel_server import DEMO_CREDENTIALS
@@ -59,9 +61,9 @@ def run(*, requests_per_size: int, rounds: int = 7) -> dict[str, Any]:
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "POWERTOOLS_METRICS_NAMESPACE": "RevenueWebhooks",
             }
-            from revenue_webhooks import runtime
+            from revenue_webhooks import bootstrap
 
-            runtime.reset()
+            bootstrap.reset()
             handler = load_handler(template, "ReceiverFunction", env)
             consumer = mixpanel.Consumer(
                 import_url=f"{mixpanel_server.url}/import",
@@ -73,7 +75,7 @@ def run(*, requests_per_size: int, rounds: int = 7) -> dict[str, Any]:
 
             def ours_input(body: bytes) -> Any:
                 # Lambda's runtime builds the context before it calls the handler, as the event.
-                event = _http_event("stripe", body, signing.stripe(body, STRIPE_SECRET))
+                event = _http_event("stripe", body, sign("stripe", body, STRIPE_SECRET))
                 return event, LambdaContext("ReceiverFunction", 10)
 
             def ours(invocation: tuple[dict[str, Any], LambdaContext]) -> None:
@@ -82,7 +84,7 @@ def run(*, requests_per_size: int, rounds: int = 7) -> dict[str, Any]:
                     raise RuntimeError(f"receiver answered {response}")
 
             def recipe_input(body: bytes) -> Any:
-                return body.decode(), signing.stripe(body, STRIPE_SECRET)["stripe-signature"]
+                return body.decode(), sign("stripe", body, STRIPE_SECRET)["stripe-signature"]
 
             def recipe(request: tuple[str, str]) -> None:
                 event = stripe.Webhook.construct_event(request[0], request[1], STRIPE_SECRET)
@@ -178,12 +180,12 @@ def _enqueue_only() -> tuple[Any, Any]:
     The real provider, envelope and queue sender of the loaded handler, without the handler around
     them (API Gateway event, Powertools log line and EMF metrics), which the recipe does not have either.
     """
-    from revenue_webhooks import runtime
+    from revenue_webhooks import bootstrap
     from revenue_webhooks.config import settings
 
     provider = _stripe_provider()
     queue_url = settings().events_queue_url
-    sender = runtime.queue_sender()
+    sender = bootstrap.queue()
 
     def enqueue(request: Any) -> None:
         sender.send_message(QueueUrl=queue_url, **_queue_message(provider, request))
@@ -227,17 +229,17 @@ def _stripe_provider() -> Any:
 def _signed_request(body: bytes) -> Any:
     from revenue_webhooks.providers.base import WebhookRequest
 
-    headers = signing.stripe(body, STRIPE_SECRET)
+    headers = sign("stripe", body, STRIPE_SECRET)
     return WebhookRequest(body=body, headers=headers, received_at_ms=int(time.time() * 1000), route="stripe")
 
 
 def _queue_message(provider: Any, request: Any) -> dict[str, Any]:
     """Verify, parse and build the SQS message, as the receiver does between the request and SendMessage."""
-    from revenue_webhooks.envelope import QueuedEvent
+    from revenue_webhooks.domain.webhook import QueuedEvent
 
     provider.verify(request, [STRIPE_SECRET])
     parsed = provider.parse(request)
-    return QueuedEvent("stripe", parsed.event_id, parsed.event_type, request.received_at_ms, request.body).to_sqs()
+    return to_sqs(QueuedEvent("stripe", parsed.event_id, parsed.event_type, request.received_at_ms, request.body))
 
 
 @contextlib.contextmanager

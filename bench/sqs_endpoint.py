@@ -13,7 +13,7 @@ import threading
 import uuid
 from typing import Any
 
-from revenue_webhooks.queue_sender import attributes_md5
+from revenue_webhooks.adapters.sqs import attributes_md5
 
 from .json_endpoint import JsonEndpoint
 

@@ -108,7 +108,7 @@ def _event_type(stack: LocalStack, sample: Sample) -> str:
 
 def _refund_types(stack: LocalStack) -> set[tuple[str, str]]:
     """(route, event type) pairs that can produce Refund Issued: the providers' tables and the senders' mapping."""
-    from revenue_webhooks import catalog
+    from revenue_webhooks.domain import catalog as catalog
     from revenue_webhooks.providers import produced_by
 
     pairs = {(route, kind) for route, kinds in produced_by().get(catalog.REFUND_ISSUED, {}).items() for kind in kinds}
@@ -165,7 +165,7 @@ def _json(response: requests.Response) -> dict[str, Any]:
 
 def report(stack: LocalStack, sent: list[Sent]) -> str:
     """The table: events by name, revenue by currency, profiles, then what was ignored, rejected, dead-lettered."""
-    from revenue_webhooks.money import exponent
+    from revenue_webhooks.domain.money import exponent
 
     mixpanel = stack.mixpanel
     if mixpanel is None:

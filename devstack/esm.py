@@ -55,7 +55,7 @@ def sqs_record(
         "awsRegion": region,
     }
     if message_attributes:
-        from revenue_webhooks.queue_sender import attributes_md5  # SQS's own algorithm, as the layer checks it
+        from revenue_webhooks.adapters.sqs import attributes_md5  # SQS's own algorithm, as the layer checks it
 
         record["md5OfMessageAttributes"] = attributes_md5(message_attributes)
     return record

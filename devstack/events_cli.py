@@ -19,6 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from revenue_webhooks.service.envelope import to_sqs
+
 from .apigw import Route, http_api_event
 from .aws import ACCOUNT, REGION
 from .esm import sqs_record
@@ -93,7 +95,7 @@ def api_event(sample: Sample, secret: str, *, timestamp: int | None = None, temp
 def sqs_event(sample: Sample, *, stack: str = "sam-app", received_at_ms: int | None = None) -> dict[str, Any]:
     """The Lambda SQS event (one record) the forwarder receives once the receiver has queued this webhook."""
     from revenue_webhooks.config import from_environ
-    from revenue_webhooks.envelope import QueuedEvent
+    from revenue_webhooks.domain.webhook import QueuedEvent
 
     template = Template()
     settings = from_environ({"STANDARD_WEBHOOKS_MAPPING": _sender_mapping(sample.route)})
@@ -101,7 +103,7 @@ def sqs_event(sample: Sample, *, stack: str = "sam-app", received_at_ms: int | N
     if not event_type:
         raise SystemExit(f"make event: {sample.path} is not a {sample.route} webhook its provider can read")
     received = int(time.time() * 1000) if received_at_ms is None else received_at_ms
-    queued = QueuedEvent(sample.route, event_id, event_type, received, sample.body).to_sqs()
+    queued = to_sqs(QueuedEvent(sample.route, event_id, event_type, received, sample.body))
     queue = template.sqs_event_source(FORWARDER, Resolver(template, {}, {}, {})).queue
     body = queued["MessageBody"]
     return {
@@ -128,5 +130,5 @@ def _sender_mapping(route: str) -> str:
     """A Standard Webhooks sender's route only parses when the mapping names it."""
     from .stack import demo_sender_mapping
 
-    mapping = demo_sender_mapping() or {}
+    mapping = demo_sender_mapping()
     return json.dumps(mapping) if route in mapping else "{}"

@@ -35,9 +35,9 @@ class LambdaContext:
 def load_handler(template: Template, logical_id: str, environment: Mapping[str, str]) -> Handler:
     """Import `<CodeUri>/<module>.py` under a unique name after applying its environment (a cold start)."""
     os.environ.update(environment)
-    from revenue_webhooks import runtime
+    from revenue_webhooks import bootstrap
 
-    runtime.reset()
+    bootstrap.reset()
     code_uri = template.properties(logical_id)["CodeUri"]
     module_name, function_name = str(template.function_setting(logical_id, "Handler")).rsplit(".", 1)
     path = ROOT / code_uri / f"{module_name}.py"

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any, TextIO
 
 from revenue_webhooks.batching import by_count_and_bytes
-from revenue_webhooks.envelope import (
+from revenue_webhooks.service.envelope import (
     A_DL_AT,
     A_DL_ATTEMPTS,
     A_DL_DETAIL,

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from . import signing
+from revenue_webhooks.providers import sign, specs
+
 from .cli import positive_int
 from .samples import Sample, secret_env
 
-BUILT_IN = ("stripe", "shopify", "paddle", "lemonsqueezy", "revenuecat")  # anything else: a Standard Webhooks sender
 SUFFIXES = (".json", ".jsonl")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
@@ -197,7 +197,7 @@ class Sender:
 
     def headers(self, event: StoredEvent) -> dict[str, str]:
         options = {"topic": event.topic} if self.provider == "shopify" and event.topic else {}
-        return signing.sign(self.provider, event.body, self.secret, **options)
+        return sign(self.provider, event.body, self.secret, **options)
 
     def __call__(self, event: StoredEvent) -> Delivery:
         import requests
@@ -360,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
         "--url", required=True, help="base webhook URL, e.g. http://127.0.0.1:3000/webhooks; /<provider> is added"
     )
     p.add_argument(
-        "--provider", required=True, help=f"{', '.join(BUILT_IN)}, or a Standard Webhooks sender name from the mapping"
+        "--provider", required=True, help=f"{', '.join(specs())}, or a Standard Webhooks sender name from the mapping"
     )
     p.add_argument("--secret", help="signing secret (default: $<PROVIDER>_WEBHOOK_SECRET, e.g. STRIPE_WEBHOOK_SECRET)")
     p.add_argument(
@@ -421,7 +421,7 @@ def _prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str,
     if not secret:
         raise UsageError(f"no signing secret: pass --secret or set {secret_env(args.provider)}")
     try:
-        signing.sign(args.provider, b"{}", secret)
+        sign(args.provider, b"{}", secret)
     except ValueError as error:  # a Standard Webhooks secret must be whsec_<base64>
         raise UsageError(f"the secret cannot sign for {args.provider}: {error}") from None
     files = files_in(args.paths)

@@ -13,21 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import signing
+from revenue_webhooks.providers import sign, specs
+
 from .template import ROOT
 
 EVENTS_DIR = ROOT / "events"
 SQS_DIR = "sqs"  # `events/sqs/`: Lambda SQS events for the forwarder, not webhooks
-# What each provider's deliveries say they are (cosmetic: no receiver reads it).
-USER_AGENTS = {
-    "stripe": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-    "shopify": "Shopify-Captain-Hook",
-    "paddle": "Paddle",
-    "lemonsqueezy": "LemonSqueezy-Hookshot",
-    "revenuecat": "RevenueCat",
-}
-
-
 _PLACEHOLDER_SECRET = "whsec_" + base64.b64encode(bytes(24)).decode()  # valid for every scheme, verifies nothing
 
 
@@ -49,14 +40,15 @@ class Sample:
         return data[:-1] if data.endswith(b"\n") else data
 
     def sign_options(self) -> dict[str, str]:
-        if self.route == "shopify":  # the topic travels in X-Shopify-Topic: orders.paid.json is orders/paid
-            return {"topic": self.name.replace(".", "/", 1)}
-        return {}
+        """What the file name says that the provider sends in a header (Shopify's topic: orders.paid.json)."""
+        spec = specs().get(self.route)
+        return spec.sample_options(self.name) if spec else {}
 
     def headers(self, secret: str, timestamp: int | None = None) -> dict[str, str]:
         """Fresh signature headers, as the provider would send them now (or at `timestamp`)."""
-        headers = signing.sign(self.route, self.body, secret, timestamp, **self.sign_options())
-        return {"user-agent": USER_AGENTS.get(self.route, "Standard-Webhooks"), **headers}
+        headers = sign(self.route, self.body, secret, timestamp, **self.sign_options())
+        spec = specs().get(self.route)
+        return {"user-agent": spec.user_agent if spec else "Standard-Webhooks", **headers}
 
     def unverified_headers(self) -> dict[str, str]:
         """Headers as delivered, signed with a placeholder: enough for a provider to parse, never to verify."""

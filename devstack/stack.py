@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
+from revenue_webhooks.service.envelope import from_record
 
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
@@ -250,9 +251,7 @@ class LocalStack:
         region = self.options.environ.get("MIXPANEL_REGION", "").strip().upper()
         if region:
             parameters["MixpanelRegion"] = region
-        mapping = demo_sender_mapping()
-        if mapping is not None:
-            parameters["StandardWebhooksMapping"] = json.dumps(mapping)
+        parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
         parameters.update(self.options.parameters)
         return parameters
 
@@ -268,9 +267,9 @@ class LocalStack:
     @property
     def providers(self) -> list[str]:
         """Every route a webhook can be posted to: the built-in providers, then the senders."""
-        from revenue_webhooks.providers import BUILT_IN
+        from revenue_webhooks.providers import specs
 
-        return [*BUILT_IN, *self.senders]
+        return [*specs(), *self.senders]
 
     def _ref(self, function_id: str, variable: str) -> str:
         """The logical id a function's variable references (`!Ref StripeWebhookSecret`), from the template."""
@@ -280,9 +279,10 @@ class LocalStack:
         return str(ref["Ref"])
 
     def _secret_logical_ids(self) -> dict[str, str]:
-        from revenue_webhooks.config import SECRET_ENV
+        """Each built-in route's secret resource, as the receiver's variable references it in the template."""
+        from revenue_webhooks.providers import specs
 
-        return {route: self._ref(RECEIVER, variable) for route, variable in SECRET_ENV.items()}
+        return {route: self._ref(RECEIVER, spec.signing.variable) for route, spec in specs().items()}
 
     def _dead_letter_queue_id(self) -> str:
         policy = self.template.properties(self.source.queue).get("RedrivePolicy") or {}
@@ -293,7 +293,7 @@ class LocalStack:
 
     def _webhook_secrets(self) -> dict[str, str]:
         """Each route's signing secret: the environment's (STRIPE_WEBHOOK_SECRET...), else one kept in state_dir."""
-        from revenue_webhooks.config import SECRET_ENV
+        from revenue_webhooks.providers import specs
 
         path = self.options.state_dir / "secrets.json"
         kept: dict[str, str] = {}
@@ -303,7 +303,7 @@ class LocalStack:
             except (ValueError, AttributeError):
                 kept = {}
         chosen: dict[str, str] = {}
-        for route in [*SECRET_ENV, *self.senders]:
+        for route in [*specs(), *self.senders]:
             given = self.options.environ.get(secret_env(route), "").strip()
             if given:
                 chosen[route], self.secret_sources[route] = given, f"from {secret_env(route)}"
@@ -448,13 +448,12 @@ class LocalStack:
 
     def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
         """The event names a message became, by the provider's own mapping (display only)."""
-        from revenue_webhooks.envelope import QueuedEvent
-        from revenue_webhooks.facts import Fact
+        from revenue_webhooks.domain.facts import Fact
         from revenue_webhooks.providers import get_provider
 
         settings = self.forwarder_settings
         try:
-            queued = QueuedEvent.from_record(record)
+            queued = from_record(record)
             provider = get_provider(queued.provider, settings)
             facts = provider.map(queued) if provider else []
         except Exception:
@@ -570,16 +569,11 @@ class LocalStack:
 
 def generate_secret(route: str) -> str:
     """A local signing secret in the shape the provider issues (Stripe and Standard Webhooks: whsec_...)."""
-    if route == "stripe":
-        return "whsec_" + secrets.token_hex(16)
-    if route == "revenuecat":
-        return "Bearer rc_local_" + secrets.token_hex(12)
-    if route == "paddle":
-        return "pdl_ntfset_local_" + secrets.token_hex(16)
-    from revenue_webhooks.config import SECRET_ENV
+    from revenue_webhooks.providers import specs
 
-    if route in SECRET_ENV:
-        return "local_" + secrets.token_hex(16)
+    spec = specs().get(route)
+    if spec is not None:
+        return spec.signing.prefix + secrets.token_hex(16)
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
@@ -617,22 +611,19 @@ DEMO_SENDER_MAPPING: dict[str, Any] = {
 }
 
 
-def demo_sender_mapping() -> dict[str, Any] | None:
-    """StandardWebhooksMapping of the demo sender, validated; None while the Standard Webhooks provider is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("revenue_webhooks.providers.standard_webhooks") is None:
-        return None
+def demo_sender_mapping() -> dict[str, Any]:
+    """StandardWebhooksMapping of the demo sender, validated."""
+    from revenue_webhooks.providers import specs
     from revenue_webhooks.providers.standard_webhooks import validate_mapping
 
-    validate_mapping(DEMO_SENDER_MAPPING)
+    validate_mapping(DEMO_SENDER_MAPPING, reserved=specs())
     return DEMO_SENDER_MAPPING
 
 
 def _forget_clients() -> None:
     """Drop the layer's per-process clients: after a stack stops they point at a stopped endpoint."""
-    if "revenue_webhooks.runtime" in sys.modules:
-        sys.modules["revenue_webhooks.runtime"].reset()
+    if "revenue_webhooks.bootstrap" in sys.modules:
+        sys.modules["revenue_webhooks.bootstrap"].reset()
 
 
 def _unresolved(template: Template, function_id: str) -> dict[str, Any]:

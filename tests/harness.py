@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from revenue_webhooks.providers import sign
 
-from devstack import apigw, signing
+from devstack import apigw
 from devstack.aws import MotoServer, provision
 from devstack.esm import EventSourceMapping
 from devstack.lambda_runtime import LambdaContext, context_for, load_handler
@@ -197,10 +198,10 @@ class Pipeline:
         caches (boto3 clients, secrets, the Mixpanel client) follow the pipeline in use.
         """
         if Pipeline._active is not self:
-            from revenue_webhooks import runtime
+            from revenue_webhooks import bootstrap
 
             os.environ.update(self.environment)
-            runtime.reset()
+            bootstrap.reset()
             Pipeline._active = self
 
     def post(self, provider: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
@@ -209,7 +210,7 @@ class Pipeline:
         return self.receiver(event, LambdaContext("ReceiverFunction", 10))
 
     def post_stripe(self, body: bytes, *, secret: str = STRIPE_SECRET, timestamp: int | None = None) -> dict[str, Any]:
-        return self.post("stripe", body, signing.stripe(body, secret, timestamp))
+        return self.post("stripe", body, sign("stripe", body, secret, timestamp))
 
     def drain(self, timeout_s: float = 30) -> bool:
         self.activate()

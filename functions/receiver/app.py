@@ -1,17 +1,11 @@
 """ReceiverFunction: API Gateway HTTP API -> verify -> SQS. The logic lives in the layer."""
 
-from revenue_webhooks import providers, receiver, runtime
-from revenue_webhooks.config import settings
+from revenue_webhooks import bootstrap, observability
 
-# Init (or SnapStart's snapshot): settings validated, clients and providers built before the first webhook.
-SETTINGS = settings()
-providers.validate(SETTINGS)
-providers.prepare_all(SETTINGS, with_libraries=runtime.snapshot_init())
-runtime.warm_up("sqs", "secretsmanager")
-runtime.register_snapstart_hooks()
+bootstrap.prepare_receiver()  # init (or SnapStart's snapshot): settings checked, clients and providers built
 
 
-@runtime.logger.inject_lambda_context(clear_state=True)
-@runtime.metrics.log_metrics
+@observability.logger.inject_lambda_context(clear_state=True)
+@observability.metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    return receiver.handle(event, SETTINGS)
+    return bootstrap.receiver().handle(event)

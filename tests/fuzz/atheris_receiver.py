@@ -29,8 +29,8 @@ with atheris.instrument_imports(include=["revenue_webhooks"]):
     import revenue_webhooks.providers.shopify
     import revenue_webhooks.providers.standard_webhooks
     import revenue_webhooks.providers.stripe
-    import revenue_webhooks.receiver
-    import revenue_webhooks.redact  # noqa: F401
+    import revenue_webhooks.service.receiver
+    import revenue_webhooks.domain.redaction  # noqa: F401
 
 from receiver_rig import ROUTES, SIGNATURE_HEADERS, ReceiverRig, api_event, seed_bodies, sign
 

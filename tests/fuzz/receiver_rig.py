@@ -11,7 +11,7 @@ the four promises of docs/reliability.md:
 4. no secret, signature or whole body in a response or a log line, and every response is one of
    the receiver's fixed texts.
 
-The only seam replaced is our own `runtime.queue_sender()`, by a queue that forwards to moto with the real
+The only seam replaced is the receiver's queue (its `MessageQueue` port), by a queue that forwards to moto with the real
 sender and records what was really enqueued (or, with `queue_down`, a sender to a closed port, so the
 failure is a real one).
 """
@@ -42,10 +42,10 @@ for entry in (str(TESTS), str(ROOT), str(ROOT / "layers" / "common")):
 
 import boto3  # noqa: E402
 from harness import SECRET_LOGICAL_IDS, SECRETS, documented_standard_webhooks_mapping, http_api_event  # noqa: E402
-from revenue_webhooks import aws_clients  # noqa: E402
-from revenue_webhooks.queue_sender import QueueSender  # noqa: E402
+from revenue_webhooks import providers  # noqa: E402
+from revenue_webhooks.adapters import aws as aws_clients  # noqa: E402
+from revenue_webhooks.adapters.sqs import QueueSender  # noqa: E402
 
-from devstack import signing  # noqa: E402
 from devstack.aws import MotoServer, free_port, provision  # noqa: E402
 from devstack.lambda_runtime import LambdaContext, load_handler  # noqa: E402
 from devstack.template import Template  # noqa: E402
@@ -112,7 +112,7 @@ def seed_bodies() -> dict[str, list[tuple[bytes, dict[str, str]]]]:
 
 
 def sign(route: str, body: bytes, timestamp: int | None = None, secret: str | None = None, **options: str) -> dict:
-    return signing.sign(route, body, secret or SECRETS[route], timestamp, **options)
+    return providers.sign(route, body, secret or SECRETS[route], timestamp, **options)
 
 
 def api_event(route: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict:
@@ -207,7 +207,7 @@ def oracle_valid(route: str, body: bytes, headers: dict[str, str], received_ms: 
 
 
 class RecordingQueue:
-    """Stands in for `runtime.queue_sender()`: sends to moto (or to a closed port while `down`) and keeps what arrived."""
+    """Stands in for the receiver's queue: sends to moto (or to a closed port while `down`) and keeps what arrived."""
 
     def __init__(self, client: Any, dead_client: Any) -> None:
         self.client = client
@@ -270,9 +270,8 @@ class ReceiverRig:
                 "DEBUG_PAYLOADS": "true" if debug_payloads else "false",
             }
             self.handler = load_handler(self.template, "ReceiverFunction", environment)
-            from revenue_webhooks import runtime
+            from revenue_webhooks import bootstrap
 
-            self.runtime = runtime
             session = boto3.session.Session("local", "local", region_name="us-east-1")
             client = QueueSender(
                 session.client("sqs", endpoint_url=self.moto.endpoint, config=aws_clients.config("sqs"))
@@ -286,8 +285,7 @@ class ReceiverRig:
                 )
             )
             self.queue = RecordingQueue(client, dead)
-            self._original_sender = runtime.queue_sender
-            runtime.queue_sender = lambda: self.queue
+            bootstrap.receiver().queue = self.queue  # the loaded handler's receiver, built at its init
             self.stats = Stats()
             self.secret_texts = [s for s in SECRETS.values()] + [SECRETS[STANDARD_SENDER].removeprefix("whsec_")]
         except BaseException:
@@ -295,7 +293,6 @@ class ReceiverRig:
             raise
 
     def close(self) -> None:
-        self.runtime.queue_sender = self._original_sender
         self.moto.stop()
 
     def __enter__(self) -> ReceiverRig:
@@ -372,7 +369,7 @@ def _assert_no_secret(text: str, secrets: list[str], outcome: Outcome) -> None:
 
 def _route_of(event: Any) -> str:
     """The route as the receiver reads it (routing is not what the oracle judges; the signature is)."""
-    from revenue_webhooks.receiver import _route
+    from revenue_webhooks.service.receiver import _route
 
     return _route(event) if isinstance(event, dict) else ""
 
@@ -391,10 +388,10 @@ def _body_of(event: Any) -> bytes:
 @contextlib.contextmanager
 def _captured_output() -> Any:
     """Everything the handler writes: the Powertools log stream, EMF metrics on stdout, library warnings."""
-    from revenue_webhooks import runtime
+    from revenue_webhooks import observability
 
     buffer = io.StringIO()
-    handler = runtime.logger.registered_handler
+    handler = observability.logger.registered_handler
     previous = handler.setStream(buffer)
     library = logging.StreamHandler(buffer)
     library.setLevel(logging.WARNING)

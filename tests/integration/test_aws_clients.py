@@ -19,11 +19,14 @@ import boto3
 import pytest
 import urllib3
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from revenue_webhooks import aws_clients, runtime
-from revenue_webhooks.envelope import QueuedEvent
-from revenue_webhooks.facts import Fact, Identity
-from revenue_webhooks.ledger import Ledger, LedgerUnavailable
-from revenue_webhooks.queue_sender import QueueChecksumMismatch, QueueSender
+from revenue_webhooks import bootstrap
+from revenue_webhooks.adapters import aws as aws_clients
+from revenue_webhooks.adapters.dynamodb_ledger import DynamoDbLedger as Ledger
+from revenue_webhooks.adapters.sqs import QueueChecksumMismatch, QueueSender
+from revenue_webhooks.domain.facts import Fact, Identity
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service.envelope import from_message, to_sqs
+from revenue_webhooks.service.ports import LedgerUnavailable
 
 from devstack.aws import ACCOUNT, REGION, MotoServer, free_port
 
@@ -61,7 +64,7 @@ def queue_url(moto: MotoServer, request: pytest.FixtureRequest) -> str:
 
 
 def message(body: bytes, event_id: str = "evt_sender") -> dict[str, Any]:
-    return QueuedEvent("stripe", event_id, "checkout.session.completed", 1_700_000_000_000, body).to_sqs()
+    return to_sqs(QueuedEvent("stripe", event_id, "checkout.session.completed", 1_700_000_000_000, body))
 
 
 def received(moto: MotoServer, queue_url: str) -> list[dict[str, Any]]:
@@ -164,7 +167,7 @@ def test_what_sqs_holds_is_what_was_sent(moto: MotoServer, queue_url: str, body:
     answer = QueueSender(client("sqs", moto.endpoint)).send_message(QueueUrl=queue_url, **sent)
     (stored,) = received(moto, queue_url)
     assert stored["MessageId"] == answer["MessageId"]
-    assert QueuedEvent.from_message(stored).body == body
+    assert from_message(stored).body == body
 
 
 def test_an_answer_whose_md5_is_not_the_bodys_raises(moto: MotoServer, queue_url: str) -> None:
@@ -289,7 +292,7 @@ def test_a_redriven_refused_fact_rides_along_without_cancelling_the_new_ones(mot
 def test_keys_dynamodb_keeps_leaving_unread_end_in_ledger_unavailable(
     moto: MotoServer, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from revenue_webhooks import ledger as ledger_module
+    from revenue_webhooks.adapters import dynamodb_ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "MAX_UNPROCESSED_ROUNDS", 3)
     unread = json.dumps({"Responses": {table: []}, "UnprocessedKeys": {table: {"Keys": [{"pk": {"S": "fact#x"}}]}}})
@@ -321,14 +324,14 @@ def container(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    runtime.reset()
+    bootstrap.reset()
     yield monkeypatch
-    runtime.reset()
+    bootstrap.reset()
 
 
 def test_fips_endpoints_for_every_service_when_asked_for(container: pytest.MonkeyPatch) -> None:
     container.setenv("AWS_USE_FIPS_ENDPOINT", "true")
-    endpoints = {service: runtime.aws(service).meta.endpoint_url for service in aws_clients.BUDGETS}
+    endpoints = {service: bootstrap.aws(service).meta.endpoint_url for service in aws_clients.BUDGETS}
     assert endpoints == {
         "sqs": "https://sqs-fips.us-east-1.amazonaws.com",
         "secretsmanager": "https://secretsmanager-fips.us-east-1.amazonaws.com",
@@ -338,7 +341,7 @@ def test_fips_endpoints_for_every_service_when_asked_for(container: pytest.Monke
 
 def test_dual_stack_endpoints_when_asked_for(container: pytest.MonkeyPatch) -> None:
     container.setenv("AWS_USE_DUALSTACK_ENDPOINT", "true")
-    assert runtime.aws("sqs").meta.endpoint_url == "https://sqs.us-east-1.api.aws"
+    assert bootstrap.aws("sqs").meta.endpoint_url == "https://sqs.us-east-1.api.aws"
 
 
 def test_https_proxy_carries_the_webhook_to_sqs(
@@ -348,10 +351,10 @@ def test_https_proxy_carries_the_webhook_to_sqs(
     with relay(moto) as proxy:
         container.setenv("HTTP_PROXY", proxy.url)
         container.setenv("AWS_ENDPOINT_URL", moto.endpoint)
-        runtime.queue_sender().send_message(QueueUrl=queue_url, **message(b'{"via": "proxy"}'))
+        bootstrap.queue().send_message(QueueUrl=queue_url, **message(b'{"via": "proxy"}'))
         assert [urlsplit(r["target"]).netloc for r in proxy.requests] == [urlsplit(moto.endpoint).netloc]
         container.setenv("NO_PROXY", "127.0.0.1")
-        assert QueuedEvent.from_message(received(moto, queue_url)[0]).body == b'{"via": "proxy"}'
+        assert from_message(received(moto, queue_url)[0]).body == b'{"via": "proxy"}'
 
 
 def test_no_proxy_is_honoured(container: pytest.MonkeyPatch, moto: MotoServer, queue_url: str) -> None:
@@ -359,7 +362,7 @@ def test_no_proxy_is_honoured(container: pytest.MonkeyPatch, moto: MotoServer, q
         container.setenv("HTTP_PROXY", proxy.url)
         container.setenv("NO_PROXY", "127.0.0.1")
         container.setenv("AWS_ENDPOINT_URL", moto.endpoint)
-        runtime.queue_sender().send_message(QueueUrl=queue_url, **message(b"{}"))
+        bootstrap.queue().send_message(QueueUrl=queue_url, **message(b"{}"))
     assert proxy.requests == []
 
 
@@ -370,7 +373,7 @@ def test_the_aws_config_file_and_retry_variables_are_read(
     config_file.write_text(f"[default]\nregion = eu-west-3\nendpoint_url = {moto.endpoint}\n")
     container.setenv("AWS_CONFIG_FILE", str(config_file))
     container.delenv("AWS_DEFAULT_REGION")
-    sqs = runtime.aws("sqs")
+    sqs = bootstrap.aws("sqs")
     assert (sqs.meta.region_name, sqs.meta.endpoint_url) == ("eu-west-3", moto.endpoint)
 
 
@@ -383,6 +386,6 @@ def test_aws_max_attempts_and_retry_mode_win_over_the_defaults(
     with relay(moto, failing, failing) as server:
         container.setenv("AWS_ENDPOINT_URL", server.url)
         with pytest.raises(ClientError):
-            runtime.queue_sender().send_message(QueueUrl=queue_url, **message(b"{}"))
+            bootstrap.queue().send_message(QueueUrl=queue_url, **message(b"{}"))
     assert len(server.requests) == 1
-    assert runtime.aws("sqs").meta.config.retries == {"mode": "adaptive", "total_max_attempts": 1}
+    assert bootstrap.aws("sqs").meta.config.retries == {"mode": "adaptive", "total_max_attempts": 1}

@@ -189,19 +189,20 @@ def _die() -> None:
 
 
 def _install_kill(kill_point: str) -> None:
-    from revenue_webhooks import forwarder, ledger, mixpanel
+    from revenue_webhooks.adapters import dynamodb_ledger as ledger
+    from revenue_webhooks.mixpanel import client as mixpanel
+    from revenue_webhooks.service import forwarder as forwarder
 
     if kill_point == "after_ledger_write":
-        # The ledger's public write: `record_all` (the batch's facts, in per-customer transactions) where it
-        # exists, else `record` (one fact). Either way the kill comes after a committed write, before any send.
-        name = "record_all" if hasattr(ledger.Ledger, "record_all") else "record"
-        write = getattr(ledger.Ledger, name)
+        # The ledger's write (the port's `record_all`: the batch's facts, in per-customer transactions): the
+        # kill comes after a committed write, before any send.
+        write = ledger.DynamoDbLedger.record_all
 
         def write_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
             write(self, *args, **kwargs)
             _die()
 
-        setattr(ledger.Ledger, name, write_then_die)
+        ledger.DynamoDbLedger.record_all = write_then_die  # type: ignore[method-assign]
     elif kill_point == "after_import":
         import_events = mixpanel.MixpanelClient.import_events
 

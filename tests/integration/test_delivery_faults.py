@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from harness import SHORT_TIMEOUTS, Pipeline, stripe_checkout
-from revenue_webhooks import forwarder as forwarder_module
-from revenue_webhooks.envelope import QueuedEvent
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service import forwarder as forwarder_module
+from revenue_webhooks.service.envelope import to_sqs
 
 from devstack.mixpanel_server import DEMO_CREDENTIALS, Fault
 
@@ -251,7 +252,7 @@ def test_events_mixpanel_rejects_are_dead_lettered_at_once_and_the_rest_delivere
 
 
 def queued(provider: str, tag: str, body: bytes) -> dict[str, Any]:
-    return QueuedEvent(provider, f"evt_{tag}", "checkout.session.completed", int(time.time() * 1000), body).to_sqs()
+    return to_sqs(QueuedEvent(provider, f"evt_{tag}", "checkout.session.completed", int(time.time() * 1000), body))
 
 
 def without_session_id(tag: str) -> bytes:

@@ -19,14 +19,15 @@ from typing import Any
 import boto3
 import pytest
 from harness import SECRETS, Pipeline, fixture_bytes, http_api_event, stripe_checkout
-from revenue_webhooks import aws_clients, config, receiver, runtime
+from revenue_webhooks import bootstrap, config, observability
+from revenue_webhooks.adapters import aws as aws_clients
+from revenue_webhooks.adapters.sqs import QueueSender
 from revenue_webhooks.config import from_environ
-from revenue_webhooks.providers import get_provider
+from revenue_webhooks.domain.redaction import REDACTED, redact, redact_text, redacted_json
+from revenue_webhooks.providers import get_provider, sign
 from revenue_webhooks.providers.base import SignatureInvalid, WebhookRequest, parse_json_object
-from revenue_webhooks.queue_sender import QueueSender
-from revenue_webhooks.redact import REDACTED, redact, redact_text, redacted_json
+from revenue_webhooks.service.receiver import Receiver
 
-from devstack import signing
 from devstack.aws import free_port
 from devstack.lambda_runtime import LambdaContext
 
@@ -85,7 +86,7 @@ def pipeline() -> Iterator[Pipeline]:
 
 
 def post(pipeline: Pipeline, route: str, body: bytes, timestamp: int | None = None, **options: str) -> dict:
-    return pipeline.post(route, body, signing.sign(route, body, SECRETS[route], timestamp, **options))
+    return pipeline.post(route, body, sign(route, body, SECRETS[route], timestamp, **options))
 
 
 def invoke(pipeline: Pipeline, event: Any) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def test_a_body_over_the_size_limit_is_413_before_it_is_decoded_or_verified(pipe
 
 def test_the_signature_is_checked_before_the_body_is_parsed(pipeline: Pipeline) -> None:
     for body in (b"not json at all", b"[" * 100_000, b"\xff\xfe"):
-        response = pipeline.post("stripe", body, signing.stripe(body, "whsec_not_the_secret"), base64_body=True)
+        response = pipeline.post("stripe", body, sign("stripe", body, "whsec_not_the_secret"), base64_body=True)
         assert (response["statusCode"], answer(response)) == (400, "signature verification failed")
     assert pipeline.queue_depth() == 0
 
@@ -121,7 +122,7 @@ def test_the_signature_is_checked_before_the_body_is_parsed(pipeline: Pipeline) 
     ids=["array", "string", "number", "null", "two objects", "deeply nested", "empty"],
 )
 def test_a_signed_body_that_is_not_one_json_object_is_a_clear_400(pipeline: Pipeline, body: bytes) -> None:
-    response = pipeline.post("stripe", body, signing.stripe(body, SECRETS["stripe"]), base64_body=True)
+    response = pipeline.post("stripe", body, sign("stripe", body, SECRETS["stripe"]), base64_body=True)
     assert (response["statusCode"], answer(response)) == (400, "body is not a JSON webhook event")
 
 
@@ -150,7 +151,7 @@ def test_stale_and_future_timestamps_are_refused_and_a_small_skew_is_not(pipelin
 
 def test_a_future_stripe_timestamp_hidden_behind_a_padded_t_entry_is_refused(pipeline: Pipeline) -> None:
     now = int(time.time())
-    future = signing.stripe(STRIPE_BODY, SECRETS["stripe"], now + 3600)["stripe-signature"]
+    future = sign("stripe", STRIPE_BODY, SECRETS["stripe"], now + 3600)["stripe-signature"]
     for padded in (f" t={now},{future}", f"t ={now},{future}"):
         response = pipeline.post("stripe", STRIPE_BODY, {"stripe-signature": padded})
         assert response["statusCode"] == 400, padded
@@ -170,7 +171,7 @@ def test_a_provider_with_no_configured_secret_refuses_every_request() -> None:
     settings = from_environ({"MODE": "any", "STANDARD_WEBHOOKS_MAPPING": pipeline_mapping()})
     for route in ("stripe", "shopify", "paddle", "lemonsqueezy", "revenuecat", "acme"):
         body, options = (TIMED.get(route) or (STRIPE_BODY, {}, 0))[:2]
-        headers = signing.sign(route, body, SECRETS[route], NOW, **options)
+        headers = sign(route, body, SECRETS[route], NOW, **options)
         request = WebhookRequest(body, headers, NOW * 1000, route)
         provider = get_provider(route, settings)
         assert provider is not None
@@ -201,7 +202,7 @@ def pipeline_mapping() -> str:
     ],
 )
 def test_a_malformed_api_gateway_event_is_answered_not_raised(pipeline: Pipeline, change: dict) -> None:
-    event = http_api_event("/webhooks/stripe", STRIPE_BODY, signing.stripe(STRIPE_BODY, SECRETS["stripe"]))
+    event = http_api_event("/webhooks/stripe", STRIPE_BODY, sign("stripe", STRIPE_BODY, SECRETS["stripe"]))
     event.update(change)
     response = invoke(pipeline, event)
     assert response["statusCode"] in (200, 400, 404) and response["body"] in FIXED_ANSWERS
@@ -227,7 +228,7 @@ def test_only_an_unreachable_queue_makes_a_5xx(pipeline: Pipeline, monkeypatch: 
         "sqs", endpoint_url=f"http://127.0.0.1:{free_port()}", config=aws_clients.config("sqs")
     )
     dead = QueueSender(closed_port)
-    monkeypatch.setattr(runtime, "queue_sender", lambda: dead)
+    monkeypatch.setattr(bootstrap.receiver(), "queue", dead)
     response = post(pipeline, "stripe", STRIPE_BODY)
     assert (response["statusCode"], answer(response)) == (503, "temporarily unavailable")
     assert post(pipeline, "stripe", b"{}")["statusCode"] == 400  # what is refused anyway is still 4xx
@@ -240,7 +241,7 @@ def test_only_an_unreachable_queue_makes_a_5xx(pipeline: Pipeline, monkeypatch: 
 def captured_log() -> Iterator[io.StringIO]:
     """What the receiver writes: its Powertools log lines and the EMF metrics it prints."""
     buffer = io.StringIO()
-    handler = runtime.logger.registered_handler
+    handler = observability.logger.registered_handler
     previous = handler.setStream(buffer)
     try:
         with contextlib.redirect_stdout(buffer):
@@ -250,8 +251,8 @@ def captured_log() -> Iterator[io.StringIO]:
 
 
 def test_logs_carry_ids_and_types_never_a_secret_signature_or_body(pipeline: Pipeline) -> None:
-    headers = signing.stripe(STRIPE_BODY, SECRETS["stripe"])
-    bad = signing.stripe(STRIPE_BODY, "whsec_wrong_secret_value")
+    headers = sign("stripe", STRIPE_BODY, SECRETS["stripe"])
+    bad = sign("stripe", STRIPE_BODY, "whsec_wrong_secret_value")
     with captured_log() as buffer:
         assert pipeline.post("stripe", STRIPE_BODY, headers)["statusCode"] == 200
         assert pipeline.post("stripe", STRIPE_BODY, bad)["statusCode"] == 400
@@ -294,9 +295,11 @@ def test_debug_payloads_logs_the_verified_payload_with_pii_redacted(pipeline: Pi
     body = json.dumps(event).encode()
     assert from_environ({"DEBUG_PAYLOADS": "true"}).debug_payloads and not from_environ({}).debug_payloads
     debugging = dataclasses.replace(config.settings(), debug_payloads=True)  # the deployment's, with the switch on
-    request = http_api_event("/webhooks/stripe", body, signing.stripe(body, SECRETS["stripe"]))
+    request = http_api_event("/webhooks/stripe", body, sign("stripe", body, SECRETS["stripe"]))
     with captured_log() as buffer:
-        assert receiver.handle(request, debugging)["statusCode"] == 200
+        deployed = bootstrap.receiver()
+        receiving = Receiver(debugging, deployed.providers, deployed.secrets, deployed.queue)
+        assert receiving.handle(request)["statusCode"] == 200
     log = buffer.getvalue()
     line = next(line for line in log.splitlines() if "DEBUG_PAYLOADS" in line)
     logged = json.loads(json.loads(line)["payload"])
@@ -355,7 +358,7 @@ def test_redaction_is_linear_and_the_logged_json_is_capped() -> None:
 
 
 def test_a_base64_body_is_verified_on_its_decoded_bytes(pipeline: Pipeline) -> None:
-    headers = signing.stripe(STRIPE_BODY, SECRETS["stripe"])
+    headers = sign("stripe", STRIPE_BODY, SECRETS["stripe"])
     event = http_api_event("/webhooks/stripe", STRIPE_BODY, headers, base64_body=True)
     assert invoke(pipeline, event)["statusCode"] == 200
     event["body"] = base64.b64encode(STRIPE_BODY + b" ").decode()

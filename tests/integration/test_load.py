@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from harness import STRIPE_SECRET, Pipeline, stripe_checkout
+from revenue_webhooks.providers import sign
 
-from devstack import signing
 from devstack.apigw import HttpApi, Route
 from devstack.lambda_runtime import LambdaContext
 from devstack.mixpanel_server import Fault
@@ -123,7 +123,7 @@ def run(plan: Plan) -> Report:
         def send(n: int) -> None:
             tag = f"load{n:06d}"
             body = stripe_checkout(tag, created=1_700_000_000 + n, user_id=f"user-load-{n}")
-            request = urllib.request.Request(url, data=body, headers=signing.stripe(body, STRIPE_SECRET), method="POST")
+            request = urllib.request.Request(url, data=body, headers=sign("stripe", body, STRIPE_SECRET), method="POST")
             started = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:  # 127.0.0.1 only
@@ -176,10 +176,10 @@ def run(plan: Plan) -> Report:
 @contextlib.contextmanager
 def quiet_functions() -> Iterator[None]:
     """The functions' log lines and metrics go nowhere during the run: thousands of them would be the load."""
-    from revenue_webhooks import runtime
+    from revenue_webhooks import observability
 
     with open(os.devnull, "w") as sink:
-        handler = runtime.logger.registered_handler
+        handler = observability.logger.registered_handler
         previous = handler.setStream(sink)
         try:
             with contextlib.redirect_stdout(sink):

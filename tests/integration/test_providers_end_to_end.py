@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from harness import SECRETS, Pipeline, fixture_bytes
-
-from devstack import signing
+from revenue_webhooks.providers import sign
 
 
 def shopify_order() -> tuple[bytes, dict[str, str]]:
     order = json.loads(fixture_bytes("shopify", "rest_fixture_order.json"))["order"]
     body = json.dumps(order).encode()  # a webhook body is the order itself, unwrapped
-    return body, signing.shopify(body, SECRETS["shopify"], topic="orders/paid")
+    return body, sign("shopify", body, SECRETS["shopify"], topic="orders/paid")
 
 
 def paddle_transaction() -> tuple[bytes, dict[str, str]]:
@@ -28,12 +27,12 @@ def paddle_transaction() -> tuple[bytes, dict[str, str]]:
         "data": data,
     }
     body = json.dumps(envelope).encode()
-    return body, signing.paddle(body, SECRETS["paddle"])
+    return body, sign("paddle", body, SECRETS["paddle"])
 
 
 def signed(provider: str, folder: str, name: str) -> tuple[bytes, dict[str, str]]:
     body = fixture_bytes(folder, name)
-    return body, signing.sign(provider, body, SECRETS[provider])
+    return body, sign(provider, body, SECRETS[provider])
 
 
 def acme_payment() -> tuple[bytes, dict[str, str]]:
@@ -50,7 +49,7 @@ def acme_payment() -> tuple[bytes, dict[str, str]]:
             },
         }
     ).encode()
-    return body, signing.standard_webhooks(body, SECRETS["acme"], int(time.time()), message_id="msg_e2e_1")
+    return body, sign("acme", body, SECRETS["acme"], int(time.time()), message_id="msg_e2e_1")
 
 
 CASES: dict[str, tuple[str, Any, str]] = {

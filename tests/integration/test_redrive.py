@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from revenue_webhooks.envelope import DEAD_LETTER_ATTRIBUTES, QueuedEvent, dead_letter_attributes
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service.envelope import DEAD_LETTER_ATTRIBUTES, dead_letter_attributes, from_message, to_sqs
 
 from devstack import redrive
 
@@ -59,7 +60,7 @@ class Queues:
         """Put a dead letter as the forwarder writes it (reason attributes beside the receiver's); returns its event id."""
         event_id = f"evt_{uuid.uuid4().hex[:12]}"
         raw = body or json.dumps({"id": event_id, "type": event_type, "data": {"object": {}}})
-        queued = QueuedEvent(provider, event_id, event_type, 1_764_000_000_000, raw.encode()).to_sqs()
+        queued = to_sqs(QueuedEvent(provider, event_id, event_type, 1_764_000_000_000, raw.encode()))
         if reason is None:
             return self._policy_dead_letter(queued, event_id)
         attributes = {
@@ -140,7 +141,7 @@ def test_unfiltered_move_sends_every_dead_letter_back_clean(
         names = set(message["MessageAttributes"])
         assert names == {"provider", "event_id", "event_type", "received_at"}
         assert not names & set(DEAD_LETTER_ATTRIBUTES)
-        QueuedEvent.from_message(message)  # the forwarder reads it as a fresh webhook
+        from_message(message)  # the forwarder reads it as a fresh webhook
     assert queues.messages(queues.dead_letter_queue) == []
 
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from revenue_webhooks import catalog
 from revenue_webhooks.config import from_environ
+from revenue_webhooks.domain import catalog as catalog
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import WebhookRejected, WebhookRequest
 

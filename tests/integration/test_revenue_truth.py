@@ -18,7 +18,7 @@ import pytest
 from harness import Pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from revenue_webhooks.money import Money
+from revenue_webhooks.domain.money import Money
 from stripe_story import BASIL, full_history
 
 EXPECTED_EVENTS = Counter(
@@ -147,15 +147,15 @@ def test_concurrent_forwarders_never_count_a_fact_twice(shared: Pipeline) -> Non
     """Two forwarders recording the same facts at once: conditional writes let one win."""
     import threading
 
+    from revenue_webhooks import bootstrap
     from revenue_webhooks.config import settings as current_settings
-    from revenue_webhooks.envelope import QueuedEvent
-    from revenue_webhooks.events import mixpanel_event
-    from revenue_webhooks.forwarder import from_settings
+    from revenue_webhooks.domain.webhook import QueuedEvent
+    from revenue_webhooks.mixpanel.rendering import mixpanel_event
     from revenue_webhooks.providers.stripe import StripeProvider
 
     shared.reset()
     config = current_settings()
-    ledger = from_settings(config).ledger
+    ledger = bootstrap.forwarder().ledger
     history = [
         e for e in full_history(customer="cus_race", user_id="user-race") if e["type"] == "checkout.session.completed"
     ]
@@ -217,16 +217,16 @@ def test_batched_ledger_writes_count_each_fact_once_when_forwarders_overlap(shar
 
     The overlap is interleaved deterministically here; the concurrent case is the test above.
     """
+    from revenue_webhooks import bootstrap
     from revenue_webhooks.config import settings as current_settings
-    from revenue_webhooks.envelope import QueuedEvent
-    from revenue_webhooks.events import mixpanel_event
-    from revenue_webhooks.forwarder import from_settings
+    from revenue_webhooks.domain.webhook import QueuedEvent
+    from revenue_webhooks.mixpanel.rendering import mixpanel_event
     from revenue_webhooks.providers.stripe import StripeProvider
 
     shared.reset()
     shared.activate()
     config = current_settings()
-    ledger = from_settings(config).ledger
+    ledger = bootstrap.forwarder().ledger
     provider = StripeProvider(config)
     items = []
     for n in range(12):  # 12 customers with their full histories: several transactions per batch
@@ -254,16 +254,16 @@ def test_simultaneous_batches_count_each_fact_once(shared: Pipeline) -> None:
     """Three forwarders recording overlapping batches at the same moment."""
     import threading
 
+    from revenue_webhooks import bootstrap
     from revenue_webhooks.config import settings as current_settings
-    from revenue_webhooks.envelope import QueuedEvent
-    from revenue_webhooks.events import mixpanel_event
-    from revenue_webhooks.forwarder import from_settings
+    from revenue_webhooks.domain.webhook import QueuedEvent
+    from revenue_webhooks.mixpanel.rendering import mixpanel_event
     from revenue_webhooks.providers.stripe import StripeProvider
 
     shared.reset()
     shared.activate()
     config = current_settings()
-    ledger = from_settings(config).ledger
+    ledger = bootstrap.forwarder().ledger
     provider = StripeProvider(config)
     items = [
         (fact, mixpanel_event(fact, config))

@@ -7,8 +7,7 @@ import re
 import time
 
 from harness import STRIPE_SECRET, Pipeline, fixture_bytes
-
-from devstack.signing import stripe as sign
+from revenue_webhooks.providers.stripe import sign
 
 CHECKOUT = "checkout.session.completed.payment_mode.json"
 

@@ -21,8 +21,9 @@ import pytest
 from harness import SHORT_TIMEOUTS, Pipeline, stripe_checkout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from revenue_webhooks import forwarder as forwarder_module
-from revenue_webhooks.envelope import QueuedEvent
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service import forwarder as forwarder_module
+from revenue_webhooks.service.envelope import to_sqs
 
 from devstack.mixpanel_server import RANDOM_FAULT_NAMES, Fault
 
@@ -84,7 +85,7 @@ class Traffic:
                 ("stripe", b"{not json") if kind == "malformed-body" else ("nonesuch", stripe_checkout(tag))
             )
             queued = QueuedEvent(provider, f"evt_{tag}", "checkout.session.completed", int(time.time() * 1000), body)
-            self.pipeline.sqs.send_message(QueueUrl=self.pipeline.queue_url, **queued.to_sqs())
+            self.pipeline.sqs.send_message(QueueUrl=self.pipeline.queue_url, **to_sqs(queued))
         self.accepted.append(tag)
         self.poison.add(tag)
 

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from revenue_webhooks.config import from_environ
-from revenue_webhooks.envelope import _SQS_UNSAFE, QueuedEvent, dead_letter_attributes, sqs_accepts
-from revenue_webhooks.events import insert_id, mixpanel_event, profile_update
-from revenue_webhooks.facts import Fact, Identity
-from revenue_webhooks.money import Money
+from revenue_webhooks.domain.facts import Fact, Identity
+from revenue_webhooks.domain.money import Money
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.mixpanel.rendering import insert_id, mixpanel_event, profile_update
+from revenue_webhooks.service.envelope import _SQS_UNSAFE, dead_letter_attributes, from_record, sqs_accepts, to_sqs
 
 INSERT_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 
@@ -106,7 +107,7 @@ def test_no_profile_until_a_user_is_known() -> None:
 )
 def test_envelope_round_trips_any_body(body: bytes) -> None:
     queued = QueuedEvent("stripe", "evt_1", "checkout.session.completed", 1_700_000_000_000, body)
-    message = queued.to_sqs()
+    message = to_sqs(queued)
     record = {
         "body": message["MessageBody"],
         "messageAttributes": {
@@ -114,7 +115,7 @@ def test_envelope_round_trips_any_body(body: bytes) -> None:
             for k, v in message["MessageAttributes"].items()
         },
     }
-    assert QueuedEvent.from_record(record) == queued
+    assert from_record(record) == queued
 
 
 @given(st.one_of(st.text(alphabet=st.characters(max_codepoint=0x7F)), st.text()))
@@ -124,11 +125,11 @@ def test_the_ascii_shortcut_of_what_sqs_accepts_agrees_with_the_rule(text: str) 
 
 def test_message_without_attributes_is_refused() -> None:
     with pytest.raises(ValueError, match="lacks attributes"):
-        QueuedEvent.from_record({"body": "{}", "messageAttributes": {}})
+        from_record({"body": "{}", "messageAttributes": {}})
 
 
 def test_dead_letter_attributes_fit_beside_the_receivers() -> None:
-    queued = QueuedEvent("stripe", "e", "t", 1, b"\xff").to_sqs()["MessageAttributes"]
+    queued = to_sqs(QueuedEvent("stripe", "e", "t", 1, b"\xff"))["MessageAttributes"]
     reason = dead_letter_attributes("mixpanel_rejected_event", "x" * 5000, "properties.time", 1, 5)
     assert len(queued) + len(reason) <= 10
     assert len(reason["dead_letter_detail"]["StringValue"]) <= 1000

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
-from revenue_webhooks import mixpanel
 from revenue_webhooks.config import MIXPANEL_HOSTS, from_environ
-from revenue_webhooks.mixpanel import Backoff, Credentials, MixpanelClient, Outcome
+from revenue_webhooks.domain.outcomes import Outcome
+from revenue_webhooks.mixpanel import client as mixpanel
+from revenue_webhooks.mixpanel.client import Backoff, Credentials, MixpanelClient
 
 from devstack.mixpanel_server import DEMO_CREDENTIALS, Fault, MixpanelServer
 
@@ -470,10 +471,3 @@ def test_defaults_have_timeouts_and_one_pooled_session_reused(server: MixpanelSe
     pools = client.session.get_adapter(server.url).poolmanager.pools
     (key,) = pools.keys()
     assert (pools[key].num_requests, pools[key].num_connections) == (10, 1), "ten requests, one kept-alive connection"
-
-    mixpanel.reset_shared_client()
-    try:
-        first = mixpanel.shared_client(lambda: client)
-        assert mixpanel.shared_client(lambda: client_for(server.url)) is first is client
-    finally:
-        mixpanel.reset_shared_client()

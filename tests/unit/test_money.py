@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from revenue_webhooks.money import Money, exponent
+from revenue_webhooks.domain.money import Money, exponent
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from moto.sqs.models import Message
-from revenue_webhooks.envelope import QueuedEvent
-from revenue_webhooks.queue_sender import QueueChecksumMismatch, attributes_md5, check_md5s
+from revenue_webhooks.adapters.sqs import QueueChecksumMismatch, attributes_md5, check_md5s
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.service.envelope import to_sqs
 
-MESSAGE = QueuedEvent(
-    "stripe", "evt_1", "checkout.session.completed", 1_700_000_000_000, '{"a": "Zürich €"}'.encode()
-).to_sqs()
+MESSAGE = to_sqs(
+    QueuedEvent("stripe", "evt_1", "checkout.session.completed", 1_700_000_000_000, '{"a": "Zürich €"}'.encode())
+)
 
 
 # ---- MD5s -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import snapshot_restore_py
-from revenue_webhooks import runtime
+from revenue_webhooks import bootstrap
 
 
 @pytest.fixture
@@ -20,8 +20,10 @@ def registry() -> Iterator[list[Any]]:
     hooks = snapshot_restore_py._after_restore_registry
     saved = list(hooks)
     hooks.clear()
+    bootstrap.reset()  # a fresh container: nothing registered yet
     yield hooks
     hooks[:] = saved
+    bootstrap.reset()
 
 
 def restore(hooks: list[Any]) -> None:
@@ -30,13 +32,14 @@ def restore(hooks: list[Any]) -> None:
         function(*args, **kwargs)
 
 
-def test_the_after_restore_hook_is_registered(registry: list[Any]) -> None:
-    assert runtime.register_snapstart_hooks() is True
-    assert [function for function, _, _ in registry] == [runtime.after_restore]
+def test_the_after_restore_hook_is_registered_once(registry: list[Any]) -> None:
+    assert bootstrap.register_snapstart_hooks() is True
+    assert bootstrap.register_snapstart_hooks() is True
+    assert [function for function, _, _ in registry] == [bootstrap.after_restore]
 
 
 def test_environments_restored_from_one_snapshot_draw_different_jitter(registry: list[Any]) -> None:
-    runtime.register_snapstart_hooks()
+    bootstrap.register_snapstart_hooks()
     snapshot = random.getstate()
     draws = []
     for _ in range(2):  # two environments resumed from the same memory
@@ -64,21 +67,20 @@ class CountingSecrets:
 
 def test_a_restore_reads_secrets_afresh(registry: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     client = CountingSecrets()
-    runtime.reset()
-    monkeypatch.setattr(runtime, "aws", lambda service: client)
+    monkeypatch.setattr(bootstrap, "aws", lambda service: client)
     try:
-        runtime.register_snapstart_hooks()
-        assert runtime.secret_values("stripe") == ["whsec_1"]
-        assert runtime.secret_values("stripe") == ["whsec_1"], "cached for five minutes"
+        bootstrap.register_snapstart_hooks()
+        assert bootstrap.secrets().values("stripe") == ["whsec_1"]
+        assert bootstrap.secrets().values("stripe") == ["whsec_1"], "cached for five minutes"
         restore(registry)
-        assert runtime.secret_values("stripe") == ["whsec_2"]
+        assert bootstrap.secrets().values("stripe") == ["whsec_2"]
     finally:
         monkeypatch.undo()
-        runtime.reset()
+        bootstrap.reset()
 
 
 def test_snapshot_init_is_told_by_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
-    assert runtime.snapshot_init()
+    assert bootstrap.snapshot_init()
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-    assert not runtime.snapshot_init()
+    assert not bootstrap.snapshot_init()

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from revenue_webhooks import catalog as c
 from revenue_webhooks.config import Settings, from_environ
-from revenue_webhooks.envelope import QueuedEvent
-from revenue_webhooks.events import mixpanel_event
-from revenue_webhooks.facts import Fact, payment_ref
+from revenue_webhooks.domain import catalog as c
+from revenue_webhooks.domain.facts import Fact, payment_ref
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.mixpanel.rendering import mixpanel_event
 from revenue_webhooks.providers.stripe import StripeProvider
 from stripe_story import BASIL, Story
 

@@ -7,9 +7,7 @@ import time
 import pytest
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.providers.base import SignatureInvalid, TimestampOutOfTolerance, WebhookRequest
-from revenue_webhooks.providers.stripe import StripeProvider
-
-from devstack.signing import stripe as sign
+from revenue_webhooks.providers.stripe import StripeProvider, sign
 
 SECRET = "whsec_unit_" + "s" * 24
 BODY = b'{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_1"}}}'

@@ -21,14 +21,6 @@ MIXPANEL_HOSTS = {
 MODES = ("live", "test", "any")
 ID_MERGE_MODES = ("simplified", "original")
 
-# Where a provider's signing secret is named, per route (value: Secrets Manager id or ARN).
-SECRET_ENV = {
-    "stripe": "STRIPE_WEBHOOK_SECRET_ID",
-    "shopify": "SHOPIFY_WEBHOOK_SECRET_ID",
-    "paddle": "PADDLE_WEBHOOK_SECRET_ID",
-    "lemonsqueezy": "LEMONSQUEEZY_WEBHOOK_SECRET_ID",
-    "revenuecat": "REVENUECAT_WEBHOOK_SECRET_ID",
-}
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
 
@@ -59,7 +51,6 @@ class Settings:
     profile_currency: str = ""
     event_names: Mapping[str, str] = field(default_factory=dict)
     property_names: Mapping[str, str] = field(default_factory=dict)
-    secret_ids: Mapping[str, str] = field(default_factory=dict)
     standard_webhooks_secrets_id: str = ""
     standard_webhooks_mapping: Mapping[str, Any] = field(default_factory=dict)
     shopify_max_age_s: int = 86_400
@@ -118,7 +109,6 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         profile_currency=profile_currency,
         event_names=_json(environ, "EVENT_NAMES"),
         property_names=_json(environ, "PROPERTY_NAMES"),
-        secret_ids={route: environ[name] for route, name in SECRET_ENV.items() if environ.get(name)},
         standard_webhooks_secrets_id=environ.get(STANDARD_WEBHOOKS_SECRET_ENV, ""),
         standard_webhooks_mapping=_json(environ, "STANDARD_WEBHOOKS_MAPPING"),
         shopify_max_age_s=_int(environ, "SHOPIFY_MAX_AGE_SECONDS", 86_400, minimum=60),

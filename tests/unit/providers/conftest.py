@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from revenue_webhooks import catalog
 from revenue_webhooks.config import Settings, from_environ
-from revenue_webhooks.envelope import QueuedEvent
-from revenue_webhooks.events import mixpanel_event
-from revenue_webhooks.facts import Deferred, Fact
+from revenue_webhooks.domain import catalog as catalog
+from revenue_webhooks.domain.facts import Deferred, Fact
+from revenue_webhooks.domain.webhook import QueuedEvent
+from revenue_webhooks.mixpanel.rendering import mixpanel_event
 from revenue_webhooks.providers.base import Provider, WebhookRequest
+from revenue_webhooks.service.envelope import from_record, to_sqs
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -64,7 +65,7 @@ def deliver() -> Callable[[Provider, WebhookRequest], list[Fact | Deferred]]:
         assert provider.is_relevant(parsed.event_type), f"{parsed.event_type} would be ignored by the receiver"
         queued = QueuedEvent(provider.name, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
         # Through the queue's own encoding, as the forwarder receives it.
-        message = queued.to_sqs()
+        message = to_sqs(queued)
         record = {
             "body": message["MessageBody"],
             "messageAttributes": {
@@ -72,7 +73,7 @@ def deliver() -> Callable[[Provider, WebhookRequest], list[Fact | Deferred]]:
                 for name, value in message["MessageAttributes"].items()
             },
         }
-        mapped = provider.map(QueuedEvent.from_record(record))
+        mapped = provider.map(from_record(record))
         for fact in mapped:  # docs/events.md must describe everything the code emits
             if isinstance(fact, Fact):
                 event = mixpanel_event(fact, from_environ({}))

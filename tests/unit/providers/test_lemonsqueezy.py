@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 import pytest
-from revenue_webhooks import catalog as c
-from revenue_webhooks.facts import Identity
+from revenue_webhooks.domain import catalog as c
+from revenue_webhooks.domain.facts import Identity
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import PayloadInvalid, SignatureInvalid
 from revenue_webhooks.providers.lemonsqueezy import LemonSqueezyProvider, create

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from revenue_webhooks import catalog as c
-from revenue_webhooks.config import ConfigError
-from revenue_webhooks.facts import Identity
+from revenue_webhooks import providers
+from revenue_webhooks.config import ConfigError, Settings
+from revenue_webhooks.domain import catalog as c
+from revenue_webhooks.domain.facts import Identity
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import PayloadInvalid, SignatureInvalid, TimestampOutOfTolerance
 from revenue_webhooks.providers.standard_webhooks import StandardWebhooksProvider, create, validate_mapping
@@ -459,7 +460,7 @@ def rule(**changes: Any) -> dict[str, Any]:
 )
 def test_invalid_mappings_are_refused_with_the_field_at_fault(mapping, message):
     with pytest.raises(ConfigError, match=rf"STANDARD_WEBHOOKS_MAPPING\.?.*{message}"):
-        validate_mapping(mapping)
+        providers.validate(Settings(standard_webhooks_mapping=mapping))  # as a cold start checks it
 
 
 def test_the_worked_example_in_the_docs_is_the_mapping_tested_here():

@@ -1,30 +1,41 @@
-"""Provider registry: a route name to its provider, imported only when a webhook needs it.
+"""Provider registry: every built-in provider declared once, as `SPEC` in its own module, found here.
 
-Lazy imports keep a cold receiver on the Standard Webhooks route from importing
-`stripe`. A new provider is a new module here plus one line in `BUILT_IN`.
+A provider is one module in this package with a `Provider` subclass, its `PRODUCES` table, a `sign`
+function and `SPEC` (its route, its signing secret's variable and template resource, ...); its samples
+go in `events/<route>/` and its fixtures in `tests/fixtures/<route>/`, and its secret is one resource in
+template.yaml (docs/providers.md, "Adding a provider"). Any other route is a Standard Webhooks sender,
+configured in STANDARD_WEBHOOKS_MAPPING (standard_webhooks.py).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import Any
+import pkgutil
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from .base import Provider
+from .base import Provider, ProviderSpec
 
-# Route name -> module in this package. Each module defines `create(settings) -> Provider`
-# and `PRODUCES: dict[str, tuple[str, ...]]` (provider event type -> catalog events).
-BUILT_IN = {
-    "stripe": "stripe",
-    "shopify": "shopify",
-    "paddle": "paddle",
-    "lemonsqueezy": "lemonsqueezy",
-    "revenuecat": "revenuecat",
-}
-STANDARD_WEBHOOKS_MODULE = "standard_webhooks"
+if TYPE_CHECKING:
+    from ..config import Settings
+
+# Modules of this package that are not a built-in provider.
+_NOT_PROVIDERS = frozenset({"base", "standard_webhooks"})
 
 
-def get_provider(route: str, settings: Any) -> Provider | None:
+@cache
+def specs() -> dict[str, ProviderSpec]:
+    """Every built-in provider's SPEC, by route (modules whose name starts with `_` are helpers)."""
+    found: dict[str, ProviderSpec] = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_") or module.name in _NOT_PROVIDERS:
+            continue
+        spec = importlib.import_module(f"{__name__}.{module.name}").SPEC
+        found[spec.route] = spec
+    return dict(sorted(found.items()))
+
+
+def get_provider(route: str, settings: Settings) -> Provider | None:
     """The provider serving `/webhooks/<route>`, or None when no such route is configured."""
     key = (route, id(settings))
     if key not in _INSTANCES:
@@ -35,41 +46,28 @@ def get_provider(route: str, settings: Any) -> Provider | None:
 _INSTANCES: dict[tuple[str, int], Provider | None] = {}
 
 
-def _create(route: str, settings: Any) -> Provider | None:
-    module_name = BUILT_IN.get(route)
-    if module_name:
-        return _module(module_name).create(settings)
-    senders: Mapping[str, Any] = getattr(settings, "standard_webhooks_mapping", {}) or {}
-    if route in senders:
-        return _module(STANDARD_WEBHOOKS_MODULE).create(settings, route)
+def forget_instances() -> None:
+    """Providers are built once per settings; the local stack and the tests start again with new settings."""
+    _INSTANCES.clear()
+
+
+def _create(route: str, settings: Settings) -> Provider | None:
+    spec = specs().get(route)
+    if spec is not None:
+        return spec.create(settings)
+    if route in settings.standard_webhooks_mapping:
+        from . import standard_webhooks
+
+        return standard_webhooks.create(settings, route)
     return None
 
 
-def _module(name: str) -> Any:
-    return importlib.import_module(f"{__name__}.{name}")
-
-
-def produced_by() -> dict[str, dict[str, list[str]]]:
-    """Catalog event -> provider -> provider event types that produce it (for docs/events.md)."""
-    table: dict[str, dict[str, list[str]]] = {}
-    for route, module_name in BUILT_IN.items():
-        try:
-            produces = _module(module_name).PRODUCES
-        except ModuleNotFoundError:
-            continue
-        for provider_type, events in produces.items():
-            for event in events:
-                table.setdefault(event, {}).setdefault(route, []).append(provider_type)
-    return table
-
-
-def routes(settings: Any) -> list[str]:
+def routes(settings: Settings) -> list[str]:
     """Every route this deployment serves: the built-in providers and the configured Standard Webhooks senders."""
-    senders: Mapping[str, Any] = getattr(settings, "standard_webhooks_mapping", {}) or {}
-    return [*BUILT_IN, *senders]
+    return [*specs(), *settings.standard_webhooks_mapping]
 
 
-def prepare_all(settings: Any, *, with_libraries: bool) -> None:
+def prepare_all(settings: Settings, *, with_libraries: bool) -> None:
     """Create every route's provider at init; with `with_libraries`, also load what their checks import."""
     for route in routes(settings):
         provider = get_provider(route, settings)
@@ -77,8 +75,29 @@ def prepare_all(settings: Any, *, with_libraries: bool) -> None:
             provider.prepare()
 
 
-def validate(settings: Any) -> None:
+def validate(settings: Settings) -> None:
     """Check configuration that providers own (the Standard Webhooks mapping) at cold start, not at a first webhook."""
-    mapping = getattr(settings, "standard_webhooks_mapping", None)
-    if mapping:
-        _module(STANDARD_WEBHOOKS_MODULE).validate_mapping(mapping)
+    if settings.standard_webhooks_mapping:
+        from . import standard_webhooks
+
+        standard_webhooks.validate_mapping(settings.standard_webhooks_mapping, reserved=specs())
+
+
+def sign(route: str, body: bytes, secret: str, timestamp: int | None = None, **options: Any) -> dict[str, str]:
+    """Headers for `body` as the provider of `route` would send it; any other route is a Standard Webhooks sender."""
+    spec = specs().get(route)
+    if spec is not None:
+        return spec.sign(body, secret, timestamp, **options)
+    from . import standard_webhooks
+
+    return standard_webhooks.sign(body, secret, timestamp, **options)
+
+
+def produced_by() -> dict[str, dict[str, list[str]]]:
+    """Catalog event -> provider -> provider event types that produce it (for docs/events.md)."""
+    table: dict[str, dict[str, list[str]]] = {}
+    for route, spec in specs().items():
+        for provider_type, events in spec.produces.items():
+            for event in events:
+                table.setdefault(event, {}).setdefault(route, []).append(provider_type)
+    return table

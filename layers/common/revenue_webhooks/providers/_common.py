@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from ..money import Money, exponent, normalize_currency
+from ..domain.money import Money, exponent, normalize_currency
 from .base import TimestampOutOfTolerance, WebhookRequest
 
 # Unix times above this are milliseconds (1e11 s is the year 5138).

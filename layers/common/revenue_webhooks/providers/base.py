@@ -11,12 +11,13 @@ import hmac
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact
+from ..config import Settings
+from ..domain.facts import Deferred, Fact
+from ..domain.webhook import QueuedEvent
 
 # JSON nested deeper than this is refused before the parser could recurse on it.
 MAX_JSON_DEPTH = 64
@@ -74,8 +75,8 @@ class Provider(ABC):
     #: The route segment, `/webhooks/<name>`, and the prefix of every fact key.
     name: str
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings  # config.Settings: tolerances, identity keys, mode
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # tolerances, identity keys, mode
 
     def prepare(self) -> None:  # noqa: B027 (optional: most providers need nothing loaded ahead)
         """Load at init what `verify` will need (a library), when init is not paid for by a waiting webhook."""
@@ -98,6 +99,41 @@ class Provider(ABC):
     @abstractmethod
     def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
         """Turn a queued webhook into the catalog's facts (empty when it means nothing for revenue)."""
+
+
+Signer = Callable[..., dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SigningSecret:
+    """Where a provider's signing secret is: the template's secret and the receiver's variable naming its id."""
+
+    variable: str  # e.g. STRIPE_WEBHOOK_SECRET_ID: the Secrets Manager id or ARN, set by the template
+    resource: str  # e.g. StripeWebhookSecret: the AWS::SecretsManager::Secret in template.yaml
+    prefix: str = "local_"  # how the provider's secrets begin (whsec_...), for the local stack's made-up ones
+
+
+def _no_options(sample_name: str) -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """A built-in provider, declared once in its module as `SPEC`: everything about it outside its mapping.
+
+    The registry (providers/__init__.py) finds it; the receiver, the local stack, `make event`, `make replay`,
+    the demo and the tests all read it from there.
+    """
+
+    route: str  # `/webhooks/<route>`, the prefix of its fact keys, and its samples' folder `events/<route>/`
+    title: str  # how people name it: "Stripe", "Lemon Squeezy"
+    signing: SigningSecret
+    create: Callable[[Settings], Provider]
+    produces: Mapping[str, tuple[str, ...]]  # provider event type -> catalog events (docs/events.md)
+    sign: Signer  # (body, secret, timestamp=None, **options) -> the headers a real delivery carries
+    user_agent: str = ""  # what its deliveries say they are (cosmetic: nothing reads it)
+    # Signing options a sample's file name implies (Shopify's topic travels in a header, not in the body).
+    sample_options: Callable[[str], dict[str, str]] = _no_options
 
 
 def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:

@@ -16,20 +16,26 @@ refund and for a single partial refund; a second partial refund of the same orde
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import catalog as c
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
-from ..identity import buyer_ip, resolve
-from ..money import Money
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.identity import buyer_ip, resolve
+from ..domain.money import Money
+from ..domain.webhook import QueuedEvent
 from ._common import as_id, hmac_sha256, iso_utc, minor_money, unix_from_iso
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
     Provider,
+    ProviderSpec,
     SignatureInvalid,
+    SigningSecret,
     WebhookRequest,
     dig,
     matches_any,
@@ -55,7 +61,7 @@ PURCHASE_TYPE_BY_BILLING_REASON = {"renewal": c.SUBSCRIPTION_RENEWAL, "updated":
 STATUS_BY_SUBSCRIPTION_STATUS = {"active": "active", "on_trial": "trialing"}
 
 
-def create(settings: Any) -> LemonSqueezyProvider:
+def create(settings: Settings) -> LemonSqueezyProvider:
     return LemonSqueezyProvider(settings)
 
 
@@ -323,3 +329,27 @@ _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "subscription_expired": _subscription_expired,
 }
 assert set(_HANDLERS) == set(PRODUCES), "every produced Lemon Squeezy event needs a handler"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """A delivery's headers as Lemon Squeezy signs them (for the tools and tests; it signs no timestamp)."""
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"content-type": "application/json", "x-signature": signature}
+    try:
+        name = json.loads(body).get("meta", {}).get("event_name")
+    except (ValueError, AttributeError):
+        name = None
+    if name:
+        headers["x-event-name"] = str(name)
+    return headers
+
+
+SPEC = ProviderSpec(
+    route=NAME,
+    title="Lemon Squeezy",
+    signing=SigningSecret(variable="LEMONSQUEEZY_WEBHOOK_SECRET_ID", resource="LemonSqueezyWebhookSecret"),
+    create=create,
+    produces=PRODUCES,
+    sign=sign,
+    user_agent="LemonSqueezy-Hookshot",
+)

@@ -17,19 +17,25 @@ newly scheduled cancellation is read from it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import catalog as c
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
-from ..identity import buyer_ip, resolve
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.identity import buyer_ip, resolve
+from ..domain.webhook import QueuedEvent
 from ._common import check_window, hmac_sha256, iso_utc, minor_money, obj, unix_from_iso
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
     Provider,
+    ProviderSpec,
     SignatureInvalid,
+    SigningSecret,
     WebhookRequest,
     dig,
     matches_any,
@@ -57,7 +63,7 @@ PURCHASE_TYPE_BY_ORIGIN = {
 STARTED_STATUSES = ("active", "trialing")
 
 
-def create(settings: Any) -> PaddleProvider:
+def create(settings: Settings) -> PaddleProvider:
     return PaddleProvider(settings)
 
 
@@ -344,3 +350,21 @@ _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "adjustment.updated": _adjustment,
 }
 assert set(_HANDLERS) == set(PRODUCES), "every produced Paddle type needs a handler"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """A delivery's headers as Paddle Billing signs them (for the tools and tests)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "paddle-signature": f"ts={ts};h1={signature}"}
+
+
+SPEC = ProviderSpec(
+    route=NAME,
+    title="Paddle Billing",
+    signing=SigningSecret(variable="PADDLE_WEBHOOK_SECRET_ID", resource="PaddleWebhookSecret", prefix="pdl_ntfset_local_"),
+    create=create,
+    produces=PRODUCES,
+    sign=sign,
+    user_agent="Paddle",
+)

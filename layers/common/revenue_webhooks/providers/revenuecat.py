@@ -21,17 +21,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .. import catalog as c
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect
-from ..identity import resolve
-from ..money import Money
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, Identity, ProfileEffect
+from ..domain.identity import resolve
+from ..domain.money import Money
+from ..domain.webhook import QueuedEvent
 from ._common import as_id, iso_utc, major_money
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
     Provider,
+    ProviderSpec,
     SignatureInvalid,
+    SigningSecret,
     WebhookRequest,
     matches_any,
     parse_json_object,
@@ -54,7 +57,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 REFUND_REASON = "CUSTOMER_SUPPORT"
 
 
-def create(settings: Any) -> RevenueCatProvider:
+def create(settings: Settings) -> RevenueCatProvider:
     return RevenueCatProvider(settings)
 
 
@@ -370,3 +373,19 @@ _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "BILLING_ISSUE": _billing_issue,
 }
 assert set(_HANDLERS) == set(PRODUCES), "every produced RevenueCat type needs a handler"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """A delivery's headers as RevenueCat sends them: the configured Authorization value, nothing signed."""
+    return {"content-type": "application/json", "authorization": secret}
+
+
+SPEC = ProviderSpec(
+    route=NAME,
+    title="RevenueCat",
+    signing=SigningSecret(variable="REVENUECAT_WEBHOOK_SECRET_ID", resource="RevenueCatWebhookSecret", prefix="Bearer rc_local_"),
+    create=create,
+    produces=PRODUCES,
+    sign=sign,
+    user_agent="RevenueCat",
+)

@@ -19,20 +19,27 @@ Gateway's receipt time, and subscription money arrives with the renewal order's 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import catalog as c
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
-from ..identity import buyer_ip, resolve
-from ..money import Money
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.identity import buyer_ip, resolve
+from ..domain.money import Money
+from ..domain.webhook import QueuedEvent
 from ._common import as_id, check_window, hmac_sha256, items, major_money, unix_from_iso
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
     Provider,
+    ProviderSpec,
     SignatureInvalid,
+    SigningSecret,
     TimestampOutOfTolerance,
     WebhookRequest,
     dig,
@@ -63,7 +70,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 RENEWAL_SOURCES = frozenset(["subscription_contract", "subscription_contract_checkout_one"])
 
 
-def create(settings: Any) -> ShopifyProvider:
+def create(settings: Settings) -> ShopifyProvider:
     return ShopifyProvider(settings)
 
 
@@ -337,3 +344,31 @@ _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "subscription_billing_attempts/failure": _billing_attempt_failed,
 }
 assert set(_HANDLERS) == set(PRODUCES), "every produced Shopify topic needs a handler"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None, *, topic: str = "orders/paid") -> dict[str, str]:
+    """A delivery's headers as Shopify sends them (for the tools and tests)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return {
+        "content-type": "application/json",
+        "x-shopify-hmac-sha256": digest,
+        "x-shopify-topic": topic,
+        "x-shopify-event-id": str(uuid.uuid5(uuid.NAMESPACE_URL, hashlib.sha256(body).hexdigest() + topic)),
+        "x-shopify-triggered-at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts)),
+        "x-shopify-webhook-id": str(uuid.uuid5(uuid.NAMESPACE_OID, hashlib.sha256(body).hexdigest())),
+        "x-shopify-shop-domain": "demo-shop.myshopify.com",
+        "x-shopify-api-version": "2025-07",
+    }
+
+
+SPEC = ProviderSpec(
+    route=NAME,
+    title="Shopify",
+    signing=SigningSecret(variable="SHOPIFY_WEBHOOK_SECRET_ID", resource="ShopifyWebhookSecret"),
+    create=create,
+    produces=PRODUCES,
+    sign=sign,
+    user_agent="Shopify-Captain-Hook",
+    sample_options=lambda name: {"topic": name.replace(".", "/", 1)},  # orders.paid.json is orders/paid
+)

@@ -18,21 +18,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from .. import catalog as c
-from ..config import ConfigError
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, ProfileEffect, payment_ref
-from ..identity import buyer_ip, resolve
-from ..money import Money
-from . import BUILT_IN
+from ..config import ConfigError, Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, ProfileEffect, payment_ref
+from ..domain.identity import buyer_ip, resolve
+from ..domain.money import Money
+from ..domain.webhook import QueuedEvent
 from ._common import as_id, check_window, iso_utc, major_money, minor_money, unix_time
 from .base import (
     ParsedWebhook,
@@ -156,19 +158,22 @@ class SenderMapping:
         return {event_type: tuple(rule.event for rule in rules) for event_type, rules in self.events.items()}
 
 
-def validate_mapping(mapping: Mapping[str, Any]) -> dict[str, SenderMapping]:
-    """Every sender of STANDARD_WEBHOOKS_MAPPING, validated (call at cold start to fail early)."""
+def validate_mapping(mapping: Mapping[str, Any], *, reserved: Collection[str] = ()) -> dict[str, SenderMapping]:
+    """Every sender of STANDARD_WEBHOOKS_MAPPING, validated (call at cold start to fail early).
+
+    `reserved`: the built-in providers' routes, which no sender may take.
+    """
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{SETTING}: expected a JSON object of sender name -> sender mapping")
-    return {name: compile_sender(name, raw) for name, raw in mapping.items()}
+    return {name: compile_sender(name, raw, reserved=reserved) for name, raw in mapping.items()}
 
 
-def compile_sender(name: str, raw: Any) -> SenderMapping:
+def compile_sender(name: str, raw: Any, *, reserved: Collection[str] = ()) -> SenderMapping:
     """One sender's mapping, validated; ConfigError names the field at fault and what it accepts."""
     where = f"{SETTING}.{name}"
     if not isinstance(name, str) or not SENDER_NAME.fullmatch(name):
         raise ConfigError(f"{where}: a sender name is 1-64 letters, digits, '-' or '_' (it is the URL path segment)")
-    if name in BUILT_IN:
+    if name in reserved:
         raise ConfigError(f"{where}: '{name}' is a built-in provider route; choose another sender name")
     if not isinstance(raw, Mapping):
         raise ConfigError(f'{where}: expected an object with "events"')
@@ -274,7 +279,7 @@ def _no_unknown(where: str, raw: Mapping[str, Any], allowed: frozenset[str]) -> 
 # --- the provider -----------------------------------------------------------------------------
 
 
-def create(settings: Any, sender_name: str) -> StandardWebhooksProvider:
+def create(settings: Settings, sender_name: str) -> StandardWebhooksProvider:
     mapping = settings.standard_webhooks_mapping or {}
     if sender_name not in mapping:
         raise ConfigError(f"{SETTING}: no sender named {sender_name!r}")
@@ -282,7 +287,7 @@ def create(settings: Any, sender_name: str) -> StandardWebhooksProvider:
 
 
 class StandardWebhooksProvider(Provider):
-    def __init__(self, settings: Any, sender: SenderMapping) -> None:
+    def __init__(self, settings: Settings, sender: SenderMapping) -> None:
         super().__init__(settings)
         self.sender = sender
         self.name = sender.name
@@ -465,3 +470,24 @@ def _signatures(header: str) -> list[bytes]:
         except (binascii.Error, ValueError):
             continue
     return found
+
+
+# --- signing, for the tools and tests ------------------------------------------------------------
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None, *, message_id: str | None = None) -> dict[str, str]:
+    """A delivery's headers as a Standard Webhooks sender signs it (for the tools and tests).
+
+    The spec's HMAC over the raw bytes: the `standardwebhooks` library signs text only, and the fuzz
+    suite signs bodies that are not UTF-8 to check the receiver refuses them after verifying.
+    """
+    ts = int(time.time()) if timestamp is None else timestamp
+    msg_id = message_id or "msg_" + hashlib.sha256(body).hexdigest()[:24]
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }

@@ -11,21 +11,27 @@ API versions embed in `charge.refunded`. Payloads are read in old (2018+) and ne
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from .. import catalog as c
-from ..envelope import QueuedEvent
-from ..facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
-from ..identity import buyer_ip, resolve
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.identity import buyer_ip, resolve
+from ..domain.webhook import QueuedEvent
 from ._common import iso_utc, minor_money
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
     Provider,
+    ProviderSpec,
     SignatureInvalid,
+    SigningSecret,
     TimestampOutOfTolerance,
     WebhookRequest,
     dig,
@@ -64,7 +70,7 @@ PURCHASE_TYPE_BY_BILLING_REASON = {
 STARTED_STATUSES = ("active", "trialing")
 
 
-def create(settings: Any) -> StripeProvider:
+def create(settings: Settings) -> StripeProvider:
     return StripeProvider(settings)
 
 
@@ -544,3 +550,21 @@ _HANDLERS = {
     "payment_intent.payment_failed": _payment_intent_failed,
 }
 assert set(_HANDLERS) == set(PRODUCES), "every produced Stripe type needs a handler"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """A delivery's headers signed as Stripe signs (for the tools and tests; `verify` uses stripe's own library)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json; charset=utf-8", "stripe-signature": f"t={ts},v1={signature}"}
+
+
+SPEC = ProviderSpec(
+    route=NAME,
+    title="Stripe",
+    signing=SigningSecret(variable="STRIPE_WEBHOOK_SECRET_ID", resource="StripeWebhookSecret", prefix="whsec_"),
+    create=create,
+    produces=PRODUCES,
+    sign=sign,
+    user_agent="Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+)

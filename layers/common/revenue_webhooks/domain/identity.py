@@ -11,13 +11,26 @@ event carries both.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .facts import Fact, Identity
 
 
+class IdentityRules(Protocol):
+    """What identity needs of the deployment's settings (config.Settings is one)."""
+
+    @property
+    def user_id_keys(self) -> tuple[str, ...]: ...
+    @property
+    def device_id_keys(self) -> tuple[str, ...]: ...
+    @property
+    def ip_keys(self) -> tuple[str, ...]: ...
+    @property
+    def id_merge(self) -> str: ...
+
+
 def resolve(
-    settings: Any,
+    settings: IdentityRules,
     metadata: Iterable[Mapping[str, Any] | None],
     *,
     reference_ids: Iterable[Any] = (),
@@ -39,12 +52,12 @@ def resolve(
     return Identity(user_id=user_id, device_id=device_id, customer=_clean(customer))
 
 
-def buyer_ip(settings: Any, metadata: Iterable[Mapping[str, Any] | None]) -> str | None:
+def buyer_ip(settings: IdentityRules, metadata: Iterable[Mapping[str, Any] | None]) -> str | None:
     """The buyer's IP when the app passed it in metadata (for Mixpanel geolocation)."""
     return _first([m for m in metadata if isinstance(m, Mapping)], tuple(settings.ip_keys))
 
 
-def distinct_id(fact: Fact, settings: Any) -> str:
+def distinct_id(fact: Fact, settings: IdentityRules) -> str:
     """The event's `distinct_id`, set explicitly so Mixpanel's deduplication sees the same value every time."""
     identity = fact.identity
     if settings.id_merge == "original":

@@ -20,24 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import runtime
-from .config import Settings
-from .envelope import QueuedEvent, dead_letter_attributes, sqs_attributes_from_record
-from .events import mixpanel_event, profile_update
-from .facts import Deferred, Fact, Identity
-from .ledger import Ledger, LedgerUnavailable, customer_key
-from .mixpanel import MixpanelClient, Outcome, Result
-from .providers import get_provider
+from .. import observability
+from ..config import Settings
+from ..domain.facts import Deferred, Fact, Identity
+from ..domain.outcomes import Outcome, Result, worst
+from ..domain.totals import customer_key
+from ..domain.webhook import QueuedEvent
+from ..mixpanel.rendering import mixpanel_event, profile_update
+from ..providers.base import Provider
+from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
+from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
 
-logger = runtime.logger
+logger = observability.logger
 
 # Time kept back from the Lambda deadline for ledger writes, dead letters and the answer.
 SAFETY_MARGIN_S = 8.0
 # What a profile request must leave of the invocation (dead letters and the answer).
 FINISH_MARGIN_S = 2.0
-# Which outcome a message takes when its events fare differently: an invalid event dead-letters the
-# message (a retry would send it to Mixpanel again), a configuration error outranks a transient one.
-_SEVERITY = {Outcome.DELIVERED: 0, Outcome.TRANSIENT: 1, Outcome.CONFIG: 2, Outcome.INVALID: 3}
 
 
 @dataclass
@@ -72,31 +71,34 @@ class Message:
 
     def decide(self, result: Result) -> None:
         """Keep the worst outcome (the first of equals): a message is only as good as its worst event."""
-        if self.result is None or _SEVERITY[result.outcome] > _SEVERITY[self.result.outcome]:
-            self.result = result
+        self.result = worst(self.result, result)
 
 
 class Forwarder:
+    """One SQS batch at a time: facts mapped, recorded once in the ledger, sent to the event sink."""
+
     def __init__(
         self,
         settings: Settings,
+        providers: Callable[[str], Provider | None],
         ledger: Ledger,
-        client: MixpanelClient,
+        sink: EventSink,
+        dead_letters: MessageQueue,
         project_token: str,
-        sqs: Any,
     ) -> None:
         self.settings = settings
+        self.providers = providers  # route -> its provider, None when no such route is configured
         self.ledger = ledger
-        self.client = client
-        self.project_token = project_token
-        self.sqs = sqs
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.project_token = project_token  # "" : profiles are not sent
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
         end = time.monotonic() + remaining_ms() / 1000
         deadline = max(time.monotonic(), end - SAFETY_MARGIN_S)
         messages = [Message(record) for record in records]
-        runtime.metrics.add_metric(name="MessagesProcessed", unit="Count", value=len(messages))
+        observability.add("MessagesProcessed", len(messages))
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
@@ -118,8 +120,8 @@ class Forwarder:
 
     def _map(self, message: Message) -> None:
         try:
-            message.queued = QueuedEvent.from_record(message.record)
-            provider = get_provider(message.queued.provider, self.settings)
+            message.queued = from_record(message.record)
+            provider = self.providers(message.queued.provider)
             if provider is None:
                 message.decide(Result(Outcome.INVALID, "unknown_provider", message.queued.provider))
                 return
@@ -211,7 +213,7 @@ class Forwarder:
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
         sending = [m for m in messages if m.result is None and m.events]
         batch = [event for m in sending for event in m.events]
-        results = self.client.import_events(batch, deadline=deadline) if batch else []
+        results = self.sink.import_events(batch, deadline=deadline) if batch else []
         position = 0
         refused: list[str] = []
         for message in sending:
@@ -262,13 +264,13 @@ class Forwarder:
                 owners.append(ck)
         failed: dict[str, Result] = {}
         for ck, result in zip(
-            owners, self.client.update_profiles(updates, deadline=deadline) if updates else [], strict=True
+            owners, self.sink.update_profiles(updates, deadline=deadline) if updates else [], strict=True
         ):
             if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
                 failed[ck] = result
             elif result.outcome is Outcome.INVALID:
                 logger.error("profile rejected by Mixpanel", extra={"customer": ck, "detail": result.detail})
-                runtime.metrics.add_metric(name="ProfileRejected", unit="Count", value=1)
+                observability.add("ProfileRejected")
         return failed
 
     def _finish(self, messages: list[Message]) -> list[str]:
@@ -289,7 +291,7 @@ class Forwarder:
                 status = "Retried"
                 retry.append(message.id)
             if result.outcome is Outcome.CONFIG:
-                runtime.metrics.add_metric(name="MixpanelConfigError", unit="Count", value=1)
+                observability.add("MixpanelConfigError")
             tallies.setdefault(status, Counter())[message.label] += 1
             # Every message that did not get through is logged; delivered ones only at DEBUG, since at
             # 2000 messages a batch their lines cost more CPU and CloudWatch money than the delivery.
@@ -297,14 +299,14 @@ class Forwarder:
             insert_ids = [event["properties"].get("$insert_id") for event in message.events]
             log(status.lower(), extra={**self._log_context(message), "reason": result.reason, "insert_ids": insert_ids})
         for name, counter in tallies.items():
-            runtime.count(name, counter)
+            observability.count(name, counter)
         logger.info("batch done", extra={"messages": len(messages), **{k: sum(v.values()) for k, v in tallies.items()}})
         return retry
 
     def _dead_letter(self, message: Message, result: Result) -> bool:
         reason = result.reason if result.outcome is Outcome.INVALID else f"retries_exhausted:{result.reason}"
         try:
-            self.sqs.send_message(
+            self.dead_letters.send_message(
                 QueueUrl=self.settings.dead_letter_queue_url,
                 MessageBody=message.record["body"],
                 MessageAttributes={
@@ -334,36 +336,3 @@ def _merge(link: Identity, own: Identity) -> Identity:
         device_id=link.device_id or own.device_id,
         customer=link.customer or own.customer,
     )
-
-
-def from_settings(settings: Settings) -> Forwarder:
-    """The container's forwarder: the credentials secret is re-read every five minutes (rotation)."""
-    from .mixpanel import Backoff, Credentials
-
-    credentials_json = runtime.secret_string(settings.mixpanel_credentials_id)
-    cached = _FORWARDERS.get(credentials_json)
-    if cached is None:
-        credentials = Credentials.from_secret(credentials_json)
-        client = MixpanelClient(
-            settings.mixpanel_base_url,
-            credentials,
-            timeout=(settings.mixpanel_connect_timeout_s, settings.mixpanel_read_timeout_s),
-            backoff=Backoff(
-                settings.mixpanel_backoff_base_s, settings.mixpanel_backoff_cap_s, settings.mixpanel_jitter_s
-            ),
-        )
-        if not credentials.project_token:
-            logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
-        cached = Forwarder(
-            settings,
-            Ledger(settings.ledger_table, runtime.aws("dynamodb")),
-            client,
-            credentials.project_token,
-            runtime.queue_sender(),
-        )
-        _FORWARDERS.clear()
-        _FORWARDERS[credentials_json] = cached
-    return cached
-
-
-_FORWARDERS: dict[str, Forwarder] = {}

@@ -1,4 +1,4 @@
-"""The ledger (DynamoDB `LedgerTable`): each business fact once, and exact customer totals.
+"""The ledger on DynamoDB (`LedgerTable`): each business fact once, and exact customer totals.
 
 Items (partition key `pk`):
 - `fact#<fact key>`: the canonical Mixpanel event of a fact, written once (conditional put).
@@ -22,8 +22,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws_clients import error_code, error_detail
-from .facts import Fact, Identity
+from ..domain.facts import Fact, Identity
+from ..domain.totals import apply, customer_key
+from ..service.ports import Ledger, LedgerUnavailable, Recorded
+from .aws import error_code, error_detail
 
 MAX_CONFLICT_RETRIES = 20
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
@@ -33,42 +35,9 @@ MAX_UNPROCESSED_ROUNDS = 8  # BatchGetItem answers that still leave keys unread 
 CONCURRENCY = 16
 
 
-class LedgerUnavailable(Exception):
-    """DynamoDB could not be read or written: the message must be retried, not dropped."""
+class DynamoDbLedger(Ledger):
+    """The `Ledger` port on one DynamoDB table (items above)."""
 
-
-def customer_key(fact: Fact) -> str | None:
-    who = fact.identity.customer or fact.identity.user_id
-    return f"{fact.provider}:{who}" if who else None
-
-
-def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
-    """Customer totals after one new fact: counters add, states keep the newest event's value."""
-    updated = dict(totals)
-    updated["revenue"] = dict(totals.get("revenue") or {})
-    effect = fact.profile
-    if effect is not None:
-        updated["purchases"] = int(totals.get("purchases", 0)) + effect.purchases
-        updated["refunds"] = int(totals.get("refunds", 0)) + effect.refunds
-        if effect.revenue is not None:
-            currency = effect.revenue.currency
-            updated["revenue"][currency] = int(updated["revenue"].get(currency, 0)) + effect.revenue.minor
-        if effect.purchases:
-            updated["last_purchase_at"] = max(int(totals.get("last_purchase_at") or 0), fact.time)
-        for state in ("status", "plan"):
-            value = getattr(effect, state)
-            if value and fact.time >= int(totals.get(f"{state}_at") or 0):
-                updated[state], updated[f"{state}_at"] = value, fact.time
-    if fact.identity.user_id and fact.time >= int(totals.get("user_id_at") or 0):
-        updated["user_id"], updated["user_id_at"] = fact.identity.user_id, fact.time
-    if fact.identity.customer:
-        updated["customer"] = fact.identity.customer
-    if fact.email and fact.time >= int(totals.get("email_at") or 0):
-        updated["email"], updated["email_at"] = fact.email, fact.time
-    return updated
-
-
-class Ledger:
     def __init__(self, table_name: str, client: Any) -> None:
         """`client`: a boto3 DynamoDB client (thread-safe; its pool should allow CONCURRENCY connections)."""
         if not table_name:
@@ -124,7 +93,7 @@ class Ledger:
         self,
         items: Sequence[tuple[Fact, dict[str, Any]]],
         written_totals: dict[str, dict[str, Any]] | None = None,
-    ) -> list[tuple[dict[str, Any], bool] | Exception]:
+    ) -> list[Recorded]:
         """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
 
         One concurrent read finds the facts already recorded and the customers' totals; the new

@@ -10,10 +10,11 @@ import time
 import uuid
 from typing import Any
 
-from . import catalog as c
-from .facts import Fact
-from .identity import device_id, distinct_id
-from .money import Money
+from ..config import Settings
+from ..domain import catalog as c
+from ..domain.facts import Fact
+from ..domain.identity import device_id, distinct_id
+from ..domain.money import Money
 
 # Fixed namespace: changing it would change every $insert_id and break deduplication of replays.
 INSERT_ID_NAMESPACE = uuid.UUID("5b0f8a64-3c1e-4d1b-9a7e-2f8f9b6c1d20")
@@ -24,7 +25,7 @@ def insert_id(fact: Fact) -> str:
     return str(uuid.uuid5(INSERT_ID_NAMESPACE, f"{fact.key}|{fact.event}"))
 
 
-def mixpanel_event(fact: Fact, settings: Any) -> dict[str, Any]:
+def mixpanel_event(fact: Fact, settings: Settings) -> dict[str, Any]:
     """The `/import` event for a fact (names mapped through EVENT_NAMES / PROPERTY_NAMES)."""
     properties: dict[str, Any] = {
         "time": int(fact.time),
@@ -48,7 +49,7 @@ def mixpanel_event(fact: Fact, settings: Any) -> dict[str, Any]:
     return {"event": settings.event_names.get(fact.event, fact.event), "properties": properties}
 
 
-def profile_update(totals: dict[str, Any], settings: Any, token: str) -> dict[str, Any] | None:
+def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> dict[str, Any] | None:
     """`/engage` `$set` of a customer's absolute totals; None while no user is known for the customer."""
     distinct = (
         totals.get("user_id") if settings.id_merge == "simplified" else totals.get("user_id") or totals.get("customer")

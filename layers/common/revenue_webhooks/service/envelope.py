@@ -1,4 +1,7 @@
-"""The queue message format (version 1), shared by the receiver, the forwarder and the tools.
+"""The queue message format (version 1): the contract between the receiver, the forwarder and the tools.
+
+The queue is SQS by design (Lambda's SQS event source feeds the forwarder), so the format is written in
+SQS's terms: SendMessage arguments one way, Lambda SQS records and ReceiveMessage results the other.
 
 The SQS message body is the provider's payload exactly as received and verified, so a
 dead letter is the original webhook and a message is as small as the webhook itself (no
@@ -12,8 +15,9 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from ..domain.webhook import QueuedEvent
 
 VERSION = "1"
 
@@ -40,62 +44,50 @@ _SQS_UNSAFE = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U001
 _SQS_SAFE_ASCII = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x80)])
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedEvent:
-    """A verified provider webhook as it travels through the queue."""
+def to_sqs(event: QueuedEvent) -> dict[str, Any]:
+    """SendMessage arguments (`MessageBody` and `MessageAttributes`) for a verified webhook."""
+    try:
+        text = event.body.decode("utf-8")
+        encoding = None if sqs_accepts(event.body, text) else "base64"
+    except UnicodeDecodeError:
+        encoding = "base64"
+    if encoding:
+        text = base64.b64encode(event.body).decode("ascii")
+    attributes = {
+        A_PROVIDER: _string(event.provider),
+        A_EVENT_ID: _string(event.event_id),
+        A_EVENT_TYPE: _string(event.event_type),
+        A_RECEIVED_AT: {"DataType": "Number", "StringValue": str(event.received_at_ms)},
+    }
+    if encoding:
+        attributes[A_BODY_ENCODING] = _string(encoding)
+    return {"MessageBody": text, "MessageAttributes": attributes}
 
-    provider: str
-    event_id: str
-    event_type: str
-    received_at_ms: int
-    body: bytes
 
-    def to_sqs(self) -> dict[str, Any]:
-        """SendMessage arguments (`MessageBody` and `MessageAttributes`)."""
-        try:
-            text = self.body.decode("utf-8")
-            encoding = None if sqs_accepts(self.body, text) else "base64"
-        except UnicodeDecodeError:
-            encoding = "base64"
-        if encoding:
-            text = base64.b64encode(self.body).decode("ascii")
-        attributes = {
-            A_PROVIDER: _string(self.provider),
-            A_EVENT_ID: _string(self.event_id),
-            A_EVENT_TYPE: _string(self.event_type),
-            A_RECEIVED_AT: {"DataType": "Number", "StringValue": str(self.received_at_ms)},
-        }
-        if encoding:
-            attributes[A_BODY_ENCODING] = _string(encoding)
-        return {"MessageBody": text, "MessageAttributes": attributes}
+def from_record(record: Mapping[str, Any]) -> QueuedEvent:
+    """From a Lambda SQS event record (camel-case `messageAttributes`, `stringValue`)."""
+    attributes = {name: value.get("stringValue") for name, value in (record.get("messageAttributes") or {}).items()}
+    return _build(record["body"], attributes)
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> QueuedEvent:
-        """From a Lambda SQS event record (camel-case `messageAttributes`, `stringValue`)."""
-        attributes = {name: value.get("stringValue") for name, value in (record.get("messageAttributes") or {}).items()}
-        return cls._build(record["body"], attributes)
 
-    @classmethod
-    def from_message(cls, message: Mapping[str, Any]) -> QueuedEvent:
-        """From an SQS ReceiveMessage result (`Body`, `MessageAttributes`, `StringValue`)."""
-        attributes = {
-            name: value.get("StringValue") for name, value in (message.get("MessageAttributes") or {}).items()
-        }
-        return cls._build(message["Body"], attributes)
+def from_message(message: Mapping[str, Any]) -> QueuedEvent:
+    """From an SQS ReceiveMessage result (`Body`, `MessageAttributes`, `StringValue`)."""
+    attributes = {name: value.get("StringValue") for name, value in (message.get("MessageAttributes") or {}).items()}
+    return _build(message["Body"], attributes)
 
-    @classmethod
-    def _build(cls, body: str, attributes: Mapping[str, str | None]) -> QueuedEvent:
-        missing = [name for name in (A_PROVIDER, A_EVENT_ID, A_EVENT_TYPE, A_RECEIVED_AT) if not attributes.get(name)]
-        if missing:
-            raise ValueError(f"queue message lacks attributes {missing}: not written by this receiver")
-        raw = base64.b64decode(body) if attributes.get(A_BODY_ENCODING) == "base64" else body.encode("utf-8")
-        return cls(
-            provider=str(attributes[A_PROVIDER]),
-            event_id=str(attributes[A_EVENT_ID]),
-            event_type=str(attributes[A_EVENT_TYPE]),
-            received_at_ms=int(str(attributes[A_RECEIVED_AT])),
-            body=raw,
-        )
+
+def _build(body: str, attributes: Mapping[str, str | None]) -> QueuedEvent:
+    missing = [name for name in (A_PROVIDER, A_EVENT_ID, A_EVENT_TYPE, A_RECEIVED_AT) if not attributes.get(name)]
+    if missing:
+        raise ValueError(f"queue message lacks attributes {missing}: not written by this receiver")
+    raw = base64.b64decode(body) if attributes.get(A_BODY_ENCODING) == "base64" else body.encode("utf-8")
+    return QueuedEvent(
+        provider=str(attributes[A_PROVIDER]),
+        event_id=str(attributes[A_EVENT_ID]),
+        event_type=str(attributes[A_EVENT_TYPE]),
+        received_at_ms=int(str(attributes[A_RECEIVED_AT])),
+        body=raw,
+    )
 
 
 def sqs_accepts(body: bytes, text: str) -> bool:

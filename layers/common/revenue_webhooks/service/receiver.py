@@ -14,16 +14,18 @@ import binascii
 import json
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from . import runtime
-from .config import SECRET_ENV, Settings
-from .envelope import QueuedEvent
-from .providers import get_provider
-from .providers.base import Provider, WebhookRejected, WebhookRequest
-from .redact import redacted_json
+from .. import observability
+from ..config import Settings
+from ..domain.redaction import redacted_json
+from ..domain.webhook import QueuedEvent
+from ..providers.base import Provider, WebhookRejected, WebhookRequest
+from .envelope import to_sqs
+from .ports import MessageQueue, WebhookSecrets
 
-logger = runtime.logger
+logger = observability.logger
 
 # API Gateway's timeEpoch is trusted only inside this range (2001-09-09 .. 2286-11-20 in milliseconds).
 _EPOCH_MS_RANGE = (1_000_000_000_000, 10_000_000_000_000)
@@ -52,57 +54,73 @@ class ProviderFailed(WebhookRejected):
     """A provider's verify or parse raised something other than a rejection: a bug, answered as a refusal."""
 
 
-def handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """API Gateway HTTP API (payload 2.0) event in, HTTP response out; never raises for any input."""
-    route = _route(event) if isinstance(event, dict) else ""
-    if not route:
-        return _answer(404, "unknown provider")
-    try:
-        provider = get_provider(route, settings)
-    except Exception:  # a deployment defect (a provider module that does not import): let the sender retry
-        logger.exception("provider unavailable", extra={"provider": route})
-        return _answer(503, "temporarily unavailable")
-    if provider is None:
-        return _answer(404, "unknown provider")
-    try:
-        request = _request(event, route, settings)
-    except WebhookRejected as rejection:
-        return _rejected(route, rejection)
-    try:
-        secrets = _secrets(route, settings)
-    except Exception:
-        logger.exception("secret unavailable", extra={"provider": route})
-        return _answer(503, "temporarily unavailable")
-    try:
-        parsed = _verify_and_parse(provider, request, secrets)
-    except WebhookRejected as rejection:
-        return _rejected(route, rejection)
-    context = {"provider": route, "event_id": parsed.event_id[:200], "event_type": parsed.event_type[:200]}
-    if settings.debug_payloads:
-        logger.info(
-            "payload (DEBUG_PAYLOADS, PII redacted)", extra={**context, "payload": redacted_json(parsed.payload)}
-        )
-    runtime.tag_request(route, parsed.event_type, parsed.event_id)
-    runtime.add("Received")
-    if not settings.accepts_mode(parsed.livemode):
-        logger.info("ignored: other mode", extra={**context, "mode": settings.mode})
-        runtime.add("Ignored")
-        return _answer(
-            200, "ignored", reason=f"{'live' if parsed.livemode else 'test'} event in a {settings.mode} deployment"
-        )
-    if not provider.is_relevant(parsed.event_type):
-        logger.info("ignored: type not mapped", extra=context)
-        runtime.add("Ignored")
-        return _answer(200, "ignored", reason="event type not mapped")
-    queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
-    try:
-        runtime.queue_sender().send_message(QueueUrl=settings.events_queue_url, **queued.to_sqs())
-    except Exception as error:
-        # The type only: a client error's text may quote the request it refused.
-        logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
-        return _answer(503, "temporarily unavailable")
-    runtime.add("Enqueued")  # its EMF record, with the event id, is the accepted webhook's log line
-    return _answer(200, "accepted")
+class Receiver:
+    """Verify, filter and enqueue one webhook; answer within what every sender waits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Callable[[str], Provider | None],
+        secrets: WebhookSecrets,
+        queue: MessageQueue,
+    ) -> None:
+        self.settings = settings
+        self.providers = providers  # route -> its provider, None when no such route is configured
+        self.secrets = secrets
+        self.queue = queue
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """API Gateway HTTP API (payload 2.0) event in, HTTP response out; never raises for any input."""
+        settings = self.settings
+        route = _route(event) if isinstance(event, dict) else ""
+        if not route:
+            return _answer(404, "unknown provider")
+        try:
+            provider = self.providers(route)
+        except Exception:  # a deployment defect (a provider module that does not import): let the sender retry
+            logger.exception("provider unavailable", extra={"provider": route})
+            return _answer(503, "temporarily unavailable")
+        if provider is None:
+            return _answer(404, "unknown provider")
+        try:
+            request = _request(event, route, settings)
+        except WebhookRejected as rejection:
+            return _rejected(route, rejection)
+        try:
+            secrets = self.secrets.for_route(route)
+        except Exception:
+            logger.exception("secret unavailable", extra={"provider": route})
+            return _answer(503, "temporarily unavailable")
+        try:
+            parsed = _verify_and_parse(provider, request, secrets)
+        except WebhookRejected as rejection:
+            return _rejected(route, rejection)
+        context = {"provider": route, "event_id": parsed.event_id[:200], "event_type": parsed.event_type[:200]}
+        if settings.debug_payloads:
+            logger.info(
+                "payload (DEBUG_PAYLOADS, PII redacted)", extra={**context, "payload": redacted_json(parsed.payload)}
+            )
+        observability.tag_request(route, parsed.event_type, parsed.event_id)
+        observability.add("Received")
+        if not settings.accepts_mode(parsed.livemode):
+            logger.info("ignored: other mode", extra={**context, "mode": settings.mode})
+            observability.add("Ignored")
+            return _answer(
+                200, "ignored", reason=f"{'live' if parsed.livemode else 'test'} event in a {settings.mode} deployment"
+            )
+        if not provider.is_relevant(parsed.event_type):
+            logger.info("ignored: type not mapped", extra=context)
+            observability.add("Ignored")
+            return _answer(200, "ignored", reason="event type not mapped")
+        queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
+        try:
+            self.queue.send_message(QueueUrl=settings.events_queue_url, **to_sqs(queued))
+        except Exception as error:
+            # The type only: a client error's text may quote the request it refused.
+            logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
+            return _answer(503, "temporarily unavailable")
+        observability.add("Enqueued")  # its EMF record, with the event id, is the accepted webhook's log line
+        return _answer(200, "accepted")
 
 
 def _request(event: dict[str, Any], route: str, settings: Settings) -> WebhookRequest:
@@ -160,16 +178,9 @@ def _verify_and_parse(provider: Provider, request: WebhookRequest, secrets: list
 
 def _rejected(route: str, rejection: WebhookRejected) -> dict[str, Any]:
     logger.info("webhook rejected", extra={"provider": route, "reason": rejection.detail[:_DETAIL_CHARS]})
-    runtime.tag_request(route, type(rejection).__name__)
-    runtime.add("Rejected")
+    observability.tag_request(route, type(rejection).__name__)
+    observability.add("Rejected")
     return _answer(rejection.status, rejection.public)
-
-
-def _secrets(route: str, settings: Settings) -> list[str]:
-    if route in SECRET_ENV:
-        secret_id = settings.secret_ids.get(route)
-        return runtime.secret_values(secret_id) if secret_id else []
-    return runtime.standard_webhooks_secrets(settings, route)
 
 
 def _route(event: dict[str, Any]) -> str:

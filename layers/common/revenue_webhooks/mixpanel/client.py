@@ -7,12 +7,11 @@ sends at 50 events (see docs/performance.md).
 
 from __future__ import annotations
 
-import enum
 import gzip
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,33 +19,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .batching import by_count_and_bytes
+from ..batching import by_count_and_bytes
+from ..domain.outcomes import DELIVERED, Outcome, Result
 
 MAX_EVENTS_PER_REQUEST = 2000
 # Mixpanel's prose says 10 MB, the spec's 413 example 2 MiB: stay under the lower figure.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024 - 64 * 1024
 MAX_PROFILES_PER_REQUEST = 2000
 MAX_CONCURRENT_REQUESTS = 8
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    INVALID = "invalid"  # Mixpanel refused the record: never retry it
-    TRANSIENT = "transient"  # 429, 5xx, timeout, connection: retry later
-    CONFIG = "config"  # 401/403/404: the deployment is misconfigured; retry the whole batch
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What happened to one event or profile update, with what an operator needs to act."""
-
-    outcome: Outcome
-    reason: str = ""
-    detail: str = ""
-    field: str = ""
-
-
-DELIVERED = Result(Outcome.DELIVERED)
 
 
 @dataclass(frozen=True)
@@ -304,20 +284,3 @@ def _json_body(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-_CLIENT: MixpanelClient | None = None
-
-
-def shared_client(factory: Callable[[], MixpanelClient]) -> MixpanelClient:
-    """One client per Lambda container, so warm invocations reuse its TLS connections."""
-    global _CLIENT
-    if _CLIENT is None:
-        _CLIENT = factory()
-    return _CLIENT
-
-
-def reset_shared_client() -> None:
-    """Forget the cached client (credentials rotated, or a test starting a new server)."""
-    global _CLIENT
-    _CLIENT = None

@@ -1,0 +1,197 @@
+"""Builds a container's objects once: the only module that knows every concrete class.
+
+The handlers call `receiver()` or `forwarder()` at init (or in SnapStart's snapshot) and on every
+invocation; each is built once per container from the settings, the boto3 clients (one per service,
+one session), the secrets cache and the providers, and reused by warm invocations. The local stack and
+the tests call `reset()` when they start a handler against new endpoints in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from . import observability, providers
+from .adapters import aws as aws_clients
+from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.secrets import Secrets
+from .adapters.sqs import QueueSender
+from .config import Settings, settings
+from .mixpanel.client import Backoff, Credentials, MixpanelClient
+from .providers.base import Provider
+from .service.forwarder import Forwarder
+from .service.receiver import Receiver
+
+# What each function calls, created at init so the first webhook does not wait for it.
+RECEIVER_SERVICES = ("sqs", "secretsmanager")
+FORWARDER_SERVICES = ("sqs", "secretsmanager", "dynamodb")
+
+
+@cache
+def aws(service: str) -> Any:
+    """The container's boto3 client for `service` (sqs, dynamodb, secretsmanager), created once."""
+    return aws_clients.client(service, _aws_session())
+
+
+@cache
+def _aws_session() -> Any:
+    """One session for every client: credentials resolved once, botocore's loaded data shared between clients."""
+    return aws_clients.session()
+
+
+@cache
+def queue() -> QueueSender:
+    """SendMessage with SQS's MD5s checked: the receiver's webhooks and the forwarder's dead letters."""
+    return QueueSender(aws("sqs"))
+
+
+@cache
+def secrets() -> Secrets:
+    """Secrets Manager through Powertools' cache; each built-in route's secret named by its provider's variable."""
+    environment = os.environ
+    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in providers.specs().items()}
+    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id)
+
+
+def provider_for(config: Settings) -> Callable[[str], Provider | None]:
+    """route -> the provider serving it (None when no such route), for the services."""
+
+    def lookup(route: str) -> Provider | None:
+        return providers.get_provider(route, config)
+
+    return lookup
+
+
+@cache
+def receiver() -> Receiver:
+    """The container's receiver, with settings validated and every route's provider built."""
+    config = _checked_settings()
+    providers.prepare_all(config, with_libraries=snapshot_init())
+    return Receiver(config, provider_for(config), secrets(), queue())
+
+
+def forwarder() -> Forwarder:
+    """The container's forwarder; rebuilt when the Mixpanel credentials secret changes (read every five minutes)."""
+    config = _checked_settings()
+    credentials_json = secrets().string(config.mixpanel_credentials_id)
+    cached = _FORWARDERS.get(credentials_json)
+    if cached is None:
+        credentials = Credentials.from_secret(credentials_json)
+        if not credentials.project_token:
+            observability.logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
+        cached = Forwarder(
+            config,
+            provider_for(config),
+            DynamoDbLedger(config.ledger_table, aws("dynamodb")),
+            mixpanel_client(config, credentials),
+            queue(),
+            credentials.project_token,
+        )
+        _FORWARDERS.clear()
+        _FORWARDERS[credentials_json] = cached
+    return cached
+
+
+_FORWARDERS: dict[str, Forwarder] = {}
+
+
+def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
+    """The ingestion client for these credentials, with the deployment's timeouts and backoff."""
+    return MixpanelClient(
+        config.mixpanel_base_url,
+        credentials,
+        timeout=(config.mixpanel_connect_timeout_s, config.mixpanel_read_timeout_s),
+        backoff=Backoff(config.mixpanel_backoff_base_s, config.mixpanel_backoff_cap_s, config.mixpanel_jitter_s),
+    )
+
+
+def prepare_receiver() -> None:
+    """Init of ReceiverFunction: settings checked, clients and providers built, SnapStart hook registered."""
+    receiver()
+    _warm_up(RECEIVER_SERVICES)
+
+
+def prepare_forwarder() -> None:
+    """Init of ForwarderFunction: settings checked, clients and providers built, SnapStart hook registered.
+
+    The forwarder itself is built at the first batch: it needs the Mixpanel credentials secret, and no
+    secret is read during init (it would be captured in a SnapStart snapshot).
+    """
+    providers.prepare_all(_checked_settings(), with_libraries=False)  # mapping needs no provider library
+    _warm_up(FORWARDER_SERVICES)
+
+
+@cache
+def _checked_settings() -> Settings:
+    config = settings()
+    providers.validate(config)
+    return config
+
+
+def _warm_up(services: tuple[str, ...]) -> None:
+    """Create the clients a function will use. Nothing is fetched: no connection is opened and no secret
+    read before the first invocation, so a snapshot holds neither a stale socket nor a rotated secret."""
+    for service in services:
+        aws(service)
+    queue()
+    secrets()
+    register_snapstart_hooks()
+
+
+def snapshot_init() -> bool:
+    """Whether this init is SnapStart's (done once per published version, then restored), not a cold start's.
+
+    Lambda says so in `AWS_LAMBDA_INITIALIZATION_TYPE`; work that only some requests need (a provider's
+    library) is then worth doing at init, since no webhook waits for it.
+    """
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+
+
+def after_restore() -> None:
+    """Run by Lambda after a SnapStart restore: what must differ between environments made from one snapshot.
+
+    `random`'s state is in the snapshot, so every restored environment would draw the same retry jitter
+    (botocore's and Mixpanel's backoff): reseeded from the OS. Cached secret values are dropped so a
+    restore never serves one older than the cache's five minutes; credentials need nothing (with SnapStart,
+    Lambda hands them out through the container credentials endpoint, and botocore refreshes them).
+    """
+    import random
+
+    random.seed()
+    if secrets.cache_info().currsize:
+        secrets().forget()
+
+
+def register_snapstart_hooks() -> bool:
+    """Register `after_restore` with Lambda's runtime hooks (once); False outside Lambda's Python runtime."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the local stack, the tests, or a runtime before Python 3.12
+        return False
+    if not _HOOKS_REGISTERED:
+        register_after_restore(after_restore)
+        _HOOKS_REGISTERED.append(True)
+    return True
+
+
+_HOOKS_REGISTERED: list[bool] = []
+
+
+def reset() -> None:
+    """Forget every per-container object (clients, secrets, settings, services), as a new container would.
+
+    Lambda never needs this; the local stack and the tests call it when they start a handler against new
+    endpoints in the same process.
+    """
+    from aws_lambda_powertools.utilities import parameters
+
+    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+        cached.cache_clear()
+    _FORWARDERS.clear()
+    _HOOKS_REGISTERED.clear()
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+    settings.cache_clear()
+    providers.forget_instances()

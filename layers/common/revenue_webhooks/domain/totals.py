@@ -1,0 +1,43 @@
+"""Customer totals: how one new fact changes a customer's counters and states, whatever the order.
+
+Counters add once per fact (the ledger records the fact and the totals together); states (status,
+plan, user id, e-mail) keep the newest event's value, so a late, older event cannot overwrite them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .facts import Fact
+
+
+def customer_key(fact: Fact) -> str | None:
+    """Whose totals a fact changes: `<provider>:<customer or user id>`, None for a guest with neither."""
+    who = fact.identity.customer or fact.identity.user_id
+    return f"{fact.provider}:{who}" if who else None
+
+
+def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
+    """Customer totals after one new fact: counters add, states keep the newest event's value."""
+    updated = dict(totals)
+    updated["revenue"] = dict(totals.get("revenue") or {})
+    effect = fact.profile
+    if effect is not None:
+        updated["purchases"] = int(totals.get("purchases", 0)) + effect.purchases
+        updated["refunds"] = int(totals.get("refunds", 0)) + effect.refunds
+        if effect.revenue is not None:
+            currency = effect.revenue.currency
+            updated["revenue"][currency] = int(updated["revenue"].get(currency, 0)) + effect.revenue.minor
+        if effect.purchases:
+            updated["last_purchase_at"] = max(int(totals.get("last_purchase_at") or 0), fact.time)
+        for state in ("status", "plan"):
+            value = getattr(effect, state)
+            if value and fact.time >= int(totals.get(f"{state}_at") or 0):
+                updated[state], updated[f"{state}_at"] = value, fact.time
+    if fact.identity.user_id and fact.time >= int(totals.get("user_id_at") or 0):
+        updated["user_id"], updated["user_id_at"] = fact.identity.user_id, fact.time
+    if fact.identity.customer:
+        updated["customer"] = fact.identity.customer
+    if fact.email and fact.time >= int(totals.get("email_at") or 0):
+        updated["email"], updated["email_at"] = fact.email, fact.time
+    return updated
