@@ -29,7 +29,7 @@ from revenue_webhooks.envelope import QueuedEvent
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.esm import sqs_record
 from devstack.lambda_runtime import LambdaContext, load_handler
-from devstack.mixpanel_server import DEMO_CREDENTIALS
+from devstack.mixpanel import DEMO_CREDENTIALS
 from devstack.template import Template
 
 from . import payloads

@@ -19,7 +19,7 @@ from typing import Any
 from devstack import signing
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.lambda_runtime import LambdaContext, load_handler
-from devstack.mixpanel_server import DEMO_CREDENTIALS
+from devstack.mixpanel import DEMO_CREDENTIALS
 from devstack.template import Template
 
 from . import payloads

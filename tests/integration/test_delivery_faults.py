@@ -18,7 +18,7 @@ from harness import SHORT_TIMEOUTS, Pipeline, stripe_checkout
 from revenue_webhooks import forwarder as forwarder_module
 from revenue_webhooks.envelope import QueuedEvent
 
-from devstack.mixpanel_server import DEMO_CREDENTIALS, Fault
+from devstack.mixpanel import DEMO_CREDENTIALS, Fault
 
 # The forwarder keeps SAFETY_MARGIN_S of its Timeout back; what is left is its time to back off in.
 ONE_SECOND_TO_BACK_OFF = forwarder_module.SAFETY_MARGIN_S + 1.0

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from revenue_webhooks import forwarder as forwarder_module
 from revenue_webhooks.envelope import QueuedEvent
 
-from devstack.mixpanel_server import RANDOM_FAULT_NAMES, Fault
+from devstack.mixpanel import RANDOM_FAULT_NAMES, Fault
 
 SLOW_ANSWER_S = 0.6  # longer than SHORT_TIMEOUTS' 0.3 s read timeout
 POISON_KINDS = ("malformed-body", "unknown-provider", "mapping-exception")
