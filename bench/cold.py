@@ -23,7 +23,7 @@ from revenue_webhooks.service.envelope import to_sqs
 from devstack import apigw
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.esm import sqs_record
-from devstack.mixpanel_server import DEMO_CREDENTIALS
+from devstack.mixpanel import DEMO_CREDENTIALS
 from devstack.template import Template
 
 from . import artifacts, payloads

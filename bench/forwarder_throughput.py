@@ -30,7 +30,7 @@ from revenue_webhooks.service.envelope import from_record, to_sqs
 from devstack.aws import LOCAL_CREDENTIALS, provision
 from devstack.esm import sqs_record
 from devstack.lambda_runtime import LambdaContext, load_handler
-from devstack.mixpanel_server import DEMO_CREDENTIALS
+from devstack.mixpanel import DEMO_CREDENTIALS
 from devstack.template import Template
 
 from . import payloads

@@ -101,13 +101,14 @@ def _sdk_compatible() -> type:
     from dataclasses import replace
     from urllib.parse import parse_qsl
 
-    from devstack import mixpanel_server as mp
+    from devstack.mixpanel import MixpanelServer
+    from devstack.mixpanel.http_adapter import Handler
 
     # http.server writes a reply's headers and body separately; with Nagle on, a keep-alive client
     # waits ~40 ms for the delayed ACK on every request, which would hide any latency setting.
-    mp._Handler.disable_nagle_algorithm = True
+    Handler.disable_nagle_algorithm = True
 
-    class SdkCompatibleServer(mp.MixpanelServer):
+    class SdkCompatibleServer(MixpanelServer):
         def _ingest(self, request: Any) -> Any:
             if request.path == "/import" and _is_form(request):
                 request.query.setdefault("strict", "0")
@@ -157,7 +158,7 @@ def _serve(kind: str, latency_s: float, read_ms: float | None = None, write_ms: 
         server = SqsEndpoint().start()
         url = server.url
     else:
-        from devstack.mixpanel_server import DEMO_CREDENTIALS
+        from devstack.mixpanel import DEMO_CREDENTIALS
 
         server = _sdk_compatible()(credentials=DEMO_CREDENTIALS, latency_s=latency_s, validate_spec=False).start()
         url = server.url

@@ -113,7 +113,7 @@ class LocalStack:
         self.function_log: Path | None = None
         self.api: HttpApi | None = None
         self.moto: MotoServer | None = None
-        self.mixpanel: Any = None  # devstack.mixpanel_server.MixpanelServer when local
+        self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
         self.esm: Any = None
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
@@ -178,7 +178,7 @@ class LocalStack:
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
 
         if api_url is None:
-            from .mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+            from .mixpanel import DEMO_CREDENTIALS, MixpanelServer
 
             self.mixpanel = MixpanelServer(
                 port=options.mixpanel_port,
@@ -326,7 +326,7 @@ class LocalStack:
             missing = [name for name, value in service.items() if not value]
             raise StackError(f"a Mixpanel service account needs {', '.join(SERVICE_ACCOUNT_ENV)}; missing {missing}")
         if not token and not all(service.values()):
-            from .mixpanel_server import DEMO_CREDENTIALS
+            from .mixpanel import DEMO_CREDENTIALS
 
             return DEMO_CREDENTIALS.secret_value(), None
         credentials: dict[str, str] = {}

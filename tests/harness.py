@@ -24,7 +24,7 @@ from devstack import apigw
 from devstack.aws import MotoServer, provision
 from devstack.esm import EventSourceMapping
 from devstack.lambda_runtime import LambdaContext, context_for, load_handler
-from devstack.mixpanel_server import DEMO_CREDENTIALS, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, MixpanelServer
+from devstack.mixpanel import DEMO_CREDENTIALS, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, MixpanelServer
 from devstack.template import Template
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -18,7 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from devstack.mixpanel_server import DEMO_CREDENTIALS, MixpanelServer
+from devstack.mixpanel import DEMO_CREDENTIALS, MixpanelServer
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,7 @@ from revenue_webhooks.domain.webhook import QueuedEvent
 from revenue_webhooks.service import forwarder as forwarder_module
 from revenue_webhooks.service.envelope import to_sqs
 
-from devstack.mixpanel_server import DEMO_CREDENTIALS, Fault
+from devstack.mixpanel import DEMO_CREDENTIALS, Fault
 
 # The forwarder keeps SAFETY_MARGIN_S of its Timeout back; what is left is its time to back off in.
 ONE_SECOND_TO_BACK_OFF = forwarder_module.SAFETY_MARGIN_S + 1.0

@@ -30,7 +30,7 @@ from revenue_webhooks.providers import sign
 
 from devstack.apigw import HttpApi, Route
 from devstack.lambda_runtime import LambdaContext
-from devstack.mixpanel_server import Fault
+from devstack.mixpanel import Fault
 
 LONG = os.environ.get("RUN_SLOW") == "1"
 # Below the template's 60 s: a retried message then waits this long, not the template's 390 s visibility.

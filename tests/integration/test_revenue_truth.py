@@ -292,7 +292,7 @@ def test_simultaneous_batches_count_each_fact_once(shared: Pipeline) -> None:
 
 def test_an_event_mixpanel_refused_is_rendered_afresh_when_replayed(shared: Pipeline) -> None:
     """After a fix, a redriven dead letter sends the fact's current rendering and counts nothing twice."""
-    from devstack.mixpanel_server import Fault
+    from devstack.mixpanel import Fault
 
     shared.reset()
     purchase = full_history(customer="cus_fix", user_id="user-fix")[0]

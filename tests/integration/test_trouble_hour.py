@@ -25,7 +25,7 @@ from revenue_webhooks.domain.webhook import QueuedEvent
 from revenue_webhooks.service import forwarder as forwarder_module
 from revenue_webhooks.service.envelope import to_sqs
 
-from devstack.mixpanel_server import RANDOM_FAULT_NAMES, Fault
+from devstack.mixpanel import RANDOM_FAULT_NAMES, Fault
 
 SLOW_ANSWER_S = 0.6  # longer than SHORT_TIMEOUTS' 0.3 s read timeout
 POISON_KINDS = ("malformed-body", "unknown-provider", "mapping-exception")

@@ -1,6 +1,6 @@
 """The Mixpanel client against the Mixpanel test server over HTTP: batching, limits, outcomes, auth, backoff.
 
-Every test sends real HTTP requests. Most go to `devstack.mixpanel_server`; a few answers it never gives
+Every test sends real HTTP requests. Most go to `devstack.mixpanel`; a few answers it never gives
 (the prose docs' `$insert_id` key, a connection closed halfway through an answer) come from a small scripted
 HTTP server below.
 """
@@ -23,7 +23,7 @@ from revenue_webhooks.domain.outcomes import Outcome
 from revenue_webhooks.mixpanel import client as mixpanel
 from revenue_webhooks.mixpanel.client import Backoff, Credentials, MixpanelClient
 
-from devstack.mixpanel_server import DEMO_CREDENTIALS, Fault, MixpanelServer
+from devstack.mixpanel import DEMO_CREDENTIALS, Fault, MixpanelServer
 
 NOW = int(time.time())
 SERVICE_ACCOUNT = Credentials(

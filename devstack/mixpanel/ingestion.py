@@ -1,0 +1,117 @@
+"""What `/import` and `/engage` do with a decoded, authenticated request: validate, store, answer like Mixpanel.
+
+The server runs the steps every ingestion request shares (latency, request log, auth, spec check, faults);
+these functions are the part that differs per endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .bodies import Parsed
+from .faults import Fault
+from .messages import Reply, import_error
+from .rules import (
+    MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_PROFILE_UPDATES_PER_REQUEST,
+    FailedRecord,
+    truncated,
+    validate_event,
+    validate_profile_update,
+)
+from .store import Store
+
+
+def import_events(
+    parsed: Parsed, auth: str | None, strict: bool, store: Store, request_id: int, reject: Fault | None
+) -> Reply:
+    """`/import`: store the valid events (even when others fail) and answer strict or lenient, as Mixpanel does."""
+    if auth is None:
+        return import_error(strict, 401, "Invalid credentials")
+    if parsed.records is None:
+        return import_error(strict, parsed.status, parsed.error or "invalid request")
+    events = parsed.records
+    if not events:
+        return import_error(strict, 400, "request must contain at least one event")
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        return import_error(strict, 400, f"request exceeds max limit of {MAX_EVENTS_PER_REQUEST} events")
+    now = time.time()
+    failures: list[FailedRecord] = []
+    valid: list[dict[str, Any]] = []
+    check_size = parsed.uncompressed_bytes >= MAX_EVENT_BYTES
+    for index, event in enumerate(events):
+        failure = validate_event(index, event, now, check_size=check_size)
+        if failure is None and reject is not None and reject.rejects(event):
+            failure = FailedRecord(index, event["properties"]["$insert_id"], reject.field, reject.message)
+        if failure is None:
+            valid.append(truncated(event))
+        else:
+            failures.append(failure)
+    if valid:  # Mixpanel ingests the valid events of a request even when others fail
+        store.add_events(request_id, valid)
+    if not strict:
+        if valid:
+            return Reply.json(200, {"status": 1})
+        return Reply.json(200, {"status": 0, "error": failures[0].message})
+    if failures:
+        return Reply.json(
+            400,
+            {
+                "code": 400,
+                "error": "some data points in the request failed validation",
+                "failed_records": [f.as_json() for f in failures],
+                "num_records_imported": len(valid),
+                "status": "Bad Request",
+            },
+        )
+    return Reply.json(200, {"code": 200, "num_records_imported": len(valid), "status": "OK"})
+
+
+def update_profiles(
+    parsed: Parsed,
+    params: dict[str, str],
+    auth: str | None,
+    project_token: str,
+    store: Store,
+    request_id: int,
+    reject: Fault | None,
+) -> Reply:
+    """`/engage`: apply the valid profile updates in order; `params` are the query and form fields together."""
+    verbose = params.get("verbose", "0")
+    if auth is None:
+        return Reply.json(401, {"error": "Invalid credentials", "status": "error"})
+    if parsed.records is None:
+        return Reply.json(400, {"error": parsed.error, "status": 0})
+    records = parsed.records
+    errors: list[tuple[int, str]] = []
+    if not records:
+        errors.append((0, "Engage API error: no profile updates in the request"))
+    elif len(records) > MAX_PROFILE_UPDATES_PER_REQUEST:
+        errors.append((0, f"Engage API error: more than {MAX_PROFILE_UPDATES_PER_REQUEST} updates in one request"))
+    valid: list[dict[str, Any]] = []
+    if not errors:
+        authenticated = auth in ("service_account", "project_token")
+        for index, record in enumerate(records):
+            error = validate_profile_update(record, project_token, authenticated)
+            if error is None and reject is not None and reject.rejects(record):
+                error = f"Engage API error: {reject.message}"
+            if error is None:
+                valid.append(record)
+            else:
+                errors.append((index, error))
+    if valid:
+        store.apply_profile_updates(request_id, valid)
+    return _engage_reply(verbose, params.get("strict") == "1", errors, bool(valid))
+
+
+def _engage_reply(verbose: str, strict: bool, errors: list[tuple[int, str]], any_valid: bool) -> Reply:
+    """`1`/`0` as text; `verbose=1` a 200 JSON status; `verbose=2` a real 400 on invalid input."""
+    if verbose not in ("1", "2"):
+        ok = any_valid  # "1 - One or more objects provided are valid"
+        return Reply(200, b"1" if ok else b"0", "text/plain; charset=utf-8")
+    payload: dict[str, Any] = {"error": errors[0][1] if errors else None, "status": 0 if errors else 1}
+    if strict and errors:
+        payload["failed_records"] = [{"index": i, "message": m} for i, m in errors]
+    return Reply.json(400 if errors and verbose == "2" else 200, payload)
