@@ -135,7 +135,12 @@ def _counting_requests() -> Any:
 PHASES = (
     ("revenue_webhooks.service.forwarder", "Forwarder", "_map", "map: parse each body, map it to facts"),
     ("revenue_webhooks.service.forwarder", "Forwarder", "_record", "ledger: render, read, write"),
-    ("revenue_webhooks.adapters.dynamodb_ledger", "DynamoDbLedger", "_batch_get", "  of which the concurrent read round"),
+    (
+        "revenue_webhooks.adapters.dynamodb_ledger",
+        "DynamoDbLedger",
+        "_batch_get",
+        "  of which the concurrent read round",
+    ),
     ("revenue_webhooks.mixpanel.client", "MixpanelClient", "import_events", "/import (alongside /engage)"),
     ("revenue_webhooks.mixpanel.client", "MixpanelClient", "update_profiles", "/engage (alongside /import)"),
     ("revenue_webhooks.service.forwarder", "Forwarder", "_finish", "dead letters, metrics, the summary"),

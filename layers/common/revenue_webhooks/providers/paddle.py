@@ -362,7 +362,9 @@ def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, st
 SPEC = ProviderSpec(
     route=NAME,
     title="Paddle Billing",
-    signing=SigningSecret(variable="PADDLE_WEBHOOK_SECRET_ID", resource="PaddleWebhookSecret", prefix="pdl_ntfset_local_"),
+    signing=SigningSecret(
+        variable="PADDLE_WEBHOOK_SECRET_ID", resource="PaddleWebhookSecret", prefix="pdl_ntfset_local_"
+    ),
     create=create,
     produces=PRODUCES,
     sign=sign,

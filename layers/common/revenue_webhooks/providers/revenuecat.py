@@ -383,7 +383,9 @@ def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, st
 SPEC = ProviderSpec(
     route=NAME,
     title="RevenueCat",
-    signing=SigningSecret(variable="REVENUECAT_WEBHOOK_SECRET_ID", resource="RevenueCatWebhookSecret", prefix="Bearer rc_local_"),
+    signing=SigningSecret(
+        variable="REVENUECAT_WEBHOOK_SECRET_ID", resource="RevenueCatWebhookSecret", prefix="Bearer rc_local_"
+    ),
     create=create,
     produces=PRODUCES,
     sign=sign,
