@@ -35,9 +35,12 @@ dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) 
 
 test: venv lint docs-check unit integration fuzz e2e template build security ## everything CI runs
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff, the import graph (no circles, the layer by role) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=layers/common:. $(BIN)/lint-imports
+	$(BIN)/mypy
+	@for handler in functions/*/app.py; do MYPYPATH=layers/common $(BIN)/mypy --follow-imports=silent $$handler || exit 1; done
 
 unit: venv ## unit tests (pure logic, signatures, mapping)
 	$(PY) -m pytest tests/unit -q -n 2 $(PYTEST_ARGS)
@@ -73,10 +76,10 @@ event: venv ## a freshly signed API Gateway event: make event PROVIDER=stripe NA
 	@$(PY) -m devstack.cli event --provider $(or $(PROVIDER),stripe) --name $(or $(NAME),checkout.session.completed)
 
 redrive: venv ## move dead letters back to EventsQueue: make redrive ARGS="--list" / ARGS="--reason mixpanel_429 --dry-run"
-	$(PY) -m devstack.cli redrive $(ARGS)
+	$(PY) -m ops.cli redrive $(ARGS)
 
 replay: venv ## post stored provider events, signed, to a webhook URL: make replay ARGS="--url ... --provider stripe events/stripe"
-	$(PY) -m devstack.cli replay $(ARGS)
+	$(PY) -m ops.cli replay $(ARGS)
 
 clean: ## remove the venv, build and local state
 	rm -rf $(VENV) .aws-sam .devstack

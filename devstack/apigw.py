@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -192,7 +192,7 @@ class HttpApi:
 
     def __init__(
         self,
-        routes: dict[Route, Invoke],
+        routes: Mapping[Route, Invoke],
         *,
         port: int = 0,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
@@ -319,7 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self, limit: int) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, size = [], 0
+            chunks: list[bytes] = []
+            size = 0
             while True:
                 length = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if length == 0:

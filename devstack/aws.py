@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
@@ -107,7 +107,14 @@ class Resources:
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
     secret_values: dict[str, str] = field(default_factory=dict)
-    resolver: Resolver | None = None
+    resolver: Resolver | None = None  # set by `provision`
+
+    @property
+    def resolve(self) -> Resolver:
+        """The template's intrinsics resolved against these resources."""
+        if self.resolver is None:
+            raise RuntimeError("resources not provisioned yet")
+        return self.resolver
 
     def queue_url(self, logical_id: str) -> str:
         return self.refs[logical_id]
@@ -159,7 +166,7 @@ def provision(
             attributes["RedrivePolicy"] = json.dumps(resolve(props["RedrivePolicy"]))
         attributes.update((queue_overrides or {}).get(logical_id, {}))
         if attributes:
-            sqs.set_queue_attributes(QueueUrl=resources.refs[logical_id], Attributes=attributes)
+            sqs.set_queue_attributes(QueueUrl=resources.refs[logical_id], Attributes=cast(Any, attributes))
 
     for logical_id in template.of_type("AWS::DynamoDB::Table"):
         props = template.properties(logical_id)

@@ -1,16 +1,15 @@
-"""`revenue-webhooks <command>`: the local stack, the demo, signed sample events, and the dead-letter tools.
+"""`revenue-webhooks-dev <command>`: the local stack, the demo, signed sample events, and the operator tools.
 
-revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
-revenue-webhooks demo       the sample events through the local pipeline, then a table of what reached Mixpanel
-revenue-webhooks event      a freshly signed API Gateway event for `sam local invoke`
-revenue-webhooks redrive    move dead letters back to EventsQueue (devstack.redrive)
-revenue-webhooks replay     post stored provider events, signed, to a webhook URL (devstack.replay)
+revenue-webhooks-dev dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
+revenue-webhooks-dev demo       the sample events through the local pipeline, then a table of what reached Mixpanel
+revenue-webhooks-dev event      a freshly signed API Gateway event for `sam local invoke`
+revenue-webhooks-dev redrive    the operator tools (ops/), as `revenue-webhooks redrive` runs them
+revenue-webhooks-dev replay
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
@@ -18,15 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-DELEGATED = {"redrive": "devstack.redrive", "replay": "devstack.replay"}
-
-
-def positive_int(value: str) -> int:
-    """An argparse type for counts: 1 or more (the delegated commands use it too)."""
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+from ops.cli import COMMANDS as DELEGATED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in DELEGATED:  # they own their flags and --help
         return _delegate(args[0], args[1:])
     parser = argparse.ArgumentParser(
-        prog="revenue-webhooks",
+        prog="revenue-webhooks-dev",
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join((__doc__ or "").splitlines()[1:]),
@@ -60,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_arguments(event)
     for name in DELEGATED:
-        commands.add_parser(name, help=f"see `revenue-webhooks {name} --help`")
+        commands.add_parser(name, help=f"see `revenue-webhooks-dev {name} --help`")
 
     parsed = parser.parse_args(args)
     if parsed.command == "dev":
@@ -119,14 +110,9 @@ def dev_command(args: argparse.Namespace) -> int:
 
 
 def _delegate(command: str, rest: list[str]) -> int:
-    try:
-        module = importlib.import_module(DELEGATED[command])
-    except ModuleNotFoundError as error:
-        if error.name != DELEGATED[command]:
-            raise
-        print(f"revenue-webhooks {command}: {DELEGATED[command]} is not installed in this checkout", file=sys.stderr)
-        return 2
-    return int(module.main(rest) or 0)
+    from ops.cli import main as ops_main
+
+    return ops_main([command, *rest])
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ from typing import Any
 
 from revenue_webhooks.service.envelope import to_sqs
 
+from ops.arguments import secret_variable
+
 from .apigw import Route, http_api_event
 from .aws import ACCOUNT, REGION
 from .esm import sqs_record
-from .samples import Sample, describe, find, secret_env
+from .samples import Sample, describe, find
 from .template import Resolver, Template
 
 RECEIVER = "ReceiverFunction"
@@ -52,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sqs:
         document = sqs_event(sample, stack=args.stack)
     else:
-        secret = args.secret or os.environ.get(secret_env(sample.route), "").strip()
+        secret = args.secret or os.environ.get(secret_variable(sample.route), "").strip()
         if not secret:
             print(
-                f"make event: set {secret_env(sample.route)} to the signing secret the receiver verifies with "
+                f"make event: set {secret_variable(sample.route)} to the signing secret the receiver verifies with "
                 f"(the value stored in its Secrets Manager secret), or pass --secret",
                 file=sys.stderr,
             )

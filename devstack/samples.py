@@ -15,16 +15,13 @@ from typing import Any
 
 from revenue_webhooks.providers import sign, specs
 
+from ops.arguments import secret_variable
+
 from .template import ROOT
 
 EVENTS_DIR = ROOT / "events"
 SQS_DIR = "sqs"  # `events/sqs/`: Lambda SQS events for the forwarder, not webhooks
 _PLACEHOLDER_SECRET = "whsec_" + base64.b64encode(bytes(24)).decode()  # valid for every scheme, verifies nothing
-
-
-def secret_env(route: str) -> str:
-    """Where a route's signing secret is given to the tools: STRIPE_WEBHOOK_SECRET, DEMO_BILLING_WEBHOOK_SECRET..."""
-    return route.upper().replace("-", "_") + "_WEBHOOK_SECRET"
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ def find(route: str, name: str, directory: Path = EVENTS_DIR) -> Sample:
 
 def secret_from(environ: Mapping[str, str], route: str) -> str | None:
     """The route's signing secret from the environment (STRIPE_WEBHOOK_SECRET...), or None."""
-    return environ.get(secret_env(route), "").strip() or None
+    return environ.get(secret_variable(route), "").strip() or None
 
 
 def describe(route: str, body: bytes, headers: Mapping[str, str], settings: Any) -> tuple[str, str]:

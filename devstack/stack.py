@@ -29,10 +29,12 @@ from typing import Any, TextIO
 import boto3
 from revenue_webhooks.service.envelope import from_record
 
+from ops.arguments import secret_variable
+
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .lambda_runtime import context_for, load_handler
-from .samples import describe, secret_env
+from .samples import describe
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
@@ -169,7 +171,7 @@ class LocalStack:
         )
         session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
         self.sqs = session.client("sqs", endpoint_url=self.moto.endpoint)
-        self.source = self.template.sqs_event_source(FORWARDER, self.resources.resolver)
+        self.source = self.template.sqs_event_source(FORWARDER, self.resources.resolve)
         self.queue_url = self.resources.queue_url(self.source.queue)
         self.queue_attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])[
             "Attributes"
@@ -215,14 +217,10 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for step in (
-            lambda: self.api and self.api.stop(),
-            lambda: self.esm and self.esm.stop(),
-            lambda: self.mixpanel and self.mixpanel.stop(),
-            lambda: self.moto and self.moto.stop(),
-        ):
+        for part in (self.api, self.esm, self.mixpanel, self.moto):
             try:
-                step()
+                if part is not None:
+                    part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
         self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
@@ -304,14 +302,14 @@ class LocalStack:
                 kept = {}
         chosen: dict[str, str] = {}
         for route in [*specs(), *self.senders]:
-            given = self.options.environ.get(secret_env(route), "").strip()
+            given = self.options.environ.get(secret_variable(route), "").strip()
             if given:
-                chosen[route], self.secret_sources[route] = given, f"from {secret_env(route)}"
+                chosen[route], self.secret_sources[route] = given, f"from {secret_variable(route)}"
             else:
                 chosen[route] = kept.get(route) or generate_secret(route)
                 kept[route] = chosen[route]
                 kept_in = f", kept in {_shown(path)}" if self.options.persist_secrets else ""
-                self.secret_sources[route] = f"generated{kept_in}; {secret_env(route)} overrides"
+                self.secret_sources[route] = f"generated{kept_in}; {secret_variable(route)} overrides"
         if self.options.persist_secrets:
             path.write_text(json.dumps(kept, indent=2) + "\n")
             path.chmod(0o600)
@@ -352,7 +350,7 @@ class LocalStack:
         """Each function's environment as the template resolves it, plus the local endpoints; then a cold start."""
         _forget_clients()
         os.environ["AWS_REGION"] = REGION
-        resolve = self.resources.resolver
+        resolve = self.resources.resolve
         local = self.moto.environment() if self.moto else {}
         self.receiver_environment = {**self.template.function_environment(RECEIVER, resolve), **local}
         self.forwarder_environment = {
@@ -473,7 +471,7 @@ class LocalStack:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-letter queue's messages, left in place (received, then made visible again), with reasons."""
-        from .redrive import Redrive
+        from ops.redrive import Redrive
 
         with self._peek_lock:
             letters = Redrive(
@@ -649,12 +647,11 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-class _Null:
+class _Null(io.StringIO):
+    """A log that keeps nothing."""
+
     def write(self, text: str) -> int:
         return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 class _FunctionOutput(io.TextIOBase):

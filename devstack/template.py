@@ -32,7 +32,7 @@ def _tag(name: str) -> Callable[[yaml.Loader, yaml.Node], Any]:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]  # a MappingNode here
         return {name: value}
 
     return construct

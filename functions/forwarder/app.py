@@ -1,5 +1,8 @@
 """ForwarderFunction: SQS batch -> Mixpanel, reporting partial batch failures. The logic lives in the layer."""
 
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from revenue_webhooks import bootstrap, observability
 
 bootstrap.prepare_forwarder()  # init (or SnapStart's snapshot): settings checked, clients and providers built
@@ -7,5 +10,5 @@ bootstrap.prepare_forwarder()  # init (or SnapStart's snapshot): settings checke
 
 @observability.logger.inject_lambda_context(clear_state=True)
 @observability.metrics.log_metrics
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return bootstrap.forwarder().process(event["Records"], context.get_remaining_time_in_millis)

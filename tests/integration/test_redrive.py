@@ -14,7 +14,7 @@ import pytest
 from revenue_webhooks.domain.webhook import QueuedEvent
 from revenue_webhooks.service.envelope import DEAD_LETTER_ATTRIBUTES, dead_letter_attributes, from_message, to_sqs
 
-from devstack import redrive
+from ops import redrive
 
 pytest.importorskip("moto")
 

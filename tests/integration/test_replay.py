@@ -16,7 +16,7 @@ from revenue_webhooks.domain import catalog as catalog
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import WebhookRejected, WebhookRequest
 
-from devstack import replay
+from ops import replay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SENDER = "demo-billing"

@@ -84,3 +84,19 @@ def test_reserialised_json_fails(provider: StripeProvider) -> None:
     headers = sign(BODY, SECRET)
     with pytest.raises(SignatureInvalid):
         provider.verify(request(json.dumps(json.loads(BODY)).encode(), headers), [SECRET])
+
+
+def test_the_age_is_checked_against_the_request_time_not_the_lambda_clock(provider: StripeProvider) -> None:
+    """A request API Gateway received a day ago (a redrive, a slow queue) with a then-fresh signature passes;
+    the same signature on a request received 400 s after signing does not (the shared 300 s window)."""
+    signed_at = int(time.time()) - 86_400
+    headers = sign(BODY, SECRET, signed_at)
+    provider.verify(request(BODY, headers, received_at=signed_at + 10), [SECRET])
+    with pytest.raises(TimestampOutOfTolerance):
+        provider.verify(request(BODY, headers, received_at=signed_at + 400), [SECRET])
+
+
+def test_a_bad_signature_is_refused_as_such_whatever_its_age(provider: StripeProvider) -> None:
+    stale = sign(BODY, "whsec_other", int(time.time()) - 3600)
+    with pytest.raises(SignatureInvalid):
+        provider.verify(request(BODY, stale), [SECRET])

@@ -66,7 +66,7 @@ def config(service: str, operator: Mapping[str, Any] | None = None) -> Any:
         retries=retries,  # type: ignore[arg-type]
         max_pool_connections=budget.pool,
         tcp_keepalive=True,
-        user_agent_appid=APP_ID,
+        user_agent_appid=APP_ID,  # type: ignore[call-arg]  # botocore has it since 1.31; its stubs do not
     )
 
 

@@ -127,7 +127,7 @@ class DynamoDbLedger(Ledger):
                     self._replace_event(fact.key, event)
                     stored = event
                 except Exception as error:
-                    stored = _unavailable(error)  # type: ignore[assignment]
+                    stored = _unavailable(error)
                 known[fact.key] = (stored, False)  # later copies in this batch send it, or fail alike
             results[index] = stored if isinstance(stored, Exception) else (stored, False)
         groups: dict[str, list[int]] = {}

@@ -26,7 +26,11 @@ class Secrets:
 
     def string(self, secret_id: str, *, force: bool = False) -> str:
         value = self.cache.get(secret_id, max_age=MAX_AGE_S, force_fetch=force)
-        return value if isinstance(value, str) else bytes(value).decode()
+        if isinstance(value, bytes):  # a SecretBinary
+            return value.decode()
+        if not isinstance(value, str):
+            raise TypeError(f"secret {secret_id} is neither a string nor binary")
+        return value
 
     def values(self, secret_id: str) -> list[str]:
         """A secret's comma-separated values (several while a secret is rotated)."""

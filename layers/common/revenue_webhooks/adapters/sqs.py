@@ -49,7 +49,7 @@ def attributes_md5(attributes: Mapping[str, Any]) -> str:
 
     (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-metadata.html)
     """
-    parts = []
+    parts: list[bytes] = []
     for name in sorted(attributes):
         value = attributes[name]
         if not isinstance(value.get("StringValue"), str):

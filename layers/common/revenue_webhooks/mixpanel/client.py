@@ -262,8 +262,8 @@ def _failed_positions(record: Any, chunk: list[int], insert_ids: list[str]) -> l
     named = record.get("insert_id") or record.get("$insert_id")
     named = named if isinstance(named, str) else ""
     index = record.get("index")
-    indexed = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(chunk)
-    if indexed and (not named or insert_ids[chunk[index]] == named):
+    placed = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(chunk)
+    if placed and isinstance(index, int) and (not named or insert_ids[chunk[index]] == named):
         return [index]
     return [position for position, i in enumerate(chunk) if named and insert_ids[i] == named]
 

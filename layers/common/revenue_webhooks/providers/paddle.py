@@ -141,7 +141,8 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
     if not isinstance(txn_id, str) or not txn_id or money is None or money.minor <= 0:
         return []  # zero-amount transactions (trials, payment-method changes) collect nothing
     subscription = txn.get("subscription_id") if isinstance(txn.get("subscription_id"), str) else None
-    origin = txn.get("origin") if isinstance(txn.get("origin"), str) else ""
+    given_origin = txn.get("origin")
+    origin = given_origin if isinstance(given_origin, str) else ""
     purchase_type = PURCHASE_TYPE_BY_ORIGIN.get(origin, c.SUBSCRIPTION_INITIAL if subscription else c.ONE_TIME)
     item = _plan_item(txn.get("items"))
     plan = _plan(item, dig(txn, "details", "line_items"))
@@ -313,7 +314,8 @@ def _plan_item(items: Any) -> dict[str, Any] | None:
     """The item that names the plan: the first recurring one, else the first."""
     candidates = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     recurring = [item for item in candidates if dig(item, "price", "billing_cycle")]
-    return (recurring or candidates or [None])[0]
+    chosen = recurring or candidates
+    return chosen[0] if chosen else None
 
 
 def _plan(item: dict[str, Any] | None, line_items: Any = None) -> str | None:

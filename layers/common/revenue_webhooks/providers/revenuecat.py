@@ -334,12 +334,14 @@ def _identity(event: dict[str, Any], settings: Any) -> Identity:
     """App user (never an anonymous id), anonymous id as the device, original app user as the customer."""
     app_user = as_id(event.get("app_user_id"))
     original = as_id(event.get("original_app_user_id"))
-    raw_aliases = event.get("aliases") if isinstance(event.get("aliases"), list) else []
+    given = event.get("aliases")
+    raw_aliases = given if isinstance(given, list) else []
     aliases = [alias for alias in (as_id(a) for a in raw_aliases) if alias]
     candidates = [app_user, original, *aliases]
     known = [value for value in candidates if value and not value.startswith(ANONYMOUS_PREFIX)]
     anonymous = next((value for value in candidates if value and value.startswith(ANONYMOUS_PREFIX)), None)
     # The event's own user; else one identified alias, only when it is unambiguous.
+    reference: str | None
     if app_user and not app_user.startswith(ANONYMOUS_PREFIX):
         reference = app_user
     else:

@@ -24,8 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from revenue_webhooks.providers import sign, specs
 
-from .cli import positive_int
-from .samples import Sample, secret_env
+from .arguments import positive_int, secret_variable
 
 SUFFIXES = (".json", ".jsonl")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -153,7 +152,7 @@ def shopify_topics(files: Sequence[Path], override: str | None) -> dict[Path, st
     """Each file's X-Shopify-Topic: `--shopify-topic`, else the file name as the samples name it (orders.paid.json)."""
     topics: dict[Path, str] = {}
     for path in files:
-        topic = override or Sample("shopify", path.stem, path).sign_options()["topic"]
+        topic = override or specs()["shopify"].sample_options(path.stem)["topic"]
         if "/" not in topic:
             raise UsageError(
                 f"{path}: Shopify sends the topic in a header, not the body; name the file after it"
@@ -197,7 +196,7 @@ class Sender:
 
     def headers(self, event: StoredEvent) -> dict[str, str]:
         options = {"topic": event.topic} if self.provider == "shopify" and event.topic else {}
-        return sign(self.provider, event.body, self.secret, **options)
+        return sign(self.provider, event.body, self.secret, None, **options)
 
     def __call__(self, event: StoredEvent) -> Delivery:
         import requests
@@ -417,9 +416,9 @@ def _prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str,
         raise UsageError(f"--url {args.url!r}: expected an http(s) URL")
     if args.shopify_topic and args.provider != "shopify":
         raise UsageError("--shopify-topic applies to --provider shopify only")
-    secret = args.secret or environ.get(secret_env(args.provider), "").strip()
+    secret = args.secret or environ.get(secret_variable(args.provider), "").strip()
     if not secret:
-        raise UsageError(f"no signing secret: pass --secret or set {secret_env(args.provider)}")
+        raise UsageError(f"no signing secret: pass --secret or set {secret_variable(args.provider)}")
     try:
         sign(args.provider, b"{}", secret)
     except ValueError as error:  # a Standard Webhooks secret must be whsec_<base64>

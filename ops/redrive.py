@@ -40,7 +40,7 @@ from revenue_webhooks.service.envelope import (
     DEAD_LETTER_ATTRIBUTES,
 )
 
-from .cli import positive_int
+from .arguments import positive_int
 
 # What `--reason` matches for messages the SQS redrive policy moved: they carry no reason.
 NO_REASON = "none"

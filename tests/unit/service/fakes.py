@@ -1,0 +1,123 @@
+"""In-memory stand-ins for the forwarder's ports (service/ports.py): a ledger, an event sink, a queue.
+
+The ledger applies the real totals rule (domain/totals.py) and records each fact once, as the DynamoDB
+ledger does; what it adds is the ability to fail on demand. The sink answers per event from a script.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from revenue_webhooks.domain.facts import Fact, Identity
+from revenue_webhooks.domain.outcomes import DELIVERED, Outcome, Result
+from revenue_webhooks.domain.totals import apply, customer_key
+from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, Recorded
+
+
+class InMemoryLedger(Ledger):
+    def __init__(self) -> None:
+        self.events: dict[str, dict[str, Any]] = {}
+        self.rejected: set[str] = set()
+        self.totals: dict[str, dict[str, Any]] = {}
+        self.link_table: dict[str, Identity] = {}
+        self.down = False  # every call raises LedgerUnavailable while True
+        self.writes = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise LedgerUnavailable("the in-memory ledger is down")
+
+    def record_all(
+        self, items: Sequence[tuple[Fact, dict[str, Any]]], written_totals: dict[str, dict[str, Any]] | None = None
+    ) -> list[Recorded]:
+        if self.down:
+            return [LedgerUnavailable("the in-memory ledger is down")] * len(items)
+        results: list[Recorded] = []
+        for fact, event in items:
+            if fact.key in self.events:
+                if fact.key in self.rejected:  # Mixpanel refused the stored one: today's rendering replaces it
+                    self.events[fact.key] = copy.deepcopy(event)
+                    self.rejected.discard(fact.key)
+                results.append((copy.deepcopy(self.events[fact.key]), False))
+                continue
+            self.writes += 1
+            self.events[fact.key] = copy.deepcopy(event)
+            for ref in fact.links:
+                self.link_table[ref] = fact.identity
+            ck = customer_key(fact)
+            if ck:
+                self.totals[ck] = apply(self.totals.get(ck, {}), fact)
+                if written_totals is not None:
+                    written_totals[ck] = copy.deepcopy(self.totals[ck])
+            results.append((copy.deepcopy(event), True))
+        return results
+
+    def facts(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        self._check()
+        return {key: copy.deepcopy(self.events[key]) for key in keys if key in self.events}
+
+    def links(self, refs: Iterable[str]) -> dict[str, Identity]:
+        self._check()
+        return {ref: self.link_table[ref] for ref in refs if ref in self.link_table}
+
+    def customers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        self._check()
+        return {key: copy.deepcopy(self.totals[key]) for key in keys if key in self.totals}
+
+    def mark_rejected(self, keys: Iterable[str]) -> None:
+        self.rejected.update(key for key in keys if key in self.events)
+
+
+@dataclass
+class ScriptedSink:
+    """The event sink: every event delivered unless `answer` says otherwise for its event (by insert id)."""
+
+    answer: Callable[[dict[str, Any]], Result] = lambda event: DELIVERED
+    profile_answer: Callable[[dict[str, Any]], Result] = lambda update: DELIVERED
+    imported: list[dict[str, Any]] = field(default_factory=list)  # every event sent, with retries
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+
+    def import_events(self, events: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
+        results = [self.answer(event) for event in events]
+        self.imported += [json.loads(json.dumps(e)) for e, r in zip(events, results, strict=True) if r == DELIVERED]
+        return results
+
+    def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
+        results = [self.profile_answer(update) for update in updates]
+        self.profiles += [u for u, r in zip(updates, results, strict=True) if r == DELIVERED]
+        return results
+
+    def delivered(self) -> dict[tuple[str, str, int, str], dict[str, Any]]:
+        """What Mixpanel keeps after deduplication: one event per (event, distinct_id, time, $insert_id)."""
+        kept: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+        for event in self.imported:
+            p = event["properties"]
+            kept.setdefault((event["event"], p["distinct_id"], p["time"], p["$insert_id"]), event)
+        return kept
+
+
+def transient(reason: str = "mixpanel_429") -> Result:
+    return Result(Outcome.TRANSIENT, reason, "scripted")
+
+
+@dataclass
+class RecordingQueue:
+    """The dead-letter queue: keeps what was sent; `down` makes every send raise."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    down: bool = False
+
+    def send_message(
+        self, *, QueueUrl: str, MessageBody: str, MessageAttributes: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if self.down:
+            raise ConnectionError("the dead-letter queue is unreachable")
+        self.sent.append({"QueueUrl": QueueUrl, "MessageBody": MessageBody, "MessageAttributes": MessageAttributes})
+        return {"MessageId": f"dl-{len(self.sent)}"}
+
+    def reasons(self) -> list[str]:
+        return [m["MessageAttributes"]["dead_letter_reason"]["StringValue"] for m in self.sent]
