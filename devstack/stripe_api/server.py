@@ -86,12 +86,11 @@ class Resource:
     item_spec: str
     filters: tuple[str, ...]
     unsupported: tuple[str, ...] = ()
-    permission: str = ""
 
     @property
     def read_permission(self) -> str:
         """The resource a restricted key must be allowed to read ("charges", "checkout_sessions", ...)."""
-        return self.permission or self.path.removeprefix("/v1/").replace("/", "_")
+        return self.path.removeprefix("/v1/").replace("/", "_")
 
 
 _COMMON = ("created", "limit", "starting_after", "ending_before", "expand")

@@ -171,7 +171,6 @@ _RESETS: dict[str, dict[str, Any]] = {
 
 # What versions before 2025-03-31.basil carry that the current shape does not, beyond the links.
 _LEGACY_INVOICE_FIELDS = ("application_fee_amount", "discount", "paid_out_of_band", "quote", "tax", "total_tax_amounts")
-_LEGACY_LINE_FIELDS = ("proration", "type", "tax_amounts", "tax_rates", "discount_amounts")
 
 
 def _base(kind: str) -> dict[str, Any]:
