@@ -534,7 +534,7 @@ class StripeApiServer:
             events = [e for e in account.store.events() if e.created >= oldest]
             universe: list[Any] = [{"id": e.id, "created": e.created, "type": e.type, "_event": e} for e in events]
         else:
-            universe = account.store.objects(resource.kind)
+            universe = account.store.objects(resource.kind, copies=False)
         keep = _filters(resource, params)
         items = [obj for obj in universe if all(check(obj) for check in keep)]
         try:

@@ -95,12 +95,16 @@ class Store:
             entry = self._entries.get(object_id)
             return copy.deepcopy(entry.versions) if entry else []
 
-    def objects(self, kind: str) -> list[Record]:
-        """The current version of every object of `kind`, newest first (Stripe's list order)."""
+    def objects(self, kind: str, *, copies: bool = True) -> list[Record]:
+        """The current version of every object of `kind`, newest first (Stripe's list order).
+
+        `copies=False` returns the stored records themselves, for readers that only look (a list request
+        filters thousands and renders a page); a stored version is never changed, only replaced.
+        """
         with self._lock:
             entries = [e for e in self._entries.values() if e.record["object"] == kind]
             entries.sort(key=lambda e: (e.record["created"], e.seq), reverse=True)
-            return [copy.deepcopy(e.record) for e in entries]
+            return [copy.deepcopy(e.record) if copies else e.record for e in entries]
 
     def add_event(self, event: Event) -> None:
         with self._lock:
