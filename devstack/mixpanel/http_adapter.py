@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..http_server import ClosingHTTPServer
 from .messages import Reply, Request, import_error
 from .rules import MAX_REQUEST_BYTES
 
@@ -22,39 +21,6 @@ log = logging.getLogger(__name__)
 
 # Bodies larger than this are not even read: the connection is answered 413 and closed.
 _READ_CAP_BYTES = 64 * 1024 * 1024
-
-
-class ClosingHTTPServer(ThreadingHTTPServer):
-    """Daemon handler threads, and stop() closes keep-alive connections instead of waiting on them."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], dispatch: Callable[[Request], Reply]
-    ) -> None:
-        self.dispatch = dispatch
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _BodyError(Exception):
@@ -69,7 +35,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind a client Session
     server_version = "devstack-mixpanel/1"
     timeout = 120  # idle keep-alive connections give their thread back eventually
-    server: ClosingHTTPServer
+    server: ClosingHTTPServer  # its `app` is the local Mixpanel's dispatch function
 
     def do_GET(self) -> None:
         self._serve()
@@ -92,7 +58,7 @@ class Handler(BaseHTTPRequestHandler):
             self.command, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), self.headers, body
         )
         try:
-            reply = self.server.dispatch(request)
+            reply = self.server.app(request)
         except Exception:
             log.exception("local Mixpanel failed on %s %s", self.command, self.path)
             reply = Reply.json(500, {"error": "the local Mixpanel server failed; see its log", "status": 0})

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..http_server import ClosingHTTPServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
 from .bodies import Parsed, parse_engage, parse_import
 from .faults import FaultPlan, fault_reply
-from .http_adapter import ClosingHTTPServer, Handler
+from .http_adapter import Handler
 from .ingestion import import_events, update_profiles
 from .messages import Reply, Request
 from .page import CATALOG_REVENUE_VIEW, RevenueView

@@ -115,9 +115,10 @@ class StripeAccount:
     ) -> Event:
         """A customer (`customer.created`)."""
         when = seconds(at)
-        record = {
+        customer_id = self.new_id("cus_", 14)
+        record: dict[str, Any] = {
             "object": "customer",
-            "id": self.new_id("cus_", 14),
+            "id": customer_id,
             "created": when,
             "email": email,
             "name": name,
@@ -128,7 +129,7 @@ class StripeAccount:
             "next_invoice_sequence": 1,
         }
         self._save(record, when)
-        return self._emit("customer.created", record["id"], when)
+        return self._emit("customer.created", customer_id, when)
 
     def _customer(self, customer: str | None) -> Record | None:
         if customer is None:

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..mixpanel_server import _HTTPServer  # a generic threading server that stops its keep-alive connections
+from ..http_server import ClosingHTTPServer
 from .account import StripeAccount
 from .faults import RATE_LIMIT_ERROR, FaultPlan
 from .shapes import invoice_payments, render
@@ -295,7 +295,7 @@ class StripeApiServer:
         self._log: list[dict[str, Any]] = []
         self._violations: list[dict[str, Any]] = []
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: ClosingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------------------------- lifecycle
@@ -319,7 +319,7 @@ class StripeApiServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), _Handler, self)  # type: ignore[arg-type]
+        self._httpd = ClosingHTTPServer((self.host, self.port), _Handler, self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -602,11 +602,10 @@ def _filters(resource: Resource, params: Mapping[str, Any]) -> list[Callable[[di
     for name in ("customer", "payment_intent", "charge", "subscription", "email", "collection_method"):
         if name in params and name in resource.filters:
             wanted = params[name]
-            if resource.kind == "invoice" and name == "subscription":
-                keep.append(lambda obj, w=wanted: obj.get("_subscription") == w)
-            else:
-                keep.append(lambda obj, n=name, w=wanted: obj.get(n) == w)
+            field = "_subscription" if resource.kind == "invoice" and name == "subscription" else name
+            keep.append(_field_equals(field, wanted))
     status = params.get("status")
+    allowed: tuple[str, ...]
     if resource.kind == "subscription":
         allowed = _SUBSCRIPTION_STATUSES
         if status is None:
@@ -704,3 +703,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def _field_equals(name: str, wanted: Any) -> Callable[[dict[str, Any]], bool]:
+    """A list filter: the object's `name` is `wanted`."""
+    return lambda obj: obj.get(name) == wanted

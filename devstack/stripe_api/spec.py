@@ -85,7 +85,7 @@ class SpecChecker:
 
     @staticmethod
     def _stripe_examples() -> dict[str, Any]:
-        kinds = ("balance_transaction", "charge", "checkout.session", "customer", "event", "invoice")
+        kinds: tuple[str, ...] = ("balance_transaction", "charge", "checkout.session", "customer", "event", "invoice")
         kinds += ("line_item", "payment_intent", "refund", "subscription", "subscription_item")
         return {kind: current_example(kind) for kind in kinds}
 
