@@ -2,7 +2,7 @@
 
 import pytest
 
-from devstack.template import Template
+from devstack.template import ROOT, Template
 
 PUBLIC_IDS = {
     "WebhookApi",
@@ -105,3 +105,22 @@ def test_snapstart_is_a_parameter_off_by_default_and_the_alias_is_invoked_either
         assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
         permission = resources["ReceiverFunctionWebhookPermission"]
         assert permission["Properties"]["FunctionName"] == {"Ref": "ReceiverFunctionAliasactive"}
+
+
+def test_every_provider_declaration_has_its_secret_variable_and_policy_in_the_template() -> None:
+    """docs/providers.md, "Adding a provider": the module's SPEC and the template's secret agree."""
+    from revenue_webhooks.providers import specs
+
+    template = Template()
+    receiver = template.properties("ReceiverFunction")
+    variables = receiver["Environment"]["Variables"]
+    readable = {
+        str(policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]["Ref"])
+        for policy in receiver["Policies"]
+        if isinstance(policy, dict) and "AWSSecretsManagerGetSecretValuePolicy" in policy
+    }
+    for route, spec in specs().items():
+        assert variables.get(spec.signing.variable) == {"Ref": spec.signing.resource}, route
+        assert template.doc["Resources"][spec.signing.resource]["Type"] == "AWS::SecretsManager::Secret", route
+        assert spec.signing.resource in readable, route
+        assert (ROOT / "events" / route).is_dir(), f"events/{route}/ holds {route}'s samples"
