@@ -10,7 +10,7 @@ import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class ClosingHTTPServer(ThreadingHTTPServer):
@@ -45,3 +45,66 @@ class ClosingHTTPServer(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class LocalServer:
+    """Start/stop of a local stand-in served by `ClosingHTTPServer` on a daemon thread, on loopback.
+
+    A subclass sets `host`, `port` (0: any free one) and `thread_name`, and says which handler class serves it
+    and what the handler's `server.app` is (`_handler_and_app`). stop() wakes whatever waits on `_stopping`
+    (latencies, slow faults) and closes open connections; start() after stop() reuses the same port.
+    """
+
+    host: str
+    port: int
+    thread_name = "local-server"
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._httpd: ClosingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:3001."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        """Bind and serve on a daemon thread."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        handler, app = self._handler_and_app()
+        self._httpd = ClosingHTTPServer((self.host, self.port), handler, app)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.thread_name}:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop at once: wake sleeping latencies and slow faults, close open connections. Data stays readable."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -6,12 +6,11 @@ scripted here and served by the real server, never patched into the client.
 
 from __future__ import annotations
 
-import random
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..fault_plan import FaultPlan as BaseFaultPlan
 from .messages import REASONS, Reply, import_error
 from .rules import INGESTION_PATHS, MAX_REQUEST_BYTES
 
@@ -98,86 +97,24 @@ class Fault:
         return False
 
 
-class FaultPlan:
-    """The faults a test scripts: a queue consumed one per matching request, then an optional random mode."""
+class FaultPlan(BaseFaultPlan[Fault]):
+    """The local Mixpanel's scripted faults: for /import and /engage (None: either)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: list[Fault] = []
-        self._rng: random.Random | None = None
-        self._rates: list[tuple[str, float]] = []
-        self._random_path: str | None = None
-        self._slow_s = 0.0
-        self._served: dict[str, int] = {}
+    NAMES = RANDOM_FAULT_NAMES
 
-    def push(self, *faults: Fault) -> None:
-        """Queue faults; each is used by the next request to its path (or to any ingestion path)."""
-        with self._lock:
-            self._queue.extend(faults)
+    def build(self, name: str, path: str, slow_s: float) -> Fault:
+        if name == "slow":
+            return Fault.slow(slow_s, path=path)
+        if name == "disconnect":
+            return Fault.disconnect(path=path)
+        return Fault.http(int(name), path=path)
 
-    def random(self, seed: int, rates: Mapping[str, float], *, path: str | None = None, slow_s: float = 5.0) -> None:
-        """Fail requests at random but reproducibly: `rates` maps "500"/"502"/"503"/"429"/"413"/"401"/"slow"/
-        "disconnect" to a probability per request. Queued faults still come first."""
-        unknown = set(rates) - set(RANDOM_FAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown fault names {sorted(unknown)}: expected some of {RANDOM_FAULT_NAMES}")
-        if any(rate < 0 for rate in rates.values()) or sum(rates.values()) > 1:
-            raise ValueError("fault rates must be >= 0 and add up to at most 1")
-        if path is not None and path not in INGESTION_PATHS:
-            raise ValueError(f"fault path {path!r}: expected None or one of {INGESTION_PATHS}")
-        with self._lock:
-            self._rng = random.Random(seed)  # noqa: S311 - reproducible test faults, not cryptography
-            self._rates = list(rates.items())
-            self._random_path = path
-            self._slow_s = slow_s
+    def matches(self, fault: Fault, path: str) -> bool:
+        return fault.path in (None, path)
 
-    def clear(self) -> None:
-        """Drop queued faults and the random mode; the served counters stay."""
-        with self._lock:
-            self._queue.clear()
-            self._rng = None
-            self._rates = []
-
-    @property
-    def pending(self) -> list[Fault]:
-        with self._lock:
-            return list(self._queue)
-
-    @property
-    def served(self) -> dict[str, int]:
-        """How many of each fault were served, keyed by `Fault.name` ("503", "reject", "slow", ...)."""
-        with self._lock:
-            return dict(self._served)
-
-    def reset(self) -> None:
-        self.clear()
-        with self._lock:
-            self._served.clear()
-
-    def take(self, path: str) -> Fault | None:
-        """The fault for this request, if any (and count it as served)."""
-        with self._lock:
-            fault = next((f for f in self._queue if f.path in (None, path)), None)
-            if fault is not None:
-                self._queue.remove(fault)
-            elif self._rng is not None and self._random_path in (None, path):
-                fault = self._draw(path)
-            if fault is not None:
-                self._served[fault.name] = self._served.get(fault.name, 0) + 1
-            return fault
-
-    def _draw(self, path: str) -> Fault | None:
-        assert self._rng is not None
-        roll, cumulative = self._rng.random(), 0.0
-        for name, rate in self._rates:
-            cumulative += rate
-            if roll < cumulative:
-                if name == "slow":
-                    return Fault.slow(self._slow_s, path=path)
-                if name == "disconnect":
-                    return Fault.disconnect(path=path)
-                return Fault.http(int(name), path=path)
-        return None
+    def check_scope(self, scope: str | None) -> None:
+        if scope is not None and scope not in INGESTION_PATHS:
+            raise ValueError(f"fault path {scope!r}: expected None or one of {INGESTION_PATHS}")
 
 
 _PROXY_ERROR_PAGE = "<html><head><title>{code} {phrase}</title></head><body><h1>{code} {phrase}</h1></body></html>"

@@ -6,12 +6,12 @@ Each endpoint is one entry of the route table, a function from `Request` to `Rep
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ..http_server import ClosingHTTPServer
+from ..http_server import LocalServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
 from .bodies import Parsed, parse_engage, parse_import
@@ -29,12 +29,14 @@ Route = Callable[[Request], Reply]
 _LOOPBACK_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1"}
 
 
-class MixpanelServer:
+class MixpanelServer(LocalServer):
     """A Mixpanel-compatible `/import` + `/engage` server on 127.0.0.1, with SQLite storage and a page at `/`.
 
     `latency_s` is added to every ingestion request; `dead_letters` (optional) returns the dead-letter queue's
     messages for the page; `validate_spec=False` skips the OpenAPI checks (benchmarks measuring the client).
     """
+
+    thread_name = "mixpanel"
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class MixpanelServer:
         revenue: RevenueView = CATALOG_REVENUE_VIEW,
         validate_spec: bool = True,
     ) -> None:
+        super().__init__()
         if host not in _LOOPBACK_HOSTS:
             raise ValueError(f"host {host!r}: the local Mixpanel binds 127.0.0.1 only")
         if latency_s < 0:
@@ -63,49 +66,11 @@ class MixpanelServer:
         self._store = Store(self.db_path)
         self._spec = spec_checker() if validate_spec else None
         self._routes = self._route_table()
-        self._stopping = threading.Event()
-        self._httpd: ClosingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # lifecycle
 
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:3001 (the API host to configure clients with)."""
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> MixpanelServer:
-        """Bind and serve on a daemon thread; after a stop(), start() again reuses the same port."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = ClosingHTTPServer((self.host, self.port), Handler, self._dispatch)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"mixpanel:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop quickly: wake any sleeping latency or slow fault, close open connections. Data stays readable."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MixpanelServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
+        return Handler, self._dispatch
 
     # what was received
 

@@ -8,11 +8,11 @@ library raises `RateLimitError` at once: the caller must back off itself (stripe
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ..fault_plan import FaultPlan as BaseFaultPlan
 
 FaultKind = Literal["http", "slow", "disconnect"]
 RANDOM_FAULT_NAMES = ("rate_limit", "lock_timeout", "500", "502", "503", "slow", "disconnect")
@@ -97,59 +97,16 @@ def _by_name(name: str, path: str | None, slow_s: float) -> Fault:
     return Fault.server_error(int(name), path=path)
 
 
-class FaultPlan:
-    """Queued faults, used one per matching request, then an optional reproducible random mode."""
+class FaultPlan(BaseFaultPlan[Fault]):
+    """The local Stripe API's scripted faults: `path` is a prefix ("/v1/invoices"), None any request."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: list[Fault] = []
-        self._rng: random.Random | None = None
-        self._rates: list[tuple[str, float]] = []
-        self._random_path: str | None = None
-        self._slow_s = 0.0
-        self._served: dict[str, int] = {}
+    NAMES = RANDOM_FAULT_NAMES
 
-    def push(self, *faults: Fault) -> None:
-        with self._lock:
-            self._queue.extend(faults)
+    def build(self, name: str, path: str, slow_s: float) -> Fault:
+        return _by_name(name, path, slow_s)
 
-    def random(self, seed: int, rates: Mapping[str, float], *, path: str | None = None, slow_s: float = 5.0) -> None:
-        """Fail requests at random: `rates` maps names of `RANDOM_FAULT_NAMES` to a probability per request."""
-        unknown = set(rates) - set(RANDOM_FAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown fault names {sorted(unknown)}: expected some of {RANDOM_FAULT_NAMES}")
-        if any(rate < 0 for rate in rates.values()) or sum(rates.values()) > 1:
-            raise ValueError("fault rates must be >= 0 and add up to at most 1")
-        with self._lock:
-            self._rng = random.Random(seed)  # noqa: S311 - reproducible test faults, not cryptography
-            self._rates = list(rates.items())
-            self._random_path = path
-            self._slow_s = slow_s
+    def matches(self, fault: Fault, path: str) -> bool:
+        return fault.matches(path)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self._rng = None
-            self._rates = []
-
-    @property
-    def served(self) -> dict[str, int]:
-        """How many of each fault were served, by `Fault.name`."""
-        with self._lock:
-            return dict(self._served)
-
-    def take(self, path: str) -> Fault | None:
-        with self._lock:
-            fault = next((f for f in self._queue if f.matches(path)), None)
-            if fault is not None:
-                self._queue.remove(fault)
-            elif self._rng is not None and (self._random_path is None or path.startswith(self._random_path)):
-                roll, cumulative = self._rng.random(), 0.0
-                for name, rate in self._rates:
-                    cumulative += rate
-                    if roll < cumulative:
-                        fault = _by_name(name, path, self._slow_s)
-                        break
-            if fault is not None:
-                self._served[fault.name] = self._served.get(fault.name, 0) + 1
-            return fault
+    def in_scope(self, scope: str | None, path: str) -> bool:
+        return scope is None or path.startswith(scope)

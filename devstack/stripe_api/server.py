@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..http_server import ClosingHTTPServer
+from ..http_server import LocalServer
 from .account import StripeAccount
 from .faults import RATE_LIMIT_ERROR, FaultPlan
 from .shapes import invoice_payments, render
@@ -250,7 +250,7 @@ class _Reply:
     disconnect: bool = False
 
 
-class StripeApiServer:
+class StripeApiServer(LocalServer):
     """A Stripe-compatible read API on 127.0.0.1 over one account per mode (test, and optionally live).
 
     `keys`: the API keys it accepts (default: one generated test secret key, `secret_key`). `latency_s` is
@@ -258,6 +258,8 @@ class StripeApiServer:
     `read_limits`: requests per second per mode before Stripe's 429 (None: unlimited). `validate_spec`: check
     every answer against Stripe's spec (`spec_violations()`). `now`: the clock of `/v1/events`' 30 days.
     """
+
+    thread_name = "stripe-api"
 
     def __init__(
         self,
@@ -275,6 +277,7 @@ class StripeApiServer:
         now: Callable[[], float] = time.time,
         event_retention_s: int = EVENT_RETENTION_S,
     ) -> None:
+        super().__init__()
         if host not in _LOOPBACK_HOSTS:
             raise ValueError(f"host {host!r}: the local Stripe API binds 127.0.0.1 only")
         if latency_s < 0 or list_latency_s < 0:
@@ -294,17 +297,8 @@ class StripeApiServer:
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._violations: list[dict[str, Any]] = []
-        self._stopping = threading.Event()
-        self._httpd: ClosingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------------------------- lifecycle
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self.port}"
 
     @property
     def secret_key(self) -> str:
@@ -315,38 +309,8 @@ class StripeApiServer:
         """What the project's tools read to use this API instead of Stripe's."""
         return {"STRIPE_API_BASE": self.url, "STRIPE_API_KEY": self.secret_key}
 
-    def start(self) -> StripeApiServer:
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = ClosingHTTPServer((self.host, self.port), _Handler, self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"stripe-api:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop at once: wake sleeping latencies and slow faults, close open connections."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> StripeApiServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
+        return _Handler, self
 
     # ------------------------------------------------------------------------------------ what happened
 
