@@ -11,6 +11,8 @@ PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 	"$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 BOOTSTRAP_PYTHON ?= $(or $(PYTHON313),python3)
 PYTEST_ARGS ?=
+# template.yaml's Architecture parameter, for the build (the layer's wheels) and the parameter override alike.
+ARCHITECTURE ?= arm64
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
@@ -53,8 +55,8 @@ template: venv ## cfn-lint and sam validate
 	$(BIN)/sam validate --lint
 	$(BIN)/sam validate --region us-east-1
 
-build: venv ## sam build (needs python3.13, which the venv provides)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+build: venv ## sam build (needs python3.13, which the venv provides); ARCHITECTURE=x86_64 for x86 machines
+	PATH="$(abspath $(BIN)):$$PATH" ARCHITECTURE=$(ARCHITECTURE) $(BIN)/sam build --parameter-overrides Architecture=$(ARCHITECTURE)
 
 bench: venv ## benchmarks vs the alternatives, same run: prints tables, writes bench/results/*.json (docs/performance.md)
 	$(PY) -m bench

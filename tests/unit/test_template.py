@@ -58,7 +58,32 @@ def test_webhook_route_and_output() -> None:
     assert "WebhookUrl" in template.doc["Outputs"]
 
 
-def test_runtime_and_architecture() -> None:
+def test_runtime_and_one_architecture_for_functions_and_layer() -> None:
     template = Template()
     assert template.function_setting("ReceiverFunction", "Runtime") == "python3.13"
-    assert template.function_setting("ForwarderFunction", "Architectures") == ["arm64"]
+    parameter = template.doc["Parameters"]["Architecture"]
+    assert parameter["Default"] == "arm64" and sorted(parameter["AllowedValues"]) == ["arm64", "x86_64"]
+    architecture = {"Ref": "Architecture"}
+    for function in ("ReceiverFunction", "ForwarderFunction"):
+        assert template.function_setting(function, "Architectures") == [architecture]
+    layer = template.resources["CommonLayer"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
+    assert layer["Metadata"]["BuildArchitecture"] == architecture
+
+
+def test_variables_for_sam_local_are_declared_empty_and_empty_changes_nothing() -> None:
+    """`sam local --env-vars` only sets declared variables; deployed, their empty values must mean "unset"."""
+    from revenue_webhooks.aws_json import endpoint
+    from revenue_webhooks.config import MIXPANEL_HOSTS, from_environ
+
+    template = Template()
+
+    def resolve(value: object) -> object:  # parameters by their defaults, resources by their logical ids
+        return template.parameters.get(value["Ref"], value["Ref"]) if isinstance(value, dict) else value
+
+    receiver = template.function_environment("ReceiverFunction", resolve)
+    forwarder = template.function_environment("ForwarderFunction", resolve)
+    assert receiver["AWS_ENDPOINT_URL"] == forwarder["AWS_ENDPOINT_URL"] == ""
+    assert forwarder["MIXPANEL_API_URL"] == ""
+    assert from_environ(forwarder).mixpanel_base_url == MIXPANEL_HOSTS[template.parameters["MixpanelRegion"]]
+    assert endpoint("SQS", "sqs", "eu-west-1", receiver) == "https://sqs.eu-west-1.amazonaws.com"
