@@ -32,7 +32,7 @@ venv: $(VENV)/.installed ## create .venv with the project and its tools
 demo: venv ## run the whole pipeline locally on the sample events and print what reached Mixpanel
 	$(PY) -m devstack.cli demo
 
-dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C
+dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C; SAM_LOCAL=1 for sam local
 	$(PY) -m devstack.cli dev
 
 test: venv lint docs-check unit integration fuzz e2e template build security ## everything CI runs

@@ -1,6 +1,7 @@
 """`revenue-webhooks <command>`: the local stack, the demo, signed sample events, and the dead-letter tools.
 
-revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
+revenue-webhooks dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change;
+                            --sam-local or SAM_LOCAL=1: also for `sam local`'s containers, on docker's bridge)
 revenue-webhooks demo       the sample events through the local pipeline, then a table of what reached Mixpanel
 revenue-webhooks event      a freshly signed API Gateway event for `sam local invoke`
 revenue-webhooks redrive    move dead letters back to EventsQueue (devstack.redrive)
@@ -43,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dev = commands.add_parser("dev", help="run the local stack until Ctrl-C")
     dev.add_argument("--verbose", action="store_true", help="also show the functions' JSON logs and metrics")
+    dev.add_argument(
+        "--sam-local",
+        action="store_true",
+        help="moto and the local Mixpanel also listen on docker's bridge (for `sam local`), "
+        "and .devstack/sam-env.json is written for --env-vars (same as SAM_LOCAL=1)",
+    )
     dev.add_argument("--template", type=Path, help="another template file (default: the repository's template.yaml)")
     dev.add_argument(
         "--parameter",
@@ -83,6 +90,7 @@ def dev_command(args: argparse.Namespace) -> int:
     try:
         options = Options.from_environ(os.environ)
         options.verbose = args.verbose
+        options.sam_local = options.sam_local or args.sam_local
         if args.template:
             options.template_path = args.template.resolve()
         for item in args.parameter:

@@ -932,6 +932,8 @@ def _fault_reply(status: int, path: str, strict: bool) -> _Reply:
 class MixpanelServer:
     """A Mixpanel-compatible `/import` + `/engage` server on 127.0.0.1, with SQLite storage and a page at `/`.
 
+    `listen_also` adds docker's bridge for `sam local`'s containers (devstack.bridge), on request only.
+
     `latency_s` is added to every ingestion request; `dead_letters` (optional) returns the dead-letter queue's
     messages for the page; `validate_spec=False` skips the OpenAPI checks (benchmarks measuring the client).
     """
@@ -965,6 +967,7 @@ class MixpanelServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._more: list[tuple[_HTTPServer, threading.Thread]] = []
 
     # lifecycle
 
@@ -994,11 +997,27 @@ class MixpanelServer:
         if httpd is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server, thread in [(httpd, self._thread), *self._more]:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
+        self._more.clear()
+
+    def listen_also(self, sock: socket.socket) -> None:
+        """Serve on another listening socket as well, until stop(): docker's bridge for `sam local` (devstack.bridge)."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        server = _HTTPServer(sock.getsockname()[:2], _Handler, self, sock=sock)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"mixpanel:{sock.getsockname()}",
+            daemon=True,
+        )
+        thread.start()
+        self._more.append((server, thread))
 
     def __enter__(self) -> MixpanelServer:
         return self.start()
@@ -1419,11 +1438,23 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: MixpanelServer) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        app: MixpanelServer,
+        *,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Bind `address`, or serve `sock`, a socket already bound and listening."""
         self.app = app
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
