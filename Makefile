@@ -16,7 +16,7 @@ ARCHITECTURE ?= arm64
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security
+.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security sam-local-test
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ template: venv ## cfn-lint and sam validate
 
 build: venv ## sam build (needs python3.13, which the venv provides); ARCHITECTURE=x86_64 for x86 machines
 	PATH="$(abspath $(BIN)):$$PATH" ARCHITECTURE=$(ARCHITECTURE) $(BIN)/sam build --parameter-overrides Architecture=$(ARCHITECTURE)
+
+sam-local-test: venv ## sam build, sam local invoke of both functions and start-api in Docker against make dev's services (root on Linux; skips elsewhere)
+	RUN_SAM_LOCAL=1 $(PY) -m pytest tests/sam_local -q -s -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv ## benchmarks vs the alternatives, same run: prints tables, writes bench/results/*.json (docs/performance.md)
 	$(PY) -m bench
