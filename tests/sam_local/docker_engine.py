@@ -44,7 +44,6 @@ def ensure_commands(commands: Sequence[str], log: Log) -> None:
     packages = sorted({PACKAGES[command] for command in missing})
     if shutil.which("apt-get") is None:
         raise Unavailable(f"{', '.join(missing)} missing and no apt-get to install {' '.join(packages)}")
-    log(f"apt-get install {' '.join(packages)}")
     # Packages must not start services: a docker.io started by its package would NAT containers to the world.
     placed = not POLICY_RC_D.exists()
     if placed:
@@ -58,10 +57,11 @@ def ensure_commands(commands: Sequence[str], log: Log) -> None:
             ["apt-get", "update", "-qq"],
             ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
         )
-        for step in steps:
-            done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600, check=False)
-            if done.returncode != 0:
-                raise Unavailable(f"{' '.join(step)} failed: {_tail(done.stderr or done.stdout)}")
+        with timed(log, f"apt-get install {' '.join(packages)}"):
+            for step in steps:
+                done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600, check=False)
+                if done.returncode != 0:
+                    raise Unavailable(f"{' '.join(step)} failed: {_tail(done.stderr or done.stdout)}")
     finally:
         if placed:
             POLICY_RC_D.unlink(missing_ok=True)
