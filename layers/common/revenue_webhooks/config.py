@@ -60,6 +60,13 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # Stripe's API (catch-up; the forwarder's lookups of payments the ledger never saw): the StripeApiKey
+    # secret's id, and another API than Stripe's when set (the local stand-in). The key itself is never a
+    # setting: it is read from the secret, or from STRIPE_API_KEY by the CLI and the local stack.
+    stripe_api_key_id: str = ""
+    stripe_api_base: str = ""
+    catch_up_overlap_s: int = 3600
+    catch_up_delay_s: int = 600
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -86,6 +93,9 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     api_url = environ.get("MIXPANEL_API_URL", "")
     if api_url and not api_url.startswith(("https://", "http://")):
         raise ConfigError(f"MIXPANEL_API_URL={api_url!r}: expected an http(s) URL")
+    stripe_api_base = environ.get("STRIPE_API_BASE", "").strip()
+    if stripe_api_base and not stripe_api_base.startswith(("https://", "http://")):
+        raise ConfigError(f"STRIPE_API_BASE={stripe_api_base!r}: expected an http(s) URL")
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
@@ -121,6 +131,10 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
+        stripe_api_key_id=environ.get("STRIPE_API_KEY_ID", ""),
+        stripe_api_base=stripe_api_base,
+        catch_up_overlap_s=_int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
+        catch_up_delay_s=_int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
     )
 
 
