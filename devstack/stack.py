@@ -34,6 +34,7 @@ from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
 
+from . import catch_up
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .lambda_runtime import context_for, load_handler
@@ -122,6 +123,7 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
         self.esm: Any = None
+        self.catch_up: catch_up.CatchUpSchedule | None = None
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
@@ -175,6 +177,7 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        secret_values.update(catch_up.secret_values(self, self._ref(FORWARDER, "STRIPE_API_KEY_ID")))
         self.resources = provision(
             self.template, self.moto.endpoint, stack=options.stack_name, secret_values=secret_values
         )
@@ -211,6 +214,7 @@ class LocalStack:
 
         self._load_functions(api_url)
         self._write_sam_env()
+        self.catch_up = catch_up.start(self, self.moto.environment())
         from .esm import EventSourceMapping
 
         self.esm = EventSourceMapping(
@@ -228,13 +232,15 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, self.catch_up, self.esm, self.mixpanel, self.moto):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.api = self.esm = self.moto = self.catch_up = (
+            None  # the local Mixpanel's data stays readable (the demo's table)
+        )
         _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
@@ -368,6 +374,7 @@ class LocalStack:
             **self.template.function_environment(FORWARDER, resolve),
             **local,
             "MIXPANEL_API_URL": mixpanel_url,
+            **catch_up.function_variables(self),
         }
         from revenue_webhooks.config import ConfigError, from_environ
 

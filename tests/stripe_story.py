@@ -211,6 +211,58 @@ class Story:
     def invoice_event(self, event_type: str, invoice: dict[str, Any]) -> dict[str, Any]:
         return self._event(event_type, copy.deepcopy(invoice))
 
+    # ---- PaymentIntents ------------------------------------------------------------------
+
+    def payment_intent_succeeded(
+        self,
+        intent_id: str,
+        amount: int,
+        currency: str = "usd",
+        *,
+        invoice: str | None = None,
+        charge: str | None = None,
+        metadata: dict[str, str] | None = None,
+        customer: str | None = "",
+    ) -> dict[str, Any]:
+        """`payment_intent.succeeded` (Stripe sends it for every payment): before basil it names its invoice."""
+        intent = _object("payment_intent.succeeded")
+        intent.update(
+            id=intent_id,
+            amount=amount,
+            amount_received=amount,
+            currency=currency,
+            customer=self.customer if customer == "" else customer,
+            metadata=dict(self.metadata if metadata is None else metadata),
+            status="succeeded",
+        )
+        intent.pop("charges", None)
+        intent["latest_charge"] = charge
+        if self.api_version >= BASIL:
+            intent.pop("invoice", None)
+        else:
+            intent["invoice"] = invoice
+        return self._event("payment_intent.succeeded", intent)
+
+    def invoice_payment_paid(
+        self, invoice_id: str, intent_id: str, amount: int, currency: str = "usd"
+    ) -> dict[str, Any]:
+        """basil+: `invoice_payment.paid`, the only payload that says which invoice a PaymentIntent paid."""
+        payment = {
+            "id": f"inpay_{invoice_id[3:]}",
+            "object": "invoice_payment",
+            "amount_paid": amount,
+            "amount_requested": amount,
+            "created": self.clock,
+            "currency": currency,
+            "invoice": invoice_id,
+            "is_default": True,
+            "livemode": False,
+            "payment": {"type": "payment_intent", "payment_intent": intent_id},
+            "status": "paid",
+            "status_transitions": {"canceled_at": None, "paid_at": self.clock},
+        }
+        return self._event("invoice_payment.paid", payment)
+
     # ---- refunds ------------------------------------------------------------------------
 
     def refund(self, refund_id: str, amount: int, currency: str, *, charge: str, payment_intent: str) -> dict[str, Any]:
@@ -253,9 +305,17 @@ class Story:
 
 
 def full_history(
-    api_version: str = "2020-08-27", customer: str = "cus_story1", user_id: str = "user-42"
+    api_version: str = "2020-08-27",
+    customer: str = "cus_story1",
+    user_id: str = "user-42",
+    *,
+    payment_intents: bool = False,
 ) -> list[dict[str, Any]]:
-    """A customer's year: a one-time purchase, a subscription with renewals and a plan change, refunds, the end."""
+    """A customer's year: a one-time purchase, a subscription with renewals and a plan change, refunds, the end.
+
+    `payment_intents`: also every `payment_intent.succeeded` Stripe sends (for each Checkout and invoice
+    payment), `invoice_payment.paid` in basil+, and a direct PaymentIntent payment with its refund.
+    """
     s = Story(customer=customer, user_id=user_id, api_version=api_version)
     events = [s.checkout(f"cs_{customer}_1", 4999, "usd", payment_intent=f"pi_{customer}_1")]
     basic = s.subscription(f"sub_{customer}", status="incomplete")
@@ -311,4 +371,28 @@ def full_history(
     events.append(s.checkout(f"cs_{customer}_3", 1200, "jpy", payment_intent=f"pi_{customer}_5"))
     events.append(s.checkout(f"cs_{customer}_4", 5120, "kwd", payment_intent=f"pi_{customer}_6"))
     events.append(s.checkout(f"cs_{customer}_5", 0, "usd", mode="setup"))
+    if payment_intents:
+        events += _payment_intent_events(s, customer)
+    return events
+
+
+def _payment_intent_events(s: Story, customer: str) -> list[dict[str, Any]]:
+    """What `full_history` adds with `payment_intents`: the PaymentIntents behind its payments, and a direct one."""
+    owned = [  # (PaymentIntent, amount, currency, its invoice or None for a Checkout's)
+        (f"pi_{customer}_1", 4999, "usd", None),
+        (f"pi_{customer}_2", 1000, "usd", f"in_{customer}_1"),
+        (f"pi_{customer}_3", 1000, "usd", f"in_{customer}_2"),
+        (f"pi_{customer}_4", 1500, "usd", f"in_{customer}_3"),
+        (f"pi_{customer}_5", 1200, "jpy", None),
+        (f"pi_{customer}_6", 5120, "kwd", None),
+    ]
+    events = []
+    for intent, amount, currency, invoice in owned:
+        events.append(s.payment_intent_succeeded(intent, amount, currency, invoice=invoice, metadata={}))
+        if invoice and s.api_version >= BASIL:
+            events.append(s.invoice_payment_paid(invoice, intent, amount, currency))
+    direct = f"pi_{customer}_direct"
+    events.append(s.payment_intent_succeeded(direct, 2500, "eur", charge=f"ch_{customer}_direct"))
+    refund = s.refund(f"re_{customer}_direct", 2500, "eur", charge=f"ch_{customer}_direct", payment_intent=direct)
+    events.append(s.refund_created(refund))
     return events

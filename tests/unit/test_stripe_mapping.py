@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from revenue_webhooks.config import Settings, from_environ
 from revenue_webhooks.domain import catalog as c
-from revenue_webhooks.domain.facts import Fact, payment_ref
+from revenue_webhooks.domain.facts import Fact, PaymentOwner, payment_ref
 from revenue_webhooks.domain.webhook import QueuedEvent
 from revenue_webhooks.mixpanel.rendering import mixpanel_event
 from revenue_webhooks.providers.stripe import StripeProvider
@@ -52,11 +52,70 @@ def test_paid_checkout_payment_is_one_purchase_from_the_real_fixture() -> None:
         "payout.paid",
         "invoice.created",
         "charge.succeeded",
-        "payment_intent.succeeded",
     ],
 )
 def test_events_that_mean_nothing_for_revenue_map_to_nothing(name: str) -> None:
     assert facts_of(fixture(name)) == []
+
+
+def test_the_real_payment_intent_fixture_is_a_direct_purchase_that_yields_to_an_owner() -> None:
+    """stripe-ruby-mock's payment_intent.succeeded (2020-08-27, `invoice: null`): a payment of its own, keyed by
+    the PaymentIntent, waiting (in the forwarder) for a Checkout Session that might own it."""
+    (fact,) = facts_of(fixture("payment_intent.succeeded"))
+    intent = json.loads(fixture("payment_intent.succeeded"))["data"]["object"]
+    assert fact.event == c.PURCHASE_COMPLETED and fact.key == f"stripe:payment:{intent['id']}"
+    assert (fact.money.minor, fact.money.currency) == (intent["amount_received"], "USD")  # type: ignore[union-attr]
+    assert fact.order_id == intent["id"] and fact.properties[c.PURCHASE_TYPE] == c.ONE_TIME
+    assert fact.links == fact.yields_to == (f"stripe:payment-ref:{intent['id']}",)
+
+
+def test_checkout_and_invoice_purchases_name_their_payment_intents_own_fact() -> None:
+    checkout = facts_of(fixture("checkout.session.completed.payment_mode"))[0]
+    invoice = facts_of(fixture("invoice.paid"))[0]
+    assert checkout.same_as == ("stripe:payment:pi_00000000000000",)
+    assert invoice.same_as == ("stripe:payment:pi_000000000000000000000000",)
+    assert not checkout.yields_to and not invoice.yields_to
+
+
+def test_an_invoice_from_before_amount_paid_counts_its_amount_due() -> None:
+    payload = json.loads(fixture("invoice.paid"))
+    invoice = payload["data"]["object"]
+    del invoice["amount_paid"], invoice["amount_remaining"], invoice["status"]
+    invoice.update(paid=True, amount_due=1234)
+    (fact, *_) = facts_of(payload)
+    assert fact.money.minor == 1234  # type: ignore[union-attr]
+    invoice["paid"] = False
+    assert facts_of(payload) == []
+
+
+def test_a_basil_invoice_line_gives_its_price_from_pricing() -> None:
+    story = Story(api_version=BASIL)
+    subscription = story.subscription("sub_p", price="price_basil")
+    invoice = story.invoice("in_p", 1000, subscription=subscription)
+    line = invoice["lines"]["data"][0]
+    for gone in ("price", "plan"):
+        line.pop(gone, None)
+    line["pricing"] = {"type": "price_details", "price_details": {"price": "price_basil", "product": "prod_basil"}}
+    (fact, *_) = facts_of(story.invoice_event("invoice.paid", invoice))
+    assert fact.properties[c.PRICE] == "price_basil" and fact.properties[c.PLAN] == "prod_basil"
+
+
+def test_a_payment_intent_refund_names_its_own_customer_in_newer_versions() -> None:
+    story = Story(customer="cus_new", user_id=None, api_version=BASIL)
+    refund = story.refund("re_n", 500, "usd", charge="ch_n", payment_intent="pi_n")
+    refund["customer"] = "cus_new"
+    (fact,) = facts_of(story.refund_created(refund))
+    assert fact.identity.customer == "cus_new"
+
+
+def test_invoice_payment_paid_says_which_invoice_a_payment_intent_paid() -> None:
+    story = Story(api_version=BASIL)
+    event = story.invoice_payment_paid("in_q", "pi_q", 1000)
+    body = json.dumps(event).encode()
+    queued = QueuedEvent("stripe", event["id"], event["type"], 0, body)
+    assert StripeProvider(from_environ({})).map(queued) == [
+        PaymentOwner("stripe:payment-ref:pi_q", "stripe:payment:in_q")
+    ]
 
 
 def test_one_off_invoice_fixture_is_an_invoice_purchase() -> None:

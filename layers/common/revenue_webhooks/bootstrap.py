@@ -15,18 +15,25 @@ from typing import Any
 
 from . import observability, providers
 from .adapters import aws as aws_clients
+from .adapters.checkpoints import DynamoDbCheckpoints
 from .adapters.dynamodb_ledger import DynamoDbLedger
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
-from .config import Settings, settings
+from .adapters.stripe_api import is_api_key, stripe_client
+from .adapters.stripe_events import StripeEventList
+from .adapters.stripe_payments import StripePayments
+from .config import ConfigError, Settings, settings
 from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
+from .service.catchup import CatchUp
 from .service.forwarder import Forwarder
+from .service.ports import PaymentLookup
 from .service.receiver import Receiver
 
 # What each function calls, created at init so the first webhook does not wait for it.
 RECEIVER_SERVICES = ("sqs", "secretsmanager")
 FORWARDER_SERVICES = ("sqs", "secretsmanager", "dynamodb")
+CATCH_UP_SERVICES = ("sqs", "secretsmanager", "dynamodb")
 
 
 @cache
@@ -88,6 +95,7 @@ def forwarder() -> Forwarder:
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
+            payment_lookups(),
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached
@@ -95,6 +103,63 @@ def forwarder() -> Forwarder:
 
 
 _FORWARDERS: dict[str, Forwarder] = {}
+
+
+# ---- Stripe's API --------------------------------------------------------------------------------
+
+
+def stripe_api_key() -> str:
+    """The Stripe key: STRIPE_API_KEY (the CLI, the local stack), else the StripeApiKey secret (read through the
+    secrets cache, so a new key takes effect within five minutes); "" when neither holds one ("none" included).
+
+    Raises ConfigError for a value that is not a Stripe secret or restricted key, naming where it came from.
+    """
+    value, source = os.environ.get("STRIPE_API_KEY", "").strip(), "STRIPE_API_KEY"
+    if not value:
+        secret_id = settings().stripe_api_key_id
+        value, source = (secrets().string(secret_id).strip() if secret_id else ""), "the StripeApiKey secret"
+    if value.lower() in ("", "none"):
+        return ""
+    if not is_api_key(value):
+        raise ConfigError(f"{source} holds no Stripe key: expected rk_live_..., rk_test_..., sk_live_... or none")
+    return value
+
+
+@cache
+def payment_lookups() -> Callable[[str], PaymentLookup | None]:
+    """provider -> its API for payments the ledger never saw: Stripe's, used only once a key is configured."""
+    config = _checked_settings()
+    stripe = providers.get_provider("stripe", config)
+    lookup = StripePayments(stripe_api_key, config.stripe_api_base, stripe) if stripe else None
+
+    def lookup_for(route: str) -> PaymentLookup | None:
+        return lookup if route == "stripe" else None
+
+    return lookup_for
+
+
+def catch_up() -> CatchUp:
+    """Catch-up for this invocation: built each time (cheap: clients and the key's secret are cached), so a key
+    set, rotated or removed takes effect at the next run."""
+    config = _checked_settings()
+    stripe = providers.get_provider("stripe", config)
+    if stripe is None:
+        raise ConfigError("catch-up needs the stripe route")
+    key = stripe_api_key()
+    return CatchUp(
+        config,
+        stripe,
+        list(providers.specs()["stripe"].produces),
+        StripeEventList(_stripe_client(key, config.stripe_api_base)) if key else None,
+        DynamoDbLedger(config.ledger_table, aws("dynamodb")),
+        DynamoDbCheckpoints(config.ledger_table, aws("dynamodb")),
+        queue(),
+    )
+
+
+@cache
+def _stripe_client(key: str, api_base: str) -> Any:
+    return stripe_client(key, api_base)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -121,6 +186,12 @@ def prepare_forwarder() -> None:
     """
     providers.prepare_all(_checked_settings(), with_libraries=False)  # mapping needs no provider library
     _warm_up(FORWARDER_SERVICES)
+
+
+def prepare_catch_up() -> None:
+    """Init of CatchUpFunction: settings checked, clients built (no secret read: the key is read per run)."""
+    _checked_settings()
+    _warm_up(CATCH_UP_SERVICES)
 
 
 @cache
@@ -187,7 +258,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings, payment_lookups, _stripe_client):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from revenue_webhooks.domain.facts import Fact, Identity
+from revenue_webhooks.domain.facts import Fact, Identity, PaymentOwner
+from revenue_webhooks.domain.identity import payer
 from revenue_webhooks.domain.outcomes import DELIVERED, Outcome, Result
 from revenue_webhooks.domain.totals import apply, customer_key
-from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, Recorded
+from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, LookupUnavailable, Recorded
 
 
 class InMemoryLedger(Ledger):
@@ -24,6 +25,7 @@ class InMemoryLedger(Ledger):
         self.rejected: set[str] = set()
         self.totals: dict[str, dict[str, Any]] = {}
         self.link_table: dict[str, Identity] = {}
+        self.owner_table: dict[str, str] = {}  # payment ref -> the purchase it belongs to
         self.down = False  # every call raises LedgerUnavailable while True
         self.writes = 0
 
@@ -44,10 +46,18 @@ class InMemoryLedger(Ledger):
                     self.rejected.discard(fact.key)
                 results.append((copy.deepcopy(self.events[fact.key]), False))
                 continue
+            twin = next((key for key in fact.same_as if key in self.events), None)
+            if twin is not None:  # the same money, counted under its other key first
+                results.append((copy.deepcopy(self.events[twin]), False))
+                continue
+            if any(self.owner_table.get(ref, fact.key) != fact.key for ref in fact.yields_to):
+                results.append((None, False))  # another purchase's payment
+                continue
             self.writes += 1
             self.events[fact.key] = copy.deepcopy(event)
             for ref in fact.links:
-                self.link_table[ref] = fact.identity
+                self.link_table[ref] = payer(fact)
+                self.owner_table[ref] = fact.key
             ck = customer_key(fact)
             if ck:
                 self.totals[ck] = apply(self.totals.get(ck, {}), fact)
@@ -63,6 +73,15 @@ class InMemoryLedger(Ledger):
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
         self._check()
         return {ref: self.link_table[ref] for ref in refs if ref in self.link_table}
+
+    def link_owners(self, refs: Iterable[str]) -> dict[str, str]:
+        self._check()
+        return {ref: self.owner_table[ref] for ref in refs if ref in self.owner_table}
+
+    def add_owners(self, owners: Sequence[PaymentOwner]) -> None:
+        self._check()
+        for owner in owners:
+            self.owner_table.setdefault(owner.ref, owner.fact_key)
 
     def customers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         self._check()
@@ -102,6 +121,25 @@ class ScriptedSink:
 
 def transient(reason: str = "mixpanel_429") -> Result:
     return Result(Outcome.TRANSIENT, reason, "scripted")
+
+
+@dataclass
+class ScriptedPayments:
+    """A provider's API for payment lookups: `purchases` by payment id; `down` makes every lookup fail."""
+
+    purchases: dict[str, Fact] = field(default_factory=dict)
+    configured: bool = True
+    down: bool = False
+    asked: list[str] = field(default_factory=list)
+
+    def available(self) -> bool:
+        return self.configured
+
+    def purchase(self, payment_id: str) -> Fact | None:
+        self.asked.append(payment_id)
+        if self.down:
+            raise LookupUnavailable("429 Too Many Requests (scripted)")
+        return self.purchases.get(payment_id)
 
 
 @dataclass

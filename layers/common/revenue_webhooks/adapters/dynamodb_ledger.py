@@ -6,8 +6,12 @@ Items (partition key `pk`):
 - `customer#<provider>:<customer>`: counters and newest-wins states, changed in the same
   transaction as the fact that changes them, guarded by a version number, so a retry or a
   concurrent forwarder never counts a fact twice.
-- `link#<payment ref>`: who paid a payment, so a refund webhook that names only the
-  payment lands on the same user.
+- `link#<payment ref>`: who paid a payment (`identity`), so a refund webhook that names only the
+  payment lands on the same user, and which purchase it belongs to (`fact`), so a PaymentIntent's own
+  fact yields to its Checkout Session or invoice. `invoice_payment.paid` writes the second alone.
+A fact whose `same_as` fact is recorded is that fact, and a fact that `yields_to` a payment linked by
+another purchase is nothing: both are read first and then held as conditions of the write itself, so
+two forwarders recording the two sides of one payment at once count it once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..domain.facts import Fact, Identity
+from ..domain.facts import Fact, Identity, PaymentOwner
+from ..domain.identity import payer
 from ..domain.totals import apply, customer_key
 from ..service.ports import Ledger, LedgerUnavailable, Recorded
 from .aws import error_code, error_detail
@@ -81,7 +86,31 @@ class DynamoDbLedger(Ledger):
 
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
         items = self._batch_get([f"link#{ref}" for ref in refs])
-        return {pk[5:]: Identity(**json.loads(item["identity"]["S"])) for pk, item in items.items()}
+        return {
+            pk[5:]: Identity(**json.loads(item["identity"]["S"])) for pk, item in items.items() if "identity" in item
+        }
+
+    def link_owners(self, refs: Iterable[str]) -> dict[str, str]:
+        items = self._batch_get([f"link#{ref}" for ref in refs])
+        return {pk[5:]: _owner(item) for pk, item in items.items()}
+
+    def add_owners(self, owners: Sequence[PaymentOwner]) -> None:
+        """Each payment's purchase, unless its link exists (a purchase's link says as much, and more)."""
+
+        def put(owner: PaymentOwner) -> None:
+            try:
+                self.db.put_item(
+                    TableName=self.table,
+                    Item={"pk": {"S": f"link#{owner.ref}"}, "fact": {"S": owner.fact_key}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as error:
+                if error_code(error) != "ConditionalCheckFailedException":
+                    raise _unavailable(error) from error
+            except BotoCoreError as error:
+                raise _unavailable(error) from error
+
+        _concurrently(put, list({owner.ref: owner for owner in owners}.values()))
 
     def customers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         items = self._batch_get([f"customer#{key}" for key in keys])
@@ -103,10 +132,12 @@ class DynamoDbLedger(Ledger):
         `written_totals` receives the totals each committed transaction stored, by customer key,
         so the profiles need not be read back.
         """
-        results: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(items)
+        results: list[Recorded | None] = [None] * len(items)
         customers = {ck for fact, _ in items if (ck := customer_key(fact))}
         try:
-            found = self._batch_get([f"fact#{fact.key}" for fact, _ in items] + [f"customer#{ck}" for ck in customers])
+            found = self._batch_get(
+                [pk for fact, _ in items for pk in _state_keys(fact)] + [f"customer#{ck}" for ck in customers]
+            )
         except LedgerUnavailable as error:
             return [error] * len(items)
         # Per recorded fact: its canonical event, and whether Mixpanel refused it.
@@ -115,11 +146,17 @@ class DynamoDbLedger(Ledger):
             for pk, item in found.items()
             if pk.startswith("fact#")
         }
+        owners = {pk[5:]: _owner(item) for pk, item in found.items() if pk.startswith("link#")}
         states = {pk[9:]: _versioned_totals(item) for pk, item in found.items() if pk.startswith("customer#")}
+        recorded = {key: stored for key, (stored, _) in known.items()}
         first: dict[str, int] = {}  # the first copy of each fact to record
         for index, (fact, event) in enumerate(items):
             if fact.key not in known:
-                first.setdefault(fact.key, index)
+                decided = _decided(fact, recorded, owners)
+                if decided is not None:
+                    results[index] = decided
+                else:
+                    first.setdefault(fact.key, index)
                 continue
             stored, rejected = known[fact.key]
             if rejected:  # Mixpanel refused the stored one: send today's rendering (recorded, so no write of it)
@@ -130,11 +167,18 @@ class DynamoDbLedger(Ledger):
                     stored = _unavailable(error)
                 known[fact.key] = (stored, False)  # later copies in this batch send it, or fail alike
             results[index] = stored if isinstance(stored, Exception) else (stored, False)
+        # Two sides of one payment in this batch (a Checkout and its PaymentIntent) are recorded one after the
+        # other, after the rest, so the second sees the first.
+        alone = _meeting(items, first)
+        for index in alone:
+            del first[items[index][0].key]
         groups: dict[str, list[int]] = {}
         for index in sorted(first.values()):
             fact = items[index][0]
             groups.setdefault(customer_key(fact) or f"fact:{fact.key}", []).append(index)
-        batches = _pack(groups, lambda indices: sum(1 + len(items[i][0].links) for i in indices) + 1)
+        batches = _pack(
+            groups, lambda indices: sum(1 + len(items[i][0].links) + len(items[i][0].same_as) for i in indices) + 1
+        )
 
         def run(batch: list[str]) -> None:
             outcomes, totals = self._write({group: groups[group] for group in batch}, items, states)
@@ -144,6 +188,12 @@ class DynamoDbLedger(Ledger):
                 written_totals.update(totals)
 
         _concurrently(run, batches)
+        for index in alone:
+            try:
+                results[index] = self.record(*items[index])
+            except Exception as error:
+                results[index] = _unavailable(error)
+            first[items[index][0].key] = index
         for index, (fact, _) in enumerate(items):
             if results[index] is None:  # a later duplicate of a fact in this batch
                 outcome = results[first[fact.key]]
@@ -155,7 +205,7 @@ class DynamoDbLedger(Ledger):
         groups: dict[str, list[int]],
         items: Sequence[tuple[Fact, dict[str, Any]]],
         states: dict[str, tuple[int, dict[str, Any]]],
-    ) -> tuple[dict[int, tuple[dict[str, Any], bool] | Exception], dict[str, dict[str, Any]]]:
+    ) -> tuple[dict[int, Recorded], dict[str, dict[str, Any]]]:
         """One transaction for these groups, and the totals it stored; on cancellation, each fact alone."""
         operations: list[dict[str, Any]] = []
         links: dict[str, dict[str, Any]] = {}
@@ -164,7 +214,7 @@ class DynamoDbLedger(Ledger):
             totals = None
             for index in indices:
                 fact, event = items[index]
-                operations.append(self._fact_put(fact, event))
+                operations += self._fact_writes(fact, event)
                 links.update({op["Put"]["Item"]["pk"]["S"]: op for op in self._link_puts(fact)})
                 if not group.startswith("fact:"):
                     totals = apply(totals if totals is not None else states.get(group, (0, {}))[1], fact)
@@ -180,7 +230,7 @@ class DynamoDbLedger(Ledger):
         except (ClientError, BotoCoreError) as error:  # unreachable or refused after retries: these wait for a retry
             if error_code(error) not in ("TransactionCanceledException", "ValidationException"):
                 return dict.fromkeys(indices, _unavailable(error)), {}
-        outcomes: dict[int, tuple[dict[str, Any], bool] | Exception] = {}
+        outcomes: dict[int, Recorded] = {}
         for index in indices:  # someone else wrote one of these facts or customers meanwhile
             try:
                 outcomes[index] = self.record(*items[index])
@@ -188,13 +238,26 @@ class DynamoDbLedger(Ledger):
                 outcomes[index] = _unavailable(error)
         return outcomes, {}
 
-    def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Record one fact with `event` unless already recorded; returns (canonical event, newly recorded)."""
+    def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+        """Record one fact with `event` unless already decided; returns (canonical event or None, newly recorded).
+
+        Reads what decides it (the fact, its `same_as` facts, its `yields_to` links, its customer's totals),
+        then writes with those as conditions; a write another writer cancelled is decided afresh.
+        """
         ck = customer_key(fact)
         for _ in range(MAX_CONFLICT_RETRIES):
-            operations = [self._fact_put(fact, event), *self._link_puts(fact)]
+            found = self._batch_get([*_state_keys(fact), *([f"customer#{ck}"] if ck else [])])
+            stored = found.get(f"fact#{fact.key}")
+            if stored is not None:
+                return json.loads(stored["event"]["S"]), False
+            recorded = {pk[5:]: json.loads(item["event"]["S"]) for pk, item in found.items() if pk.startswith("fact#")}
+            owners = {pk[5:]: _owner(item) for pk, item in found.items() if pk.startswith("link#")}
+            decided = _decided(fact, recorded, owners)
+            if decided is not None:
+                return decided
+            operations = [*self._fact_writes(fact, event), *self._link_puts(fact)]
             if ck:
-                version, totals = self._customer_state(ck)
+                version, totals = _versioned_totals(found[f"customer#{ck}"]) if f"customer#{ck}" in found else (0, {})
                 operations.append(self._versioned_customer_put(ck, apply(totals, fact), version))
             try:
                 self._transact(operations)
@@ -202,12 +265,7 @@ class DynamoDbLedger(Ledger):
             except (ClientError, BotoCoreError) as error:
                 if not isinstance(error, ClientError) or error_code(error) != "TransactionCanceledException":
                     raise _unavailable(error) from error
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    stored = self.facts([fact.key]).get(fact.key)
-                    if stored is not None:
-                        return stored, False
-                # Another forwarder changed this customer, or a transaction conflict: read again and retry.
+                # The fact, a counterpart, a link or the customer changed meanwhile: read again and decide.
                 continue
         raise LedgerUnavailable(f"too many concurrent updates of customer {ck}")
 
@@ -228,14 +286,36 @@ class DynamoDbLedger(Ledger):
             }
         }
 
-    def _link_puts(self, fact: Fact) -> list[dict[str, Any]]:
-        identity = json.dumps(
-            {"user_id": fact.identity.user_id, "device_id": fact.identity.device_id, "customer": fact.identity.customer}
-        )
-        return [
-            {"Put": {"TableName": self.table, "Item": {"pk": {"S": f"link#{ref}"}, "identity": {"S": identity}}}}
-            for ref in fact.links
+    def _fact_writes(self, fact: Fact, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The fact's put, and the condition that none of its `same_as` facts is recorded."""
+        checks = [
+            {
+                "ConditionCheck": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": f"fact#{key}"}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for key in fact.same_as
         ]
+        return [self._fact_put(fact, event), *checks]
+
+    def _link_puts(self, fact: Fact) -> list[dict[str, Any]]:
+        """Who paid and which purchase, per payment the fact links; a link it `yields_to` must be its own or new."""
+        who = payer(fact)
+        identity = json.dumps({"user_id": who.user_id, "device_id": who.device_id, "customer": who.customer})
+        puts = []
+        for ref in fact.links:
+            put: dict[str, Any] = {
+                "TableName": self.table,
+                "Item": {"pk": {"S": f"link#{ref}"}, "identity": {"S": identity}, "fact": {"S": fact.key}},
+            }
+            if ref in fact.yields_to:
+                put["ConditionExpression"] = "attribute_not_exists(pk) OR #fact = :fact"
+                put["ExpressionAttributeNames"] = {"#fact": "fact"}
+                put["ExpressionAttributeValues"] = {":fact": {"S": fact.key}}
+            puts.append({"Put": put})
+        return puts
 
     def _versioned_customer_put(self, ck: str, totals: dict[str, Any], version: int) -> dict[str, Any]:
         put: dict[str, Any] = {
@@ -305,6 +385,48 @@ def _unavailable(error: Exception) -> LedgerUnavailable:
     if isinstance(error, LedgerUnavailable):
         return error
     return LedgerUnavailable(error_detail(error))
+
+
+def _state_keys(fact: Fact) -> list[str]:
+    """The items that decide whether a fact is new: itself, its `same_as` facts and its `yields_to` links."""
+    return [
+        f"fact#{fact.key}",
+        *(f"fact#{key}" for key in fact.same_as),
+        *(f"link#{ref}" for ref in fact.yields_to),
+    ]
+
+
+def _owner(item: dict[str, Any]) -> str:
+    """The purchase a link item names ("" for links written before links said so: a purchase wrote those)."""
+    return str((item.get("fact") or {}).get("S", ""))
+
+
+def _decided(
+    fact: Fact, recorded: dict[str, dict[str, Any]], owners: dict[str, str]
+) -> tuple[dict[str, Any] | None, bool] | None:
+    """What a not yet recorded fact already is: its `same_as` fact's event, nothing (a payment another
+    purchase linked), or None when it is new."""
+    for key in fact.same_as:
+        if key in recorded:
+            return recorded[key], False
+    if any(ref in owners and owners[ref] != fact.key for ref in fact.yields_to):
+        return None, False
+    return None
+
+
+def _meeting(items: Sequence[tuple[Fact, dict[str, Any]]], first: dict[str, int]) -> list[int]:
+    """The new facts of a batch that are two sides of one payment (by `same_as` or `yields_to`)."""
+    keys = set(first)
+    linked: dict[str, set[str]] = {}
+    for index in first.values():
+        for ref in items[index][0].links:
+            linked.setdefault(ref, set()).add(items[index][0].key)
+    meeting = []
+    for key, index in first.items():
+        fact = items[index][0]
+        if set(fact.same_as) & (keys - {key}) or any(linked.get(ref, set()) - {key} for ref in fact.yields_to):
+            meeting.append(index)
+    return sorted(meeting)
 
 
 def _versioned_totals(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -86,15 +86,17 @@ MONEY = (
 EVENTS: tuple[CatalogEvent, ...] = (
     CatalogEvent(
         PURCHASE_COMPLETED,
-        "Money collected: one per paid one-time order and one per paid invoice above zero.",
-        "`<provider>:payment:<order, session or invoice id>`",
+        "Money collected: one per paid one-time order, per paid invoice above zero and per payment made on its own"
+        " (a Stripe PaymentIntent paid without Checkout or an invoice). A payment announced several ways (a Checkout"
+        " Session or an invoice, and the PaymentIntent that paid it) is one event, whichever arrives first.",
+        "`<provider>:payment:<order, session, invoice or PaymentIntent id>`",
         MONEY
         + (
-            (ORDER_ID, "The provider's order, Checkout session or invoice id."),
+            (ORDER_ID, "The provider's order, Checkout session, invoice or PaymentIntent id."),
             (PURCHASE_TYPE, "one_time, subscription_initial, subscription_renewal, subscription_update or invoice."),
             (SUBSCRIPTION_ID, "For subscription payments."),
             (PLAN, "For subscription payments: the plan or product name or id."),
-            (PRICE, "For subscription payments: the price id."),
+            (PRICE, "For subscription payments: the price id (Stripe: every invoice shape, basil's `pricing` too)."),
             (INTERVAL, "For subscription payments: day, week, month or year."),
         ),
     ),

@@ -73,15 +73,41 @@ class Fact:
     # References whose recorded identity this fact must take (a refund takes the user
     # of the payment it refunds); unresolved references defer the fact.
     identity_from: tuple[str, ...] = ()
+    # One payment, announced as several objects (a Checkout Session or an invoice, and the PaymentIntent that
+    # paid it), is counted once whatever arrives first:
+    # - `same_as`: keys of other facts that count this same money (a Checkout's or an invoice's purchase names
+    #   its PaymentIntent's own fact); when one is recorded, this fact is that one.
+    # - `yields_to`: payment references which, once a purchase of another key links them, make this fact
+    #   that purchase's (a PaymentIntent's own fact yields to its Checkout or invoice): it then sends nothing.
+    same_as: tuple[str, ...] = ()
+    yields_to: tuple[str, ...] = ()
 
     @property
     def provider(self) -> str:
         return self.key.split(":", 1)[0]
 
 
+PAYMENT_REF = ":payment-ref:"
+
+
 def payment_ref(provider: str, payment_id: str) -> str:
     """The ledger key under which a purchase records who paid, for refunds that name only the payment."""
-    return f"{provider}:payment-ref:{payment_id}"
+    return f"{provider}{PAYMENT_REF}{payment_id}"
+
+
+def payment_id(ref: str) -> str | None:
+    """The provider's payment id inside a `payment_ref`, None for any other reference."""
+    _, found, payment = ref.partition(PAYMENT_REF)
+    return payment if found and payment else None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOwner:
+    """A payment that belongs to a purchase counted under another fact (Stripe's `invoice_payment.paid`: this
+    PaymentIntent paid that invoice), so the payment's own fact yields to it. It is recorded, never sent."""
+
+    ref: str  # `payment_ref` of the payment
+    fact_key: str  # the purchase it belongs to
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from .facts import Fact, Identity
+from .facts import Fact, Identity, payment_id
 
 
 class IdentityRules(Protocol):
@@ -74,8 +74,22 @@ def device_id(fact: Fact) -> str:
 
 
 def fallback_device(fact: Fact) -> str:
-    """A stable per-order id for guest purchases with no customer, never a shared constant (hot shards)."""
-    return fact.key.split(":", 1)[0] + "-" + (fact.order_id or fact.key.rsplit(":", 1)[-1])
+    """A stable per-payment id for guest purchases with no customer, never a shared constant (hot shards).
+
+    The payment a purchase links (or a refund names) when there is one, so a guest's refund lands on the
+    guest's anonymous user even when the ledger never saw the payment: a Checkout Session's purchase and a
+    refund of it both name the PaymentIntent. Else the order, else the fact's own id.
+    """
+    payments = [found for ref in (*fact.links, *fact.identity_from) if (found := payment_id(ref))]
+    own = payments[0] if payments else fact.order_id or fact.key.rsplit(":", 1)[-1]
+    return fact.key.split(":", 1)[0] + "-" + own
+
+
+def payer(fact: Fact) -> Identity:
+    """Who a purchase's refunds are about: its identity, with the `$device_id` its events carry (a guest's
+    fallback included), so a refund that takes it renders the purchase's `distinct_id`."""
+    identity = fact.identity
+    return Identity(user_id=identity.user_id, device_id=device_id(fact), customer=identity.customer)
 
 
 def _first(sources: list[Mapping[str, Any]], keys: tuple[str, ...]) -> str | None:

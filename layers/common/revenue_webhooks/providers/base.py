@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..domain.facts import Deferred, Fact
+from ..domain.facts import Deferred, Fact, PaymentOwner
 from ..domain.webhook import QueuedEvent
+
+# What a webhook maps to: business facts, a fact that must wait, or which purchase a payment belongs to.
+Mapped = Fact | Deferred | PaymentOwner
 
 # JSON nested deeper than this is refused before the parser could recurse on it.
 MAX_JSON_DEPTH = 64
@@ -97,7 +100,7 @@ class Provider(ABC):
         """Whether anything maps this event type; irrelevant ones never reach the queue."""
 
     @abstractmethod
-    def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
+    def map(self, event: QueuedEvent) -> Sequence[Mapped]:
         """Turn a queued webhook into the catalog's facts (empty when it means nothing for revenue)."""
 
 

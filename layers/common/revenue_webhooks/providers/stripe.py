@@ -1,12 +1,20 @@
 """Stripe: `Stripe-Signature` verification with the official library, and the Stripe event catalog.
 
-Rules (sources in docs/events.md and the Stripe facts): one Purchase Completed per paid
-Checkout payment (`mode=payment`) and per paid invoice above zero, keyed by the business
-object so that `invoice.paid` and `invoice.payment_succeeded` collapse; subscription-mode
-Checkout adds nothing (its money is the first invoice). Refunds are keyed by refund id,
-with the refund's own amount, from `refund.created` or from the refund list that older
-API versions embed in `charge.refunded`. Payloads are read in old (2018+) and new
-(2025-03-31.basil+) shapes.
+Rules (sources in docs/events.md and the Stripe facts): one Purchase Completed per paid payment, keyed by
+the business object that carries it: a paid Checkout payment (`mode=payment`), a paid invoice above zero
+(`invoice.paid` and `invoice.payment_succeeded` collapse), or a PaymentIntent paid on its own (Payment
+Element: neither Checkout's nor an invoice's). Stripe announces one payment several ways (the session or
+invoice, and `payment_intent.succeeded` for the PaymentIntent that paid it), in any order, and payloads say
+which PaymentIntent belongs to which only in some API versions, so:
+- a Checkout's or an invoice's purchase names its PaymentIntent's own fact (`same_as`) and links the
+  PaymentIntent; whichever is recorded first counts the money, the other is the same fact;
+- a PaymentIntent's own fact yields to the purchase that links it (`yields_to`): before basil a payload
+  names its invoice (then it maps to nothing), a Checkout Session always names its PaymentIntent, an
+  `invoice_payment.paid` names both (basil and later); the forwarder waits once for such an owner, or asks
+  Stripe's API when a key is configured.
+Subscription-mode Checkout adds nothing (its money is the first invoice). Refunds are keyed by refund id,
+with the refund's own amount, from `refund.created` or from the refund list that older API versions embed
+in `charge.refunded`. Payloads are read in old (2018+) and new (2025-03-31.basil+) shapes.
 """
 
 from __future__ import annotations
@@ -14,18 +22,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cache
 from typing import Any
 
 from ..config import Settings
 from ..domain import catalog as c
-from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.facts import Deferred, Fact, Identity, PaymentOwner, ProfileEffect, payment_ref
 from ..domain.identity import buyer_ip, resolve
 from ..domain.webhook import QueuedEvent
 from ._common import check_window, iso_utc, minor_money
 from .base import (
+    Mapped,
     ParsedWebhook,
     PayloadInvalid,
     Provider,
@@ -42,6 +51,8 @@ NAME = "stripe"
 PRODUCES: dict[str, tuple[str, ...]] = {
     "checkout.session.completed": (c.PURCHASE_COMPLETED,),
     "checkout.session.async_payment_succeeded": (c.PURCHASE_COMPLETED,),
+    "payment_intent.succeeded": (c.PURCHASE_COMPLETED,),
+    "invoice_payment.paid": (),  # no event: which invoice a PaymentIntent paid (basil+ payloads say it only here)
     "invoice.paid": (c.PURCHASE_COMPLETED, c.SUBSCRIPTION_RENEWED),
     "invoice.payment_succeeded": (c.PURCHASE_COMPLETED, c.SUBSCRIPTION_RENEWED),
     "refund.created": (c.REFUND_ISSUED,),
@@ -134,12 +145,12 @@ class StripeProvider(Provider):
     def is_relevant(self, event_type: str) -> bool:
         return event_type in PRODUCES
 
-    def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
+    def map(self, event: QueuedEvent) -> list[Mapped]:
         payload = parse_json_object(event.body)
         handler = _HANDLERS.get(payload.get("type", ""))
         if handler is None:
             return []
-        return handler(_Event(payload, self.settings))
+        return list(handler(_Event(payload, self.settings)))
 
 
 class _Event:
@@ -154,7 +165,7 @@ class _Event:
         self.created = int(payload.get("created") or 0)
 
     def identity(self, *metadata: Any, reference_ids: Sequence[Any] = ()) -> Identity:
-        return resolve(self.settings, metadata, reference_ids=reference_ids, customer=_id_of(self.obj.get("customer")))
+        return resolve(self.settings, metadata, reference_ids=reference_ids, customer=id_of(self.obj.get("customer")))
 
     def ip(self, *metadata: Any) -> str | None:
         return buyer_ip(self.settings, metadata)
@@ -168,7 +179,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
     if money is None or money.minor <= 0:
         return []
     metadata = session.get("metadata")
-    payment_intent = _id_of(session.get("payment_intent"))
+    payment_intent = id_of(session.get("payment_intent"))
     return [
         Fact(
             key=f"{NAME}:payment:{session['id']}",
@@ -182,6 +193,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             ip=e.ip(metadata),
             email=dig(session, "customer_details", "email") or session.get("customer_email"),
             links=(payment_ref(NAME, payment_intent),) if payment_intent else (),  # what its refunds will name
+            same_as=(_payment_key(payment_intent),) if payment_intent else (),
         )
     ]
 
@@ -190,7 +202,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
     invoice = e.obj
     if invoice.get("status") not in (None, "paid") or invoice.get("paid") is False:
         return []
-    money = minor_money(invoice.get("amount_paid"), invoice.get("currency"))
+    money = minor_money(_amount_paid(invoice), invoice.get("currency"))
     if money is None or money.minor <= 0:
         return []  # trials and 100%-coupon invoices collect nothing
     subscription = _invoice_subscription(invoice)
@@ -208,10 +220,8 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
         properties.update({c.SUBSCRIPTION_ID: subscription, **_price_properties(price)})
     # What its refunds will name: a refund of a PaymentIntent's charge always names the PaymentIntent, so
     # the charge is linked only for invoices paid without one (each link is a ledger write, 2 WRU).
-    refs = [_id_of(invoice.get("payment_intent"))]
-    refs += [_id_of(dig(p, "payment", "payment_intent")) for p in dig(invoice, "payments", "data") or []]
-    if not any(refs):
-        refs = [_id_of(invoice.get("charge"))]
+    intents = _invoice_payment_intents(invoice)
+    refs = intents or [ref for ref in [id_of(invoice.get("charge"))] if ref]
     facts: list[Fact | Deferred] = [
         Fact(
             key=f"{NAME}:payment:{invoice['id']}",
@@ -224,7 +234,8 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money, plan=_plan(price) if subscription else None),
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
-            links=tuple(payment_ref(NAME, ref) for ref in refs if ref),
+            links=tuple(payment_ref(NAME, ref) for ref in refs),
+            same_as=tuple(_payment_key(intent) for intent in intents),
         )
     ]
     if subscription and purchase_type == c.SUBSCRIPTION_RENEWAL:
@@ -243,6 +254,44 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             )
         )
     return facts
+
+
+def _payment_intent_succeeded(e: _Event) -> list[Fact | Deferred]:
+    """A PaymentIntent paid: a purchase of its own unless it paid a Checkout Session or an invoice (see above)."""
+    intent = e.obj
+    if intent.get("status") not in (None, "succeeded") or id_of(intent.get("invoice")):
+        return []  # before basil the payload names its invoice, whose invoice.paid counts the money
+    received = intent.get("amount_received")
+    money = minor_money(intent.get("amount") if received is None else received, intent.get("currency"))
+    if money is None or money.minor <= 0:
+        return []
+    metadata = intent.get("metadata")
+    own = payment_ref(NAME, intent["id"])
+    return [
+        Fact(
+            key=_payment_key(intent["id"]),
+            event=c.PURCHASE_COMPLETED,
+            time=e.created,
+            identity=e.identity(metadata),
+            money=money,
+            order_id=intent["id"],
+            properties={c.PURCHASE_TYPE: c.ONE_TIME},
+            profile=ProfileEffect(purchases=1, revenue=money),
+            ip=e.ip(metadata),
+            email=intent.get("receipt_email"),
+            links=(own,),
+            yields_to=(own,),
+        )
+    ]
+
+
+def _invoice_payment_paid(e: _Event) -> list[PaymentOwner]:
+    """basil+: which invoice a PaymentIntent paid, which neither's own payload says any more."""
+    payment = e.obj
+    invoice, intent = id_of(payment.get("invoice")), id_of(dig(payment, "payment", "payment_intent"))
+    if payment.get("status") not in (None, "paid") or not invoice or not intent:
+        return []
+    return [PaymentOwner(payment_ref(NAME, intent), _payment_key(invoice))]
 
 
 def _refund_created(e: _Event) -> list[Fact | Deferred]:
@@ -268,10 +317,11 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
     refund_id = refund.get("id")
     if money is None or money.minor <= 0 or not refund_id:
         return []
-    charge_id = _id_of(refund.get("charge")) or (charge or {}).get("id")
-    payment_intent = _id_of(refund.get("payment_intent")) or _id_of((charge or {}).get("payment_intent"))
+    charge_id = id_of(refund.get("charge")) or (charge or {}).get("id")
+    payment_intent = id_of(refund.get("payment_intent")) or id_of((charge or {}).get("payment_intent"))
     own = charge or {}
-    identity = resolve(e.settings, [refund.get("metadata"), own.get("metadata")], customer=_id_of(own.get("customer")))
+    customer = id_of(refund.get("customer")) or id_of(own.get("customer"))  # refunds name it in newer versions
+    identity = resolve(e.settings, [refund.get("metadata"), own.get("metadata")], customer=customer)
     return [
         Fact(
             key=f"{NAME}:refund:{refund_id}",
@@ -389,7 +439,7 @@ def _payment_intent_failed(e: _Event) -> list[Fact | Deferred]:
     if intent.get("invoice"):
         return []  # invoice.payment_failed reports it, with the attempt number
     error = intent.get("last_payment_error") or {}
-    attempt_ref = _id_of(error.get("charge")) or _id_of(intent.get("latest_charge")) or e.id
+    attempt_ref = id_of(error.get("charge")) or id_of(intent.get("latest_charge")) or e.id
     properties: dict[str, Any] = {}
     reason = error.get("decline_code") or error.get("code")
     if reason:
@@ -447,7 +497,7 @@ def _subscription_fact(
 # --- field readers, old and new API shapes -------------------------------------------------
 
 
-def _id_of(value: Any) -> str | None:
+def id_of(value: Any) -> str | None:
     """A Stripe reference is an id string, or the expanded object with an `id`."""
     if isinstance(value, str) and value:
         return value
@@ -458,11 +508,29 @@ def _id_of(value: Any) -> str | None:
 
 def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
     return (
-        _id_of(invoice.get("subscription"))  # before 2025-03-31.basil
-        or _id_of(dig(invoice, "parent", "subscription_details", "subscription"))  # basil and later
-        or _id_of(dig(invoice, "lines", "data", 0, "subscription"))
-        or _id_of(dig(invoice, "lines", "data", 0, "parent", "subscription_item_details", "subscription"))
+        id_of(invoice.get("subscription"))  # before 2025-03-31.basil
+        or id_of(dig(invoice, "parent", "subscription_details", "subscription"))  # basil and later
+        or id_of(dig(invoice, "lines", "data", 0, "subscription"))
+        or id_of(dig(invoice, "lines", "data", 0, "parent", "subscription_item_details", "subscription"))
     )
+
+
+def _payment_key(object_id: str) -> str:
+    """The fact key of the purchase a Checkout Session, an invoice or a PaymentIntent of its own is."""
+    return f"{NAME}:payment:{object_id}"
+
+
+def _amount_paid(invoice: dict[str, Any]) -> Any:
+    """What a paid invoice collected: `amount_paid`; versions from before it (early 2018) have only
+    `amount_due`, which a paid invoice has paid in full."""
+    return invoice["amount_paid"] if invoice.get("amount_paid") is not None else invoice.get("amount_due")
+
+
+def _invoice_payment_intents(invoice: dict[str, Any]) -> list[str]:
+    """The PaymentIntents that paid an invoice: `payment_intent` before basil, the (expanded) `payments` list after."""
+    found = [id_of(invoice.get("payment_intent"))]
+    found += [id_of(dig(p, "payment", "payment_intent")) for p in dig(invoice, "payments", "data") or []]
+    return list(dict.fromkeys(intent for intent in found if intent))
 
 
 def _invoice_metadata(invoice: dict[str, Any]) -> list[Any]:
@@ -478,11 +546,17 @@ def _invoice_metadata(invoice: dict[str, Any]) -> list[Any]:
 
 
 def _first_price(lines: list[Any]) -> dict[str, Any] | None:
+    """The first line's price: `price` (or `plan`) before basil, `pricing.price_details` (ids only) after."""
     for line in lines:
-        if isinstance(line, dict):
-            price = line.get("price") or line.get("plan") or dig(line, "pricing", "price_details")
-            if isinstance(price, dict):
-                return price
+        if not isinstance(line, dict):
+            continue
+        price = line.get("price") or line.get("plan")
+        if isinstance(price, dict):
+            return price
+        details = dig(line, "pricing", "price_details")
+        if isinstance(details, dict) and id_of(details.get("price")):
+            expanded = details["price"] if isinstance(details["price"], dict) else {}
+            return {**expanded, "id": id_of(details["price"]), "product": details.get("product")}
     return None
 
 
@@ -502,7 +576,7 @@ def _subscription_item(sub: dict[str, Any]) -> tuple[str | None, int | None]:
 def _plan(price: Any) -> str | None:
     if not isinstance(price, dict):
         return None
-    return price.get("nickname") or price.get("lookup_key") or _id_of(price.get("product")) or price.get("id")
+    return price.get("nickname") or price.get("lookup_key") or id_of(price.get("product")) or price.get("id")
 
 
 def _price_properties(price: Any) -> dict[str, Any]:
@@ -539,9 +613,11 @@ def _signed_timestamp(header: str) -> int | None:
     return None
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[_Event], Sequence[Mapped]]] = {
     "checkout.session.completed": _checkout_completed,
     "checkout.session.async_payment_succeeded": _checkout_completed,
+    "payment_intent.succeeded": _payment_intent_succeeded,
+    "invoice_payment.paid": _invoice_payment_paid,
     "invoice.paid": _invoice_paid,
     "invoice.payment_succeeded": _invoice_paid,
     "refund.created": _refund_created,

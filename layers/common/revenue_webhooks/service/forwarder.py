@@ -22,14 +22,15 @@ from typing import Any
 
 from .. import observability
 from ..config import Settings
-from ..domain.facts import Deferred, Fact, Identity
+from ..domain.facts import Deferred, Fact, PaymentOwner
 from ..domain.outcomes import Outcome, Result, worst
 from ..domain.totals import customer_key
 from ..domain.webhook import QueuedEvent
 from ..mixpanel.rendering import mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
-from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
+from .payments import Payments
+from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue, PaymentLookup
 
 logger = observability.logger
 
@@ -46,6 +47,7 @@ class Message:
     record: dict[str, Any]
     queued: QueuedEvent | None = None
     facts: list[Fact] = field(default_factory=list)
+    owners: list[PaymentOwner] = field(default_factory=list)  # which purchase a payment belongs to (no event)
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
@@ -85,6 +87,7 @@ class Forwarder:
         sink: EventSink,
         dead_letters: MessageQueue,
         project_token: str,
+        payment_lookups: Callable[[str], PaymentLookup | None] | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -92,6 +95,8 @@ class Forwarder:
         self.sink = sink
         self.dead_letters = dead_letters
         self.project_token = project_token  # "" : profiles are not sent
+        # provider -> its API, asked about payments the ledger never saw (None: that provider has none)
+        self.payments = Payments(settings, ledger, payment_lookups)
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -101,7 +106,9 @@ class Forwarder:
         observability.add("MessagesProcessed", len(messages))
         for message in messages:
             self._map(message)
-        self._resolve_identities(messages)
+        self.payments.record_owners(messages)  # each Message is a payments.Held
+        self.payments.resolve_owners(messages, deadline)
+        self.payments.resolve_identities(messages, deadline)
         totals = self._record(messages)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
         # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
@@ -134,43 +141,7 @@ class Forwarder:
         if deferred:
             message.decide(Result(Outcome.TRANSIENT, "deferred", deferred[0].reason))
         message.facts = [item for item in mapped if isinstance(item, Fact)]
-
-    def _resolve_identities(self, messages: list[Message]) -> None:
-        """Facts that must take another fact's user (a refund takes its payment's) look it up now."""
-        pending = [m for m in messages if m.result is None and any(f.identity_from for f in m.facts)]
-        if not pending:
-            return
-        refs = {ref for m in pending for f in m.facts for ref in f.identity_from}
-        try:
-            links = self.ledger.links(refs)
-        except LedgerUnavailable as error:
-            for message in pending:
-                message.decide(Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
-            return
-        # A payment in this same batch is not in the ledger yet: the identity it is about to record serves too.
-        for message in messages:
-            if message.result is None:
-                for fact in message.facts:
-                    for ref in fact.links:
-                        links.setdefault(ref, fact.identity)
-        for message in pending:
-            resolved: list[Fact] = []
-            for fact in message.facts:
-                link = next((links[ref] for ref in fact.identity_from if ref in links), None)
-                if link is not None:
-                    fact = replace(fact, identity=_merge(link, fact.identity))
-                elif fact.identity_from and message.attempts < self.settings.max_receive_count:
-                    message.decide(Result(Outcome.TRANSIENT, "awaiting_payment", f"{fact.key} waits for its payment"))
-                elif fact.identity_from and not fact.identity.known:
-                    message.decide(
-                        Result(
-                            Outcome.INVALID,
-                            "unattributed",
-                            f"{fact.key}: payment never seen and no customer in payload",
-                        )
-                    )
-                resolved.append(fact)
-            message.facts = resolved
+        message.owners = [item for item in mapped if isinstance(item, PaymentOwner)]
 
     def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.
@@ -202,6 +173,8 @@ class Forwarder:
                 reason = "ledger_unavailable" if isinstance(outcome, LedgerUnavailable) else "ledger_error"
                 message.decide(Result(Outcome.TRANSIENT, reason, f"{type(outcome).__name__}: {outcome}"))
                 continue
+            if outcome[0] is None:
+                continue  # another purchase's payment (its Checkout or invoice counts it): nothing to send
             message.events.append(outcome[0])
             message.fact_keys.append(fact.key)
             if fact.profile is not None or fact.identity.user_id:
@@ -328,11 +301,3 @@ class Forwarder:
         if message.queued:
             context["event_id"] = message.queued.event_id
         return context
-
-
-def _merge(link: Identity, own: Identity) -> Identity:
-    return Identity(
-        user_id=link.user_id or own.user_id,
-        device_id=link.device_id or own.device_id,
-        customer=link.customer or own.customer,
-    )

@@ -5,14 +5,16 @@ in-memory fakes (tests/unit/service/)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..domain.facts import Fact, Identity
+from ..domain.facts import Fact, Identity, PaymentOwner
 from ..domain.outcomes import Result
 
 # What `Ledger.record_all` says of each fact: (its canonical event, newly recorded), or the error that stopped it.
-Recorded = tuple[dict[str, Any], bool] | Exception
+# The event is None when the fact is another purchase's (a PaymentIntent's own fact whose Checkout Session or
+# invoice linked it, `Fact.yields_to`): nothing is sent for it.
+Recorded = tuple[dict[str, Any] | None, bool] | Exception
 
 
 class LedgerUnavailable(Exception):
@@ -24,7 +26,9 @@ class Ledger(ABC):
 
     The first webhook about a fact fixes its event; later ones get that event back (so Mixpanel's
     deduplication sees the same bytes). A fact's effect on its customer's totals (domain/totals.py)
-    is applied in the same write as the fact, so a retry never counts it twice.
+    is applied in the same write as the fact, so a retry never counts it twice. A fact whose `same_as`
+    fact is recorded is that fact; a fact that `yields_to` a payment another purchase linked is nothing;
+    both are decided in the same write, so the order in which they arrive does not matter.
     """
 
     @abstractmethod
@@ -43,6 +47,14 @@ class Ledger(ABC):
     @abstractmethod
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
         """Who paid each payment reference a purchase recorded (`facts.payment_ref`)."""
+
+    @abstractmethod
+    def link_owners(self, refs: Iterable[str]) -> dict[str, str]:
+        """The purchase (fact key) each linked payment reference belongs to, "" where an older link does not say."""
+
+    @abstractmethod
+    def add_owners(self, owners: Sequence[PaymentOwner]) -> None:
+        """Record which purchase payments belong to (a link that exists already stays); LedgerUnavailable if not."""
 
     @abstractmethod
     def customers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -67,6 +79,42 @@ class MessageQueue(Protocol):
     def send_message(
         self, *, QueueUrl: str, MessageBody: str, MessageAttributes: Mapping[str, Any] | None = None
     ) -> dict[str, Any]: ...
+
+
+class LookupUnavailable(Exception):
+    """The provider's API could not answer now (rate limit, outage, timeout): ask again later."""
+
+
+class PaymentLookup(Protocol):
+    """A provider's API, asked about a payment the ledger never saw (adapters/stripe_payments.py)."""
+
+    def available(self) -> bool:
+        """Whether the API can be asked (a key is configured)."""
+        ...
+
+    def purchase(self, payment_id: str) -> Fact | None:
+        """The Purchase Completed fact this payment counts under, as its webhooks would make it (its Checkout
+        Session's, its invoice's, or its own); None when the API knows no such purchase. Raises
+        `LookupUnavailable` when the API cannot answer now."""
+        ...
+
+
+class StripeEvents(Protocol):
+    """Stripe's `GET /v1/events` (adapters/stripe_events.py), read newest first within its 30 days."""
+
+    def events(
+        self, types: Sequence[str], created_gte: int, created_lt: int, *, deadline: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Events of `types` created in [created_gte, created_lt), as Stripe's JSON; raises LookupUnavailable."""
+        ...
+
+
+class Checkpoints(Protocol):
+    """Small named states that survive between runs (adapters/checkpoints.py: items of the ledger table)."""
+
+    def get(self, name: str) -> dict[str, Any] | None: ...
+
+    def put(self, name: str, value: dict[str, Any]) -> None: ...
 
 
 class WebhookSecrets(Protocol):
