@@ -384,3 +384,47 @@ def test_a_redelivered_webhook_gives_identical_facts(provider, delivery, deliver
     first = deliver(provider, delivery(body))
     retry = deliver(provider, delivery(body, ts=TS + 600, received_at_ms=(TS + 601) * 1000))
     assert first == retry and first
+
+
+def failed_payment(fixture_json, *attempts: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's transaction entity as `transaction.payment_failed` carries it: not paid, its failed attempts."""
+    txn = fixture_json("paddle/data_transaction.completed.json")
+    declined = next(p for p in txn["payments"] if p["status"] == "error")
+    return {**txn, "status": "ready", "billed_at": None, "payments": list(attempts) or [declined]}
+
+
+def test_a_failed_payment_attempt_is_one_payment_failed(
+    provider, delivery, deliver, notification, fixture_json, settings, rendered
+):
+    data = failed_payment(fixture_json)
+    [fact] = deliver(provider, delivery(notification("transaction.payment_failed", data)))
+    attempt = data["payments"][0]
+    assert (fact.key, fact.event) == (f"paddle:payment-failed:{TXN}:{attempt['payment_attempt_id']}", c.PAYMENT_FAILED)
+    assert fact.time == 1712916957  # the attempt's created_at, 2024-04-12T10:15:57.888183Z
+    assert fact.properties == {c.ATTEMPT: 1, c.REASON: "declined", c.SUBSCRIPTION_ID: "sub_01hv8x29kz0t586xy6zn1a62ny"}
+    assert fact.identity == Identity(customer="ctm_01hv6y1jedq4p1n0yqn5ba3ky4")
+    event = rendered(fact, settings)
+    assert (event[c.REVENUE], event[c.CURRENCY], event[c.ORDER_ID]) == (652.15, "USD", TXN)
+
+
+def test_each_failed_attempt_is_its_own_payment_failed_and_a_redelivery_the_same(
+    provider, delivery, deliver, notification, fixture_json
+):
+    first = failed_payment(fixture_json)["payments"][0]
+    second = {**first, "payment_attempt_id": "a2", "created_at": "2024-04-13T10:00:00Z", "error_code": "expired_card"}
+    [one] = deliver(provider, delivery(notification("transaction.payment_failed", failed_payment(fixture_json, first))))
+    both = notification("transaction.payment_failed", failed_payment(fixture_json, second, first), event_id="evt_2")
+    [two] = deliver(provider, delivery(both))
+    assert one.key != two.key and two.key.endswith(":a2")
+    assert (two.properties[c.ATTEMPT], two.properties[c.REASON]) == (2, "expired_card")
+    again = deliver(provider, delivery(both))
+    assert again == [two]
+
+
+def test_a_payment_failed_notification_without_a_failed_attempt_means_nothing(
+    provider, delivery, deliver, notification, fixture_json
+):
+    txn = fixture_json("paddle/data_transaction.completed.json")
+    captured = [p for p in txn["payments"] if p["status"] == "captured"]
+    data = {**txn, "payments": captured}
+    assert deliver(provider, delivery(notification("transaction.payment_failed", data))) == []

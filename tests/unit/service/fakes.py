@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,3 +159,48 @@ class RecordingQueue:
 
     def reasons(self) -> list[str]:
         return [m["MessageAttributes"]["dead_letter_reason"]["StringValue"] for m in self.sent]
+
+
+@dataclass
+class ListedEvents:
+    """Stripe's `/v1/events`: `events` filtered by type and `created`, newest first; `fail_after` raises then."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    fail_after: int | None = None  # events listed before the API stops answering (LookupUnavailable)
+    calls: list[tuple[int, int]] = field(default_factory=list)
+
+    def events_of(self, types: Sequence[str], gte: int, lt: int) -> list[dict[str, Any]]:
+        found = [e for e in self.events if e["type"] in types and gte <= e["created"] < lt]
+        return sorted(found, key=lambda e: e["created"], reverse=True)
+
+    def list(self, types: Sequence[str], created_gte: int, created_lt: int) -> Iterator[dict[str, Any]]:
+        self.calls.append((created_gte, created_lt))
+        for position, event in enumerate(self.events_of(types, created_gte, created_lt)):
+            if self.fail_after is not None and position >= self.fail_after:
+                raise LookupUnavailable("StripeError: 503 (scripted)")
+            yield copy.deepcopy(event)
+
+
+class ScriptedStripeEvents:
+    """The `StripeEvents` port over `ListedEvents`."""
+
+    def __init__(self, listed: ListedEvents) -> None:
+        self.listed = listed
+
+    def events(
+        self, types: Sequence[str], created_gte: int, created_lt: int, *, deadline: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        return self.listed.list(types, created_gte, created_lt)
+
+
+@dataclass
+class InMemoryCheckpoints:
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    puts: int = 0
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.values.get(name))
+
+    def put(self, name: str, value: dict[str, Any]) -> None:
+        self.puts += 1
+        self.values[name] = copy.deepcopy(value)

@@ -221,3 +221,13 @@ def checkout_fact(webhook: bytes) -> Fact:
         if isinstance(f, Fact) and f.event == "Purchase Completed"
     ]
     return fact
+
+
+def test_with_a_key_a_direct_payment_intent_counts_at_its_first_delivery() -> None:
+    s = Story(customer="cus_f", user_id="user-f", api_version=BASIL)
+    intent = s.payment_intent_succeeded("pi_f", 700, "eur")
+    own = checkout_fact(body(intent))
+    payments = ScriptedPayments(purchases={"pi_f": own})
+    rig = LookupRig(payments)
+    assert rig.run(record(body(intent))) == []
+    assert [e["properties"]["Order ID"] for e in purchases(rig)] == ["pi_f"] and payments.asked == ["pi_f"]

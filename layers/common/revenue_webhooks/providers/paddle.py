@@ -8,7 +8,8 @@ HMAC-SHA256 of `ts + ":" + raw body`, one or more `h1` during secret rotation. H
 against API Gateway's request time (SIGNATURE_TOLERANCE_SECONDS back, FUTURE_SKEW_SECONDS ahead).
 
 Mapping: `transaction.completed` is the money (`details.totals.grand_total`, minor units of
-`currency_code`), its `origin` telling a first purchase from a renewal; subscription events start
+`currency_code`), its `origin` telling a first purchase from a renewal; `transaction.payment_failed` is
+one Payment Failed per failed attempt (`payments[]`, keyed by `payment_attempt_id`); subscription events start
 and end subscriptions; a refund is an `adjustment` with `action=refund` once Paddle has approved it
 (refunds are created `pending_approval`, so both `adjustment.created` and `adjustment.updated` are
 read, keyed by adjustment id). Paddle sends no previous values on `subscription.updated`, so only a
@@ -47,6 +48,7 @@ SIGNATURE_HEADER = "paddle-signature"
 
 PRODUCES: dict[str, tuple[str, ...]] = {
     "transaction.completed": (c.PURCHASE_COMPLETED, c.SUBSCRIPTION_RENEWED),
+    "transaction.payment_failed": (c.PAYMENT_FAILED,),
     "subscription.created": (c.SUBSCRIPTION_STARTED,),
     "subscription.updated": (c.SUBSCRIPTION_CANCELLATION_SCHEDULED,),
     "subscription.canceled": (c.SUBSCRIPTION_CANCELLED,),
@@ -182,6 +184,41 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
             )
         )
     return facts
+
+
+# Payment attempt statuses of a failed attempt (Paddle's `payments[].status`).
+FAILED_ATTEMPT_STATUSES = ("error", "declined", "canceled")
+
+
+def _transaction_payment_failed(e: _Event) -> list[Fact | Deferred]:
+    """One Payment Failed per failed payment attempt: the newest failed one in `payments` (Paddle lists attempts
+    newest first), keyed by its `payment_attempt_id`, numbered by the failed attempts so far."""
+    txn = e.data
+    txn_id = txn.get("id")
+    attempts = [p for p in txn.get("payments") or [] if isinstance(p, dict)]
+    failed = [p for p in attempts if p.get("status") in FAILED_ATTEMPT_STATUSES]
+    if not isinstance(txn_id, str) or not txn_id or not failed:
+        return []
+    attempt = max(failed, key=lambda p: unix_from_iso(p.get("created_at")) or 0)
+    attempt_id = attempt.get("payment_attempt_id") or e.id
+    totals = obj(dig(txn, "details", "totals"))
+    properties: dict[str, Any] = {c.ATTEMPT: len(failed)}
+    if isinstance(attempt.get("error_code"), str) and attempt["error_code"]:
+        properties[c.REASON] = attempt["error_code"]
+    if isinstance(txn.get("subscription_id"), str):
+        properties[c.SUBSCRIPTION_ID] = txn["subscription_id"]
+    return [
+        Fact(
+            key=f"{NAME}:payment-failed:{txn_id}:{attempt_id}",
+            event=c.PAYMENT_FAILED,
+            time=unix_from_iso(attempt.get("created_at")) or e.time(),
+            identity=e.identity(),
+            money=minor_money(totals.get("grand_total"), totals.get("currency_code") or txn.get("currency_code")),
+            order_id=txn_id,
+            properties=properties,
+            ip=buyer_ip(e.settings, [txn.get("custom_data")]),
+        )
+    ]
 
 
 def _subscription_created(e: _Event) -> list[Fact | Deferred]:
@@ -345,6 +382,7 @@ def _price_properties(item: dict[str, Any] | None, plan: str | None) -> dict[str
 
 _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "transaction.completed": _transaction_completed,
+    "transaction.payment_failed": _transaction_payment_failed,
     "subscription.created": _subscription_created,
     "subscription.updated": _subscription_updated,
     "subscription.canceled": _subscription_canceled,

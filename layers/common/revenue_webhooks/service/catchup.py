@@ -50,7 +50,7 @@ class Run:
     recovered: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v or k == "status"}
+        return {"status": self.status} if self.status == "disabled" else dict(vars(self))
 
 
 class CatchUp:
