@@ -150,7 +150,7 @@ def catch_up() -> CatchUp:
         config,
         stripe,
         list(providers.specs()["stripe"].produces),
-        StripeEventList(_stripe_client(key, config.stripe_api_base)) if key else None,
+        StripeEventList(_stripe_client(key, config.stripe_api_base, config.stripe_timeout_s)) if key else None,
         DynamoDbLedger(config.ledger_table, aws("dynamodb")),
         DynamoDbCheckpoints(config.ledger_table, aws("dynamodb")),
         queue(),
@@ -158,8 +158,8 @@ def catch_up() -> CatchUp:
 
 
 @cache
-def _stripe_client(key: str, api_base: str) -> Any:
-    return stripe_client(key, api_base)
+def _stripe_client(key: str, api_base: str, timeout_s: float) -> Any:
+    return stripe_client(key, api_base, timeout_s=timeout_s)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:

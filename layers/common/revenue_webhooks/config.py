@@ -65,6 +65,7 @@ class Settings:
     # setting: it is read from the secret, or from STRIPE_API_KEY by the CLI and the local stack.
     stripe_api_key_id: str = ""
     stripe_api_base: str = ""
+    stripe_timeout_s: float = 30.0
     catch_up_overlap_s: int = 3600
     catch_up_delay_s: int = 600
 
@@ -133,6 +134,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         ),
         stripe_api_key_id=environ.get("STRIPE_API_KEY_ID", ""),
         stripe_api_base=stripe_api_base,
+        stripe_timeout_s=_float(environ, "STRIPE_TIMEOUT_SECONDS", 30.0),
         catch_up_overlap_s=_int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
         catch_up_delay_s=_int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
     )

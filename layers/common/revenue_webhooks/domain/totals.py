@@ -1,7 +1,8 @@
 """Customer totals: how one new fact changes a customer's counters and states, whatever the order.
 
 Counters add once per fact (the ledger records the fact and the totals together); states (status,
-plan, user id, e-mail) keep the newest event's value, so a late, older event cannot overwrite them.
+plan, user id, e-mail) keep the newest event's value, so a late, older event cannot overwrite them;
+two values of the same second are ordered by the value itself, so the order of arrival never decides.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
             updated["last_purchase_at"] = max(int(totals.get("last_purchase_at") or 0), fact.time)
         for state in ("status", "plan"):
             value = getattr(effect, state)
-            if value and fact.time >= int(totals.get(f"{state}_at") or 0):
+            if value and _newer(fact.time, value, totals.get(f"{state}_at"), totals.get(state)):
                 updated[state], updated[f"{state}_at"] = value, fact.time
     if fact.identity.user_id and fact.time >= int(totals.get("user_id_at") or 0):
         updated["user_id"], updated["user_id_at"] = fact.identity.user_id, fact.time
@@ -41,3 +42,8 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
     if fact.email and fact.time >= int(totals.get("email_at") or 0):
         updated["email"], updated["email_at"] = fact.email, fact.time
     return updated
+
+
+def _newer(time: int, value: Any, held_at: Any, held: Any) -> bool:
+    """Whether a state set at `time` replaces the one held (newest wins; a tie goes to the larger value)."""
+    return (time, str(value)) >= (int(held_at or 0), str(held or ""))

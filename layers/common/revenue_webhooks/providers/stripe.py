@@ -231,7 +231,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             money=money,
             order_id=invoice["id"],
             properties=properties,
-            profile=ProfileEffect(purchases=1, revenue=money, plan=_plan(price) if subscription else None),
+            profile=ProfileEffect(purchases=1, revenue=money, plan=_named_plan(price) if subscription else None),
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
             links=tuple(payment_ref(NAME, ref) for ref in refs),
@@ -577,6 +577,14 @@ def _plan(price: Any) -> str | None:
     if not isinstance(price, dict):
         return None
     return price.get("nickname") or price.get("lookup_key") or id_of(price.get("product")) or price.get("id")
+
+
+def _named_plan(price: Any) -> str | None:
+    """The plan a profile keeps: named (nickname, lookup key) or, from a full price, its product; None for basil
+    invoice lines, which give ids only, so that a subscription event's name is not replaced by an id."""
+    if isinstance(price, dict) and set(price) <= {"id", "product"}:
+        return None
+    return _plan(price)
 
 
 def _price_properties(price: Any) -> dict[str, Any]:
