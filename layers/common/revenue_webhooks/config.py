@@ -20,6 +20,8 @@ MIXPANEL_HOSTS = {
 }
 MODES = ("live", "test", "any")
 ID_MERGE_MODES = ("simplified", "original")
+# Which id names a payment's company when no metadata key does (docs/identity.md, "Companies").
+COMPANY_FALLBACKS = ("none", "customer", "account")
 
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
@@ -60,6 +62,10 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # Group Analytics: the group key events carry, and where a payment's company id comes from.
+    group_key: str = ""
+    company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
+    company_fallback: str = "none"
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -89,6 +95,12 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    group_key = environ.get("GROUP_KEY", "").strip()
+    if len(group_key) > 255 or group_key.startswith("$"):
+        raise ConfigError(f"GROUP_KEY={group_key!r}: expected an event property name (not reserved, at most 255)")
+    company_fallback = environ.get("COMPANY_FALLBACK", "none").strip().lower() or "none"
+    if company_fallback not in COMPANY_FALLBACKS:
+        raise ConfigError(f"COMPANY_FALLBACK={company_fallback!r}: expected one of {COMPANY_FALLBACKS}")
     return Settings(
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
@@ -121,6 +133,9 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
+        group_key=group_key,
+        company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
+        company_fallback=company_fallback,
     )
 
 

@@ -306,7 +306,7 @@ def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
                 f"subscription-change:{sub['id']}:{e.id}",
                 c.SUBSCRIPTION_CHANGED,
                 {c.FROM_PLAN: before[0], c.TO_PLAN: after[0], c.FROM_QUANTITY: before[1], c.TO_QUANTITY: after[1]},
-                ProfileEffect(plan=after[0]),
+                ProfileEffect(plan=after[0], quantity=after[1]),
             )
         )
     before_state = {flag: previous.get(flag, sub.get(flag)) for flag in CANCEL_FLAGS}
@@ -424,7 +424,7 @@ def _subscription_started(e: _Event) -> Fact:
         f"subscription-start:{sub['id']}",
         c.SUBSCRIPTION_STARTED,
         properties,
-        ProfileEffect(status=sub.get("status"), plan=_plan(price) if price else None),
+        ProfileEffect(status=sub.get("status"), plan=_plan(price) if price else None, quantity=quantity or None),
     )
 
 

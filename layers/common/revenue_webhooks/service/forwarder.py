@@ -24,9 +24,9 @@ from .. import observability
 from ..config import Settings
 from ..domain.facts import Deferred, Fact, Identity
 from ..domain.outcomes import Outcome, Result, worst
-from ..domain.totals import customer_key
+from ..domain.totals import company_key, customer_key
 from ..domain.webhook import QueuedEvent
-from ..mixpanel.rendering import mixpanel_event, profile_update
+from ..mixpanel.rendering import group_update, mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
 from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
@@ -49,6 +49,7 @@ class Message:
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
+    companies: set[str] = field(default_factory=set)  # whose company totals its facts changed (Group Analytics)
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
     @property
@@ -102,16 +103,27 @@ class Forwarder:
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
-        totals = self._record(messages)
+        companies: dict[str, dict[str, Any]] = {}
+        totals = self._record(messages, companies)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
+        touched_companies = sorted({co for m in messages if m.result is None for co in m.companies})
+
+        def deliver_profiles() -> dict[str, Result]:
+            failed = self._deliver_profiles(touched, totals, end - FINISH_MARGIN_S)
+            return failed | {
+                f"company:{co}": result
+                for co, result in self._deliver_companies(touched_companies, companies, end - FINISH_MARGIN_S).items()
+            }
+
         # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
         # the events (a refused event's fact stays counted; a retried one is counted once already).
         with ThreadPoolExecutor(max_workers=1) as background:
-            profiles = background.submit(self._deliver_profiles, touched, totals, end - FINISH_MARGIN_S)
+            profiles = background.submit(deliver_profiles)
             self._deliver_events(messages, deadline)
             failed_profiles = profiles.result()
         for message in messages:
-            problem = next((failed_profiles[ck] for ck in message.customers if ck in failed_profiles), None)
+            owners = [*message.customers, *(f"company:{co}" for co in message.companies)]
+            problem = next((failed_profiles[key] for key in owners if key in failed_profiles), None)
             if problem is not None and message.result and message.result.outcome is Outcome.DELIVERED:
                 message.result = problem
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
@@ -172,10 +184,10 @@ class Forwarder:
                 resolved.append(fact)
             message.facts = resolved
 
-    def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
+    def _record(self, messages: list[Message], companies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.
 
-        Returns the customer totals this batch stored.
+        Returns the customer totals this batch stored; `companies` receives the company totals it stored.
         """
         entries: list[tuple[Message, Fact, dict[str, Any]]] = []
         for message in (m for m in messages if m.result is None and m.facts):
@@ -194,7 +206,7 @@ class Forwarder:
         if not entries:
             return totals
         try:
-            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries], totals)
+            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries], totals, companies)
         except Exception as error:  # not a ledger outage (those come back per fact): retry the batch's facts
             outcomes = [error] * len(entries)
         for (message, fact, _), outcome in zip(entries, outcomes, strict=True):
@@ -208,6 +220,9 @@ class Forwarder:
                 ck = customer_key(fact)
                 if ck:
                     message.customers.add(ck)
+            co = company_key(fact)
+            if co and fact.profile is not None:
+                message.companies.add(co)
         return totals
 
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
@@ -273,6 +288,32 @@ class Forwarder:
                 observability.add("ProfileRejected")
         return failed
 
+    def _deliver_companies(
+        self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
+    ) -> dict[str, Result]:
+        """Absolute company totals (`/groups` `$set`) for every company the recorded facts touched, as
+        `_deliver_profiles` does for customers; returns the companies that failed."""
+        if not self.project_token or not keys or not self.settings.group_key:
+            return {}
+        totals = {co: stored[co] for co in keys if co in stored}
+        missing = [co for co in keys if co not in stored]
+        try:
+            totals.update(self.ledger.companies(missing) if missing else {})
+        except LedgerUnavailable as error:
+            return dict.fromkeys(keys, Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
+        owners = [co for co in keys if co in totals]
+        updates = [group_update(co, totals[co], self.settings, self.project_token) for co in owners]
+        failed: dict[str, Result] = {}
+        for co, result in zip(
+            owners, self.sink.update_groups(updates, deadline=deadline) if updates else [], strict=True
+        ):
+            if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
+                failed[co] = result
+            elif result.outcome is Outcome.INVALID:
+                logger.error("company profile rejected by Mixpanel", extra={"company": co, "detail": result.detail})
+                observability.add("GroupProfileRejected")
+        return failed
+
     def _finish(self, messages: list[Message]) -> list[str]:
         """Dead-letter what must be, count everything, and return the ids to retry."""
         retry: list[str] = []
@@ -335,4 +376,5 @@ def _merge(link: Identity, own: Identity) -> Identity:
         user_id=link.user_id or own.user_id,
         device_id=link.device_id or own.device_id,
         customer=link.customer or own.customer,
+        company=link.company or own.company,
     )

@@ -29,11 +29,15 @@ class Ledger(ABC):
 
     @abstractmethod
     def record_all(
-        self, items: Sequence[tuple[Fact, dict[str, Any]]], written_totals: dict[str, dict[str, Any]] | None = None
+        self,
+        items: Sequence[tuple[Fact, dict[str, Any]]],
+        written_totals: dict[str, dict[str, Any]] | None = None,
+        written_companies: dict[str, dict[str, Any]] | None = None,
     ) -> list[Recorded]:
         """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
 
-        `written_totals` receives the totals stored for each customer key this call changed.
+        `written_totals` receives the totals stored for each customer key this call changed, and
+        `written_companies` those of each company (`totals.company_key`, Group Analytics).
         """
 
     @abstractmethod
@@ -49,6 +53,10 @@ class Ledger(ABC):
         """Customer totals by customer key (`totals.customer_key`)."""
 
     @abstractmethod
+    def companies(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Company totals by company key (`totals.company_key`)."""
+
+    @abstractmethod
     def mark_rejected(self, keys: Iterable[str]) -> None:
         """Mixpanel refused these facts' events: the next webhook or redrive renders them afresh (best effort)."""
 
@@ -59,6 +67,8 @@ class EventSink(Protocol):
     def import_events(self, events: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
 
     def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
+
+    def update_groups(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
 
 
 class MessageQueue(Protocol):
