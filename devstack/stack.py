@@ -42,6 +42,7 @@ FORWARDER = "ForwarderFunction"
 DEFAULT_PORT = 3000
 DEFAULT_MIXPANEL_PORT = 3001
 DEMO_SENDER = "demo-billing"
+DEMO_GROUP_KEY = "company_id"  # Group Analytics in the local stack: the demo's payments name their company
 SERVICE_ACCOUNT_ENV = ("MIXPANEL_PROJECT_ID", "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET")
 TOKEN_ENV = "MIXPANEL_PROJECT_TOKEN"
 DEAD_LETTER_PEEK_LIMIT = 100
@@ -117,6 +118,8 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
         self.esm: Any = None
+        self.esms: list[Any] = []  # one per SQS event source of the forwarder: EventsQueue, EventsTestQueue
+        self.dead_letter_urls: list[str] = []  # their dead-letter queues, in the same order
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
@@ -166,6 +169,11 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        if api_url is None:
+            from .mixpanel import DEMO_TEST_CREDENTIALS
+
+            test_secret = self._ref(FORWARDER, "MIXPANEL_TEST_CREDENTIALS_ID")
+            secret_values[test_secret] = json.dumps(DEMO_TEST_CREDENTIALS.secret_value())
         self.resources = provision(
             self.template, self.moto.endpoint, stack=options.stack_name, secret_values=secret_values
         )
@@ -178,15 +186,20 @@ class LocalStack:
         ]
         self.dead_letter_queue = self._dead_letter_queue_id()
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
-
+        # The test lane's queue and dead letters (used when TestEventsTo=test-project), as the template declares.
+        self.sources = self.template.sqs_event_sources(FORWARDER, self.resources.resolve)
+        self.dead_letter_urls = [self.dead_letter_url] + [
+            self.resources.queue_url(self._dead_letter_queue_id(source.queue)) for source in self.sources[1:]
+        ]
         if api_url is None:
-            from .mixpanel import DEMO_CREDENTIALS, MixpanelServer
+            from .mixpanel import DEMO_CREDENTIALS, DEMO_TEST_CREDENTIALS, MixpanelServer
 
             self.mixpanel = MixpanelServer(
                 port=options.mixpanel_port,
                 db_path=str(options.state_dir / "mixpanel.sqlite"),
                 credentials=DEMO_CREDENTIALS,
                 dead_letters=self.dead_letters,
+                more_projects=[DEMO_TEST_CREDENTIALS],
             )
             try:
                 self.mixpanel.start()
@@ -196,34 +209,41 @@ class LocalStack:
                 ) from None
             api_url = self.mixpanel.url
             self.mixpanel_description = (
-                f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
+                f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')}); "
+                f"production project {DEMO_CREDENTIALS.project_id}, test project {DEMO_TEST_CREDENTIALS.project_id}"
+                f" ({self.mixpanel.url}/?project={DEMO_TEST_CREDENTIALS.project_id})"
             )
 
         self._load_functions(api_url)
         from .esm import EventSourceMapping
 
-        self.esm = EventSourceMapping(
-            self.sqs,
-            self.queue_url,
-            self.resources.attributes[(self.source.queue, "Arn")],
-            self._invoke_forwarder,
-            lambda: context_for(self.template, FORWARDER),
-            batch_size=self.source.batch_size,
-            batching_window_s=self.source.batching_window_s,
-            report_batch_item_failures=self.source.report_batch_item_failures,
-            on_batch=self._on_batch,
-        ).start()
+        self.esms = [
+            EventSourceMapping(
+                self.sqs,
+                self.resources.queue_url(source.queue),
+                self.resources.attributes[(source.queue, "Arn")],
+                self._invoke_forwarder,
+                lambda: context_for(self.template, FORWARDER),
+                batch_size=source.batch_size,
+                batching_window_s=source.batching_window_s,
+                report_batch_item_failures=source.report_batch_item_failures,
+                on_batch=self._on_batch,
+            ).start()
+            for source in self.sources
+        ]
+        self.esm = self.esms[0]
         self.api.start()
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, *self.esms, self.mixpanel, self.moto):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
         self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.esms = []
         _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
@@ -245,7 +265,9 @@ class LocalStack:
 
     def _parameters(self) -> dict[str, str]:
         """Template parameter overrides of the local stack, like `sam deploy --parameter-overrides`."""
-        parameters = {"Mode": "any"}
+        parameters = {"Mode": "any", "GroupKey": DEMO_GROUP_KEY}
+        if self._real_mixpanel():  # a real project was named and no test project: test events go to it
+            parameters["TestEventsTo"] = "production"
         region = self.options.environ.get("MIXPANEL_REGION", "").strip().upper()
         if region:
             parameters["MixpanelRegion"] = region
@@ -282,12 +304,18 @@ class LocalStack:
 
         return {route: self._ref(RECEIVER, spec.signing.variable) for route, spec in specs().items()}
 
-    def _dead_letter_queue_id(self) -> str:
-        policy = self.template.properties(self.source.queue).get("RedrivePolicy") or {}
+    def _dead_letter_queue_id(self, queue: str | None = None) -> str:
+        queue = queue or self.source.queue
+        policy = self.template.properties(queue).get("RedrivePolicy") or {}
         target = policy.get("deadLetterTargetArn")
         if isinstance(target, dict) and "Fn::GetAtt" in target:
             return str(target["Fn::GetAtt"][0])
-        raise StackError(f"{self.source.queue} has no RedrivePolicy naming a dead-letter queue in the template")
+        raise StackError(f"{queue} has no RedrivePolicy naming a dead-letter queue in the template")
+
+    def _real_mixpanel(self) -> bool:
+        """Whether the environment names a real Mixpanel project (then there is no local test project)."""
+        env = self.options.environ
+        return any(env.get(name, "").strip() for name in (*SERVICE_ACCOUNT_ENV, TOKEN_ENV))
 
     def _webhook_secrets(self) -> dict[str, str]:
         """Each route's signing secret: the environment's (STRIPE_WEBHOOK_SECRET...), else one kept in state_dir."""
@@ -442,7 +470,12 @@ class LocalStack:
                     self.tally.delivered += 1
                     self._settled.notify_all()
                 shown = ", ".join(names) if names else "nothing to count"
-                self.say(f"→ {what}: delivered to Mixpanel: {shown}")
+                where = "the test project" if self._from_test_queue(record) else "Mixpanel"
+                self.say(f"→ {what}: delivered to {where}: {shown}")
+
+    def _from_test_queue(self, record: dict[str, Any]) -> bool:
+        """Whether a record came from the test lane's queue (the forwarder's second SQS event source)."""
+        return len(self.esms) > 1 and record.get("eventSourceARN") == self.esms[1].queue_arn
 
     def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
         """The event names a message became, by the provider's own mapping (display only)."""
@@ -460,7 +493,7 @@ class LocalStack:
 
     def _new_dead_letters(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
         """Dead letters that appeared since the last batch, by (provider, event id)."""
-        if _depth(self.sqs, self.dead_letter_url) == 0:
+        if all(_depth(self.sqs, url) == 0 for url in self.dead_letter_urls):
             return {}
         fresh = {}
         for letter in self.dead_letters():
@@ -474,11 +507,16 @@ class LocalStack:
         from ops.redrive import Redrive
 
         with self._peek_lock:
-            letters = Redrive(
-                self.sqs, self.dead_letter_url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
-            ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
+            letters = [
+                (lane, letter)
+                for lane, url in zip(("live", "test"), self.dead_letter_urls, strict=False)
+                for letter in Redrive(
+                    self.sqs, url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
+                ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
+            ]
         return [
             {
+                "lane": lane,
                 "id": letter.message_id,
                 "reason": letter.reason,
                 "detail": letter.detail,
@@ -491,7 +529,7 @@ class LocalStack:
                 "received_at": letter.received_at,
                 "body": letter.body[:4000],
             }
-            for letter in letters
+            for lane, letter in letters
         ]
 
     def wait_settled(self, timeout_s: float) -> bool:
@@ -503,7 +541,7 @@ class LocalStack:
                 if not done:
                     self._settled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                     continue
-            if _depth(self.sqs, self.queue_url) == 0:
+            if all(_depth(self.sqs, esm.queue_url) == 0 for esm in self.esms):
                 return True
             time.sleep(0.2)
         return False

@@ -101,8 +101,10 @@ def test_snapstart_is_a_parameter_off_by_default_and_the_alias_is_invoked_either
             assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
             alias = resources[f"{function}Aliasactive"]
             assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "active"
-        (mapping,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-        assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
+        mappings = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+        assert len(mappings) == 2  # EventsQueue, and the test lane's EventsTestQueue
+        for mapping in mappings:
+            assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
         permission = resources["ReceiverFunctionWebhookPermission"]
         assert permission["Properties"]["FunctionName"] == {"Ref": "ReceiverFunctionAliasactive"}
 

@@ -1,6 +1,6 @@
 """Builds a container's objects once: the only module that knows every concrete class.
 
-The handlers call `receiver()` or `forwarder()` at init (or in SnapStart's snapshot) and on every
+The handlers call `receiver()` or `lanes()` at init (or in SnapStart's snapshot) and on every
 invocation; each is built once per container from the settings, the boto3 clients (one per service,
 one session), the secrets cache and the providers, and reused by warm invocations. The local stack and
 the tests call `reset()` when they start a handler against new endpoints in the same process.
@@ -22,6 +22,7 @@ from .config import Settings, settings
 from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
 from .service.forwarder import Forwarder
+from .service.lanes import LIVE, TEST, Lanes
 from .service.receiver import Receiver
 
 # What each function calls, created at init so the first webhook does not wait for it.
@@ -72,29 +73,47 @@ def receiver() -> Receiver:
     return Receiver(config, provider_for(config), secrets(), queue())
 
 
-def forwarder() -> Forwarder:
-    """The container's forwarder; rebuilt when the Mixpanel credentials secret changes (read every five minutes)."""
+def lanes() -> Lanes:
+    """What ForwarderFunction runs: the live lane, and the test lane when test-mode webhooks have their own queue."""
     config = _checked_settings()
-    credentials_json = secrets().string(config.mixpanel_credentials_id)
-    cached = _FORWARDERS.get(credentials_json)
+    test = (lambda: forwarder(TEST)) if config.test_events_queue_url else None
+    return Lanes(lambda: forwarder(LIVE), test, config.test_events_queue_url)
+
+
+def forwarder(mode: str = LIVE) -> Forwarder:
+    """A lane's forwarder; rebuilt when its Mixpanel credentials secret changes (read every five minutes).
+
+    The live lane sends to MixpanelCredentials' project; the test lane to MixpanelTestCredentials', with its
+    own ledger namespace ("test") and dead-letter queue.
+    """
+    config = _checked_settings()
+    secret_id = config.mixpanel_test_credentials_id if mode == TEST else config.mixpanel_credentials_id
+    credentials_json = secrets().string(secret_id)
+    cached = _FORWARDERS.get((mode, credentials_json))
     if cached is None:
         credentials = Credentials.from_secret(credentials_json)
         if not credentials.project_token:
-            observability.logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
+            observability.logger.warning(
+                "Mixpanel credentials have no project_token: profiles (/engage, /groups) are not sent",
+                extra={"mode": mode},
+            )
         cached = Forwarder(
             config,
             provider_for(config),
-            DynamoDbLedger(config.ledger_table, aws("dynamodb")),
+            DynamoDbLedger(config.ledger_table, aws("dynamodb"), namespace="" if mode == LIVE else mode),
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
+            mode=mode,
+            dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
         )
-        _FORWARDERS.clear()
-        _FORWARDERS[credentials_json] = cached
+        for key in [key for key in _FORWARDERS if key[0] == mode]:
+            del _FORWARDERS[key]
+        _FORWARDERS[(mode, credentials_json)] = cached
     return cached
 
 
-_FORWARDERS: dict[str, Forwarder] = {}
+_FORWARDERS: dict[tuple[str, str], Forwarder] = {}
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:

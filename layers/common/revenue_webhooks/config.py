@@ -62,6 +62,10 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # The test lane (Mode=any with TestEventsTo=test-project): test-mode webhooks' own queue, dead letters, project.
+    test_events_queue_url: str = ""
+    test_dead_letter_queue_url: str = ""
+    mixpanel_test_credentials_id: str = ""
     # Group Analytics: the group key events carry, and where a payment's company id comes from.
     group_key: str = ""
     company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
@@ -70,6 +74,10 @@ class Settings:
     @property
     def mixpanel_base_url(self) -> str:
         return (self.mixpanel_api_url or MIXPANEL_HOSTS[self.mixpanel_region]).rstrip("/")
+
+    def queue_for(self, livemode: bool | None) -> str:
+        """Where the receiver puts a webhook: test-mode ones in the test lane's queue when there is one."""
+        return self.test_events_queue_url if livemode is False and self.test_events_queue_url else self.events_queue_url
 
     def accepts_mode(self, livemode: bool | None) -> bool:
         """Whether an event's test/live flag matches this deployment (None: the provider has none)."""
@@ -133,6 +141,9 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
+        test_events_queue_url=environ.get("TEST_EVENTS_QUEUE_URL", ""),
+        test_dead_letter_queue_url=environ.get("TEST_DEAD_LETTER_QUEUE_URL", ""),
+        mixpanel_test_credentials_id=environ.get("MIXPANEL_TEST_CREDENTIALS_ID", ""),
         group_key=group_key,
         company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
         company_fallback=company_fallback,

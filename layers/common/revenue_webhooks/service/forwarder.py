@@ -86,6 +86,9 @@ class Forwarder:
         sink: EventSink,
         dead_letters: MessageQueue,
         project_token: str,
+        *,
+        mode: str = "live",
+        dead_letter_queue_url: str = "",
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -93,6 +96,8 @@ class Forwarder:
         self.sink = sink
         self.dead_letters = dead_letters
         self.project_token = project_token  # "" : profiles are not sent
+        self.mode = mode  # the lane: live, or test (test-mode webhooks, their own project and dead letters)
+        self.dead_letter_queue_url = dead_letter_queue_url or settings.dead_letter_queue_url
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -340,7 +345,7 @@ class Forwarder:
             insert_ids = [event["properties"].get("$insert_id") for event in message.events]
             log(status.lower(), extra={**self._log_context(message), "reason": result.reason, "insert_ids": insert_ids})
         for name, counter in tallies.items():
-            observability.count(name, counter)
+            observability.count(name, counter, self.mode)
         logger.info("batch done", extra={"messages": len(messages), **{k: sum(v.values()) for k, v in tallies.items()}})
         return retry
 
@@ -348,7 +353,7 @@ class Forwarder:
         reason = result.reason if result.outcome is Outcome.INVALID else f"retries_exhausted:{result.reason}"
         try:
             self.dead_letters.send_message(
-                QueueUrl=self.settings.dead_letter_queue_url,
+                QueueUrl=self.dead_letter_queue_url,
                 MessageBody=message.record["body"],
                 MessageAttributes={
                     **sqs_attributes_from_record(message.record),
