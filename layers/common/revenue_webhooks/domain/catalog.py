@@ -75,6 +75,7 @@ COMMON_PROPERTIES = {
     "$device_id": "The browser's device id when passed, else the provider's customer id.",
     "ip": '"0" (no geolocation of the Lambda), or the buyer\'s IP when passed in metadata.',
     PROVIDER: "The payment provider: stripe, shopify, paddle, lemonsqueezy, revenuecat or a Standard Webhooks sender.",
+    STRIPE_ACCOUNT: "Stripe Connect: the connected account (`acct_...`) the event happened on; absent otherwise.",
 }
 
 
@@ -104,6 +105,10 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (PLAN, "For subscription payments: the plan or product name or id."),
             (PRICE, "For subscription payments: the price id."),
             (INTERVAL, "For subscription payments: day, week, month or year."),
+            (
+                PLATFORM_FEE,
+                "Stripe Connect: the platform's application fee on the invoice, in major units of `Currency`.",
+            ),
         ),
     ),
     CatalogEvent(
