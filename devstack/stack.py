@@ -39,6 +39,7 @@ from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
 FORWARDER = "ForwarderFunction"
+BROWSER_PROXY = "BrowserProxyFunction"
 DEFAULT_PORT = 3000
 DEFAULT_MIXPANEL_PORT = 3001
 DEMO_SENDER = "demo-billing"
@@ -119,6 +120,8 @@ class LocalStack:
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
         self.esm: Any = None
         self.esms: list[Any] = []  # one per SQS event source of the forwarder: EventsQueue, EventsTestQueue
+        self.proxy_routes: list[Route] = []  # the browser proxy's, when BrowserProxyOrigins turns it on
+        self.browser_proxy: Any = None
         self.dead_letter_urls: list[str] = []  # their dead-letter queues, in the same order
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
@@ -154,6 +157,12 @@ class LocalStack:
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
         if not routes:
             raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
+        self.proxy_routes = [
+            Route(method, path)
+            for method, path in self.template.http_routes(BROWSER_PROXY)
+            if BROWSER_PROXY in self.template.resources and self.template.condition_holds(BROWSER_PROXY)
+        ]
+        routes.update(dict.fromkeys(self.proxy_routes, self._invoke_browser_proxy))
         try:
             self.api = HttpApi(routes, port=options.port, on_exchange=self._on_exchange)
         except OSError as error:
@@ -272,6 +281,9 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        origins = self.options.environ.get("BROWSER_PROXY_ORIGINS", "").strip()
+        if origins:  # the pages that may use the browser proxy (README, "Browser proxy")
+            parameters["BrowserProxyOrigins"] = origins
         parameters.update(self.options.parameters)
         return parameters
 
@@ -389,6 +401,12 @@ class LocalStack:
         from revenue_webhooks.config import ConfigError, from_environ
 
         try:
+            if self.proxy_routes:
+                proxy_environment = {
+                    **self.template.function_environment(BROWSER_PROXY, resolve),
+                    "MIXPANEL_API_URL": mixpanel_url,
+                }
+                self.browser_proxy = load_handler(self.template, BROWSER_PROXY, proxy_environment)
             self.receiver = load_handler(self.template, RECEIVER, self.receiver_environment)
             self.forwarder = load_handler(self.template, FORWARDER, self.forwarder_environment)
             self.receiver_settings = from_environ(self.receiver_environment)
@@ -400,6 +418,9 @@ class LocalStack:
 
     def _invoke_receiver(self, event: dict[str, Any]) -> Any:
         return self.receiver(event, context_for(self.template, RECEIVER))
+
+    def _invoke_browser_proxy(self, event: dict[str, Any]) -> Any:
+        return self.browser_proxy(event, context_for(self.template, BROWSER_PROXY))
 
     def _invoke_forwarder(self, event: dict[str, Any], context: Any) -> Any:
         try:
@@ -416,6 +437,9 @@ class LocalStack:
             why = json.loads(response.body or b"{}").get("message", "")
             routes = ", ".join(r.key for r in self.api_routes)
             self.say(f"← {exchange.method} {exchange.path}: {response.status} {why} (the API serves {routes})")
+            return
+        if exchange.route in self.proxy_routes:
+            self.say(f"← browser {exchange.method} {exchange.path}: {response.status} (the browser proxy)")
             return
         route = exchange.path_parameters.get("provider", "?")
         event_type, event_id = describe(route, exchange.body, exchange.headers, self.receiver_settings)
@@ -568,6 +592,13 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        if self.proxy_routes:
+            prefix = self.template.parameters.get("BrowserProxyPrefix", "mp")
+            lines += [
+                "",
+                f"Browser proxy: api_host http://{base}/{prefix} for pages at "
+                f"{self.template.parameters.get('BrowserProxyOrigins')}",
+            ]
         lines += [
             "",
             "Stripe CLI (test mode):",

@@ -106,6 +106,13 @@ class Template:
                 )
         return sources
 
+    def condition_holds(self, logical_id: str) -> bool:
+        """Whether a resource exists with these parameters (its `Condition`, if any, is true)."""
+        condition = self.resources[logical_id].get("Condition")
+        if condition is None:
+            return True
+        return bool(Resolver(self, {}, {}, {})(self.doc["Conditions"][condition]))
+
     def http_routes(self, function_id: str) -> list[tuple[str, str]]:
         """(method, path) of each HttpApi event of a function."""
         return [

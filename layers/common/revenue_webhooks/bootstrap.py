@@ -16,11 +16,13 @@ from typing import Any
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.mixpanel_relay import MixpanelRelay
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
 from .config import Settings, settings
 from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
+from .service.browser_proxy import BrowserProxy
 from .service.forwarder import Forwarder
 from .service.lanes import LIVE, TEST, Lanes
 from .service.receiver import Receiver
@@ -126,6 +128,19 @@ def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClien
     )
 
 
+@cache
+def browser_proxy() -> BrowserProxy:
+    """The container's browser proxy: the settings and a pooled connection to the residency's ingestion host."""
+    config = settings()
+    return BrowserProxy(config, MixpanelRelay(config.mixpanel_base_url))
+
+
+def prepare_browser_proxy() -> None:
+    """Init of BrowserProxyFunction: settings checked, the relay's session built (no connection opened yet)."""
+    browser_proxy()
+    register_snapstart_hooks()
+
+
 def prepare_receiver() -> None:
     """Init of ReceiverFunction: settings checked, clients and providers built, SnapStart hook registered."""
     receiver()
@@ -206,7 +221,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

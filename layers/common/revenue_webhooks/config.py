@@ -66,6 +66,10 @@ class Settings:
     test_events_queue_url: str = ""
     test_dead_letter_queue_url: str = ""
     mixpanel_test_credentials_id: str = ""
+    # The first-party proxy for mixpanel-browser (docs: README "Browser proxy").
+    browser_proxy_prefix: str = "mp"
+    browser_proxy_origins: tuple[str, ...] = ()
+    browser_proxy_max_body_bytes: int = 1_048_576
     # Group Analytics: the group key events carry, and where a payment's company id comes from.
     group_key: str = ""
     company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
@@ -109,6 +113,13 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     company_fallback = environ.get("COMPANY_FALLBACK", "none").strip().lower() or "none"
     if company_fallback not in COMPANY_FALLBACKS:
         raise ConfigError(f"COMPANY_FALLBACK={company_fallback!r}: expected one of {COMPANY_FALLBACKS}")
+    prefix = environ.get("BROWSER_PROXY_PREFIX", "mp").strip().strip("/") or "mp"
+    if not prefix.replace("-", "").replace("_", "").isalnum() or not prefix.isascii():
+        raise ConfigError(f"BROWSER_PROXY_PREFIX={prefix!r}: expected one path segment of letters, digits, - or _")
+    origins = _keys(environ, "BROWSER_PROXY_ORIGINS", ())
+    for origin in origins:
+        if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+            raise ConfigError(f"BROWSER_PROXY_ORIGINS: {origin!r} is not an origin such as https://www.example.com")
     return Settings(
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
@@ -144,6 +155,9 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         test_events_queue_url=environ.get("TEST_EVENTS_QUEUE_URL", ""),
         test_dead_letter_queue_url=environ.get("TEST_DEAD_LETTER_QUEUE_URL", ""),
         mixpanel_test_credentials_id=environ.get("MIXPANEL_TEST_CREDENTIALS_ID", ""),
+        browser_proxy_prefix=prefix,
+        browser_proxy_origins=tuple(origin.rstrip("/") for origin in origins),
+        browser_proxy_max_body_bytes=_int(environ, "BROWSER_PROXY_MAX_BODY_BYTES", 1_048_576, minimum=1024),
         group_key=group_key,
         company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
         company_fallback=company_fallback,

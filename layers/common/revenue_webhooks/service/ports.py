@@ -1,5 +1,5 @@
-"""The ports the services need, and nothing more: the ledger, the event sink (Mixpanel), a queue and the
-webhook secrets. The adapters (adapters/) implement them against AWS and Mixpanel; the unit tests with
+"""The ports the services need, and nothing more: the ledger, the event sink (Mixpanel), a queue, the
+webhook secrets, and the relay the browser proxy forwards through. The adapters (adapters/) implement them against AWS and Mixpanel; the unit tests with
 in-memory fakes (tests/unit/service/)."""
 
 from __future__ import annotations
@@ -69,6 +69,21 @@ class EventSink(Protocol):
     def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
 
     def update_groups(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
+
+
+class Relay(Protocol):
+    """Mixpanel's ingestion host for the browser proxy (mixpanel/relay.py): one request forwarded as it came.
+
+    Returns (status, content type, body); raises `RelayUnavailable` when Mixpanel cannot be reached in time.
+    """
+
+    def forward(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, str, bytes]: ...
+
+
+class RelayUnavailable(Exception):
+    """Mixpanel's ingestion host did not answer (connection refused, timeout): the browser's SDK retries."""
 
 
 class MessageQueue(Protocol):
