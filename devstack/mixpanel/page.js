@@ -147,7 +147,7 @@ function renderGroups(data) {
   box.replaceChildren(...data.groups.map(g => {
     const dl = el("dl");
     for (const [k, v] of Object.entries(g.properties)) dl.append(el("dt", {text: k}), el("dd", {text: fmtValue(v)}));
-    return el("div", {class: "profile group", "data-group-key": g.group_key, "data-group-id": g.group_id},
+    return el("div", {class: "group", "data-group-key": g.group_key, "data-group-id": g.group_id},
               el("h3", {class: "mono", text: g.group_key + " = " + g.group_id}), dl,
               el("div", {class: "muted seen", text: "updated " + fmtTime(g.updated_at * 1000)}));
   }));

@@ -118,6 +118,20 @@ def server() -> Iterator[MixpanelServer]:
             ],
         )
         assert engage.status_code == 200, engage.text
+        groups = requests.post(
+            f"{mixpanel.url}/groups",
+            params={"verbose": "1", "strict": "1"},
+            timeout=10,
+            json=[
+                {
+                    "$token": DEMO_CREDENTIALS.project_token,
+                    "$group_key": "company_id",
+                    "$group_id": "acme",
+                    "$set": {"Lifetime Revenue USD": 68.5, "Seats": 5},
+                }
+            ],
+        )
+        assert groups.json()["status"] == 1, groups.text
         yield mixpanel
 
 
@@ -186,6 +200,14 @@ def test_profiles_and_dead_letters_are_shown(page: Page) -> None:
     expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("must not be before 1971-01-01")
     expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("ntf_01h")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_company_profiles_are_shown(page: Page) -> None:
+    acme = page.locator(".group[data-group-id='acme']")
+    expect(acme).to_have_count(1)
+    expect(acme).to_contain_text("company_id = acme")
+    expect(acme).to_contain_text("Seats")
+    expect(page.locator("#groups-count")).to_have_text("1")
 
 
 def test_page_refreshes_by_itself(page: Page, server: MixpanelServer) -> None:

@@ -178,6 +178,15 @@ def test_a_refused_group_update_fails_alone_and_the_rest_of_its_batch_is_sent_ag
     assert len(mixpanel.requests_log("/groups")) == 2
 
 
+def test_group_updates_go_in_requests_of_at_most_2000(mixpanel: MixpanelServer) -> None:
+    token = DEMO_CREDENTIALS.project_token
+    updates = [group_update(f"co-{n}", {"purchases": 1}, GROUPS, token) for n in range(2001)]
+    results = client(mixpanel.url).update_groups(updates)
+    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2001
+    assert [r["records"] for r in mixpanel.requests_log("/groups")] == [2000, 1]
+    assert len(mixpanel.groups()) == 2001
+
+
 def test_a_throttled_groups_request_is_transient(mixpanel: MixpanelServer) -> None:
     mixpanel.faults.push(Fault.rate_limited(path="/groups"))
     update = group_update("acme", {"purchases": 1}, GROUPS, DEMO_CREDENTIALS.project_token)

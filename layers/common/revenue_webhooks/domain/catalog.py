@@ -222,7 +222,7 @@ GROUP_PROPERTIES = (
     (REFUND_COUNT, "Number of Refund Issued facts of the company."),
     (SUBSCRIPTION_STATUS, "Latest subscription status (newest event wins; same second: the larger fact key)."),
     (PROFILE_PLAN, "Latest plan (as above)."),
-    (SEATS, "Latest subscription quantity: seats or units (as above)."),
+    (SEATS, "Latest subscription quantity, seats or units (as above; Stripe subscriptions carry it)."),
     (FIRST_PURCHASE_DATE, "ISO 8601 time of the company's first purchase."),
     (LAST_PURCHASE_DATE, "ISO 8601 time of the company's newest purchase."),
 )
