@@ -242,6 +242,16 @@ class Pipeline:
     def post_stripe(self, body: bytes, *, secret: str = STRIPE_SECRET, timestamp: int | None = None) -> dict[str, Any]:
         return self.post("stripe", body, sign("stripe", body, secret, timestamp))
 
+    def deliver_stripe(
+        self, events: list[dict[str, Any]], *, per_batch: int | None = None, timeout_s: float = 60
+    ) -> None:
+        """Post each Stripe webhook (freshly signed), letting the forwarder run every `per_batch` webhooks, then drain."""
+        for position, event in enumerate(events, 1):
+            assert self.post_stripe(json.dumps(event).encode())["statusCode"] == 200
+            if per_batch and position % per_batch == 0:
+                self.esm.poll_once(0)
+        assert self.drain(timeout_s)
+
     def drain(self, timeout_s: float = 30) -> bool:
         """Until both queues are empty (the test lane's is only used with TestEventsTo=test-project)."""
         self.activate()

@@ -7,6 +7,8 @@ these functions are the part that differs per endpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .bodies import Parsed
@@ -89,31 +91,10 @@ def update_profiles(
     reject: Fault | None,
 ) -> Reply:
     """`/engage`: apply the valid profile updates in order; `params` are the query and form fields together."""
-    verbose = params.get("verbose", "0")
-    if auth is None:
-        return Reply.json(401, {"error": "Invalid credentials", "status": "error"})
-    if parsed.records is None:
-        return Reply.json(400, {"error": parsed.error, "status": 0})
-    records = parsed.records
-    errors: list[tuple[int, str]] = []
-    if not records:
-        errors.append((0, "Engage API error: no profile updates in the request"))
-    elif len(records) > MAX_PROFILE_UPDATES_PER_REQUEST:
-        errors.append((0, f"Engage API error: more than {MAX_PROFILE_UPDATES_PER_REQUEST} updates in one request"))
-    valid: list[dict[str, Any]] = []
-    if not errors:
-        authenticated = auth in ("service_account", "project_token")
-        for index, record in enumerate(records):
-            error = validate_profile_update(record, project_token, authenticated)
-            if error is None and reject is not None and reject.rejects(record):
-                error = f"Engage API error: {reject.message}"
-            if error is None:
-                valid.append(record)
-            else:
-                errors.append((index, error))
-    if valid:
-        store.apply_profile_updates(request_id, valid)
-    return _engage_reply(verbose, params.get("strict") == "1", errors, bool(valid))
+    kind = _Updates("Engage", "profile", MAX_PROFILE_UPDATES_PER_REQUEST, validate_profile_update)
+    return _update(
+        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_profile_updates(request_id, valid)
+    )
 
 
 def update_groups(
@@ -126,6 +107,32 @@ def update_groups(
     reject: Fault | None,
 ) -> Reply:
     """`/groups`: apply the valid group updates in order, answering as `/engage` does (`verbose`, `strict`)."""
+    kind = _Updates("Groups", "group", MAX_GROUP_UPDATES_PER_REQUEST, validate_group_update)
+    return _update(
+        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_group_updates(request_id, valid)
+    )
+
+
+@dataclass(frozen=True)
+class _Updates:
+    """What differs between `/engage` and `/groups`: the error prefix, the noun, the limit and the rules."""
+
+    api: str
+    noun: str
+    limit: int
+    validate: Callable[[Any, str, bool], str | None]
+
+
+def _update(
+    kind: _Updates,
+    parsed: Parsed,
+    params: dict[str, str],
+    auth: str | None,
+    project_token: str,
+    reject: Fault | None,
+    apply: Callable[[list[dict[str, Any]]], None],
+) -> Reply:
+    """Validate each update (a scripted rejection counts as invalid), apply the valid ones, answer as Mixpanel."""
     if auth is None:
         return Reply.json(401, {"error": "Invalid credentials", "status": "error"})
     if parsed.records is None:
@@ -133,22 +140,22 @@ def update_groups(
     records = parsed.records
     errors: list[tuple[int, str]] = []
     if not records:
-        errors.append((0, "Groups API error: no group updates in the request"))
-    elif len(records) > MAX_GROUP_UPDATES_PER_REQUEST:
-        errors.append((0, f"Groups API error: more than {MAX_GROUP_UPDATES_PER_REQUEST} updates in one request"))
+        errors.append((0, f"{kind.api} API error: no {kind.noun} updates in the request"))
+    elif len(records) > kind.limit:
+        errors.append((0, f"{kind.api} API error: more than {kind.limit} updates in one request"))
     valid: list[dict[str, Any]] = []
     if not errors:
         authenticated = auth in ("service_account", "project_token")
         for index, record in enumerate(records):
-            error = validate_group_update(record, project_token, authenticated)
+            error = kind.validate(record, project_token, authenticated)
             if error is None and reject is not None and reject.rejects(record):
-                error = f"Groups API error: {reject.message}"
+                error = f"{kind.api} API error: {reject.message}"
             if error is None:
                 valid.append(record)
             else:
                 errors.append((index, error))
     if valid:
-        store.apply_group_updates(request_id, valid)
+        apply(valid)
     return _engage_reply(params.get("verbose", "0"), params.get("strict") == "1", errors, bool(valid))
 
 

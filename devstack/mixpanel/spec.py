@@ -112,35 +112,25 @@ class SpecChecker:
 
     def check_engage(self, query: Mapping[str, str], headers: Message, parsed: Parsed) -> list[tuple[str, str, str]]:
         """(operationId, where, message) for each way this `/engage` request departs from the spec."""
-        op_id = self._engage_params["operationId"]
-        found = [
-            (op_id, w, m)
-            for w, m in self._parameters(self._engage_params, query, headers)
-            if not (w == "query.verbose" and query.get("verbose") == "2")
-        ]
-        media = media_type(headers)
-        if media not in (*JSON_TYPES, FORM_TYPE):
-            found.append((op_id, "header.Content-Type", f"{media!r} is not application/json, the only type listed"))
-        if parsed.records is None:
-            found.append((op_id, "body", f"not checked: {parsed.error}"))
-            return found
-        if not parsed.records:
-            found.append((op_id, "body", "[] is too short (minItems 1)"))
-        for index, record in enumerate(parsed.records):
-            ops = [op for op in ENGAGE_OPERATIONS if isinstance(record, dict) and op in record]
-            if len(ops) != 1:
-                found.append((op_id, f"body[{index}]", f"no single engage operation matches (operations: {ops})"))
-                continue
-            record_op_id, validator = self._engage_ops[ops[0]]
-            found.extend(
-                (record_op_id, _where([index, *e.absolute_path]), e.message) for e in validator.iter_errors(record)
-            )
-        return found
+        found = self._check_updates(self._engage_params, self._engage_ops, ENGAGE_OPERATIONS, query, headers, parsed)
+        return [v for v in found if not (v[1] == "query.verbose" and query.get("verbose") == "2")]
 
     def check_groups(self, query: Mapping[str, str], headers: Message, parsed: Parsed) -> list[tuple[str, str, str]]:
         """(operationId, where, message) for each way this `/groups` request departs from the spec."""
-        op_id = self._groups_params["operationId"]
-        found = [(op_id, w, m) for w, m in self._parameters(self._groups_params, query, headers)]
+        return self._check_updates(self._groups_params, self._group_ops, GROUP_OPERATIONS, query, headers, parsed)
+
+    def _check_updates(
+        self,
+        batch: dict[str, Any],
+        by_operation: Mapping[str, tuple[str, OAS30WriteValidator]],
+        operations: tuple[str, ...],
+        query: Mapping[str, str],
+        headers: Message,
+        parsed: Parsed,
+    ) -> list[tuple[str, str, str]]:
+        """The batch operation's parameters and content type, then each record against its own operation."""
+        op_id = batch["operationId"]
+        found = [(op_id, w, m) for w, m in self._parameters(batch, query, headers)]
         media = media_type(headers)
         if media not in (*JSON_TYPES, FORM_TYPE):
             found.append((op_id, "header.Content-Type", f"{media!r} is not application/json, the only type listed"))
@@ -150,11 +140,11 @@ class SpecChecker:
         if not parsed.records:
             found.append((op_id, "body", "[] is too short (minItems 1)"))
         for index, record in enumerate(parsed.records):
-            ops = [op for op in GROUP_OPERATIONS if isinstance(record, dict) and op in record]
+            ops = [op for op in operations if isinstance(record, dict) and op in record]
             if len(ops) != 1:
-                found.append((op_id, f"body[{index}]", f"no single group operation matches (operations: {ops})"))
+                found.append((op_id, f"body[{index}]", f"no single operation of {operations} matches ({ops})"))
                 continue
-            record_op_id, validator = self._group_ops[ops[0]]
+            record_op_id, validator = by_operation[ops[0]]
             found.extend(
                 (record_op_id, _where([index, *e.absolute_path]), e.message) for e in validator.iter_errors(record)
             )

@@ -10,7 +10,6 @@ package. Nothing leaves 127.0.0.1 (the page's requests are checked).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from revenue_webhooks.providers import sign
 
 from devstack.mixpanel import DEMO_CREDENTIALS
@@ -34,8 +33,6 @@ pytestmark = pytest.mark.browser
 
 PACKAGE_DIR = ROOT / "tests" / "e2e" / "browser"
 SDK = PACKAGE_DIR / "node_modules" / "mixpanel-browser" / "dist" / "mixpanel.umd.js"
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 STRIPE_SECRET = "whsec_browser_" + "b" * 32
 USER = "user-42"
 WAIT_S = 30
@@ -74,16 +71,6 @@ def _installed_sdk() -> Path:
     if done.returncode != 0 or not SDK.is_file():
         pytest.skip(f"mixpanel-browser could not be installed from npm: {(done.stderr or done.stdout)[-300:]}")
     return SDK
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM:
-        pytest.skip("no Chromium binary: install the Debian package `chromium` or set $CHROMIUM to one")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class _Site:

@@ -6,8 +6,6 @@ there is none. Never downloads a browser.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,22 +14,12 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from devstack.mixpanel import DEMO_CREDENTIALS, MixpanelServer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(tempfile.gettempdir()) / "mixpanel-page.png"
 SA = (DEMO_CREDENTIALS.username, DEMO_CREDENTIALS.secret)
 DAY = 86_400
@@ -75,16 +63,6 @@ def send(server: MixpanelServer, events: list[dict[str, Any]]) -> None:
         f"{server.url}/import", params={"strict": "1", "project_id": "1"}, json=events, auth=SA, timeout=10
     )
     assert response.status_code == 200, response.text
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM:
-        pytest.skip("no Chromium binary: install the Debian package `chromium` or set $CHROMIUM to one")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

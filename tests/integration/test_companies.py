@@ -6,7 +6,6 @@ the members' absolute totals, and is the same whatever order and however often t
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from decimal import Decimal
@@ -51,21 +50,13 @@ def shared() -> Iterator[Pipeline]:
         running.close()
 
 
-def deliver(pipeline: Pipeline, events: list[dict[str, Any]], *, per_batch: int | None = None) -> None:
-    for position, event in enumerate(events, 1):
-        assert pipeline.post_stripe(json.dumps(event).encode())["statusCode"] == 200
-        if per_batch and position % per_batch == 0:
-            pipeline.esm.poll_once(0)
-    assert pipeline.drain(90)
-
-
 def company_profile(pipeline: Pipeline) -> dict[str, Any]:
     return pipeline.mixpanel.groups()[(GROUP_KEY, "acme")]
 
 
 def test_company_profile_holds_the_members_totals_and_events_carry_the_group_key(shared: Pipeline) -> None:
     shared.reset()
-    deliver(shared, company_history())
+    shared.deliver_stripe(company_history(), timeout_s=90)
     events = shared.mixpanel.events()
     assert {e["properties"].get(GROUP_KEY) for e in events} == {"acme"}  # refunds too, through their payment
     profile = company_profile(shared)
@@ -86,14 +77,14 @@ def test_company_profile_is_identical_under_shuffled_duplicated_delivery(
 ) -> None:
     history = company_history()
     shared.reset()
-    deliver(shared, history)
+    shared.deliver_stripe(history, timeout_s=90)
     expected = company_profile(shared)
 
     rng = random.Random(seed)
     shuffled = [event for event in history for _ in range(rng.randint(1, 2))]
     rng.shuffle(shuffled)
     shared.reset()
-    deliver(shared, shuffled, per_batch=per_batch)
+    shared.deliver_stripe(shuffled, per_batch=per_batch, timeout_s=90)
     assert company_profile(shared) == expected
     last = [u for u in shared.mixpanel.group_updates() if u["$group_id"] == "acme"][-1]
     assert last["$set"] == expected  # the last update sent is the whole truth, not an increment

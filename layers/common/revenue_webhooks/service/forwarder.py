@@ -263,60 +263,67 @@ class Forwarder:
     def _deliver_profiles(
         self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
     ) -> dict[str, Result]:
-        """Absolute totals for every customer the recorded facts touched; returns the customers that failed.
-
-        Totals this batch stored are sent as stored; the others (facts recorded earlier, or by
-        the one-fact fallback) are read back. A retry re-sends them harmlessly.
-        """
-        if not self.project_token or not keys:
-            return {}
-        totals = {ck: stored[ck] for ck in keys if ck in stored}
-        missing = [ck for ck in keys if ck not in stored]
-        try:
-            totals.update(self.ledger.customers(missing) if missing else {})
-        except LedgerUnavailable as error:
-            return dict.fromkeys(keys, Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
-        updates, owners = [], []
-        for ck in keys:
-            update = profile_update(totals.get(ck, {}), self.settings, self.project_token)
-            if update is not None:
-                updates.append(update)
-                owners.append(ck)
-        failed: dict[str, Result] = {}
-        for ck, result in zip(
-            owners, self.sink.update_profiles(updates, deadline=deadline) if updates else [], strict=True
-        ):
-            if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
-                failed[ck] = result
-            elif result.outcome is Outcome.INVALID:
-                logger.error("profile rejected by Mixpanel", extra={"customer": ck, "detail": result.detail})
-                observability.add("ProfileRejected")
-        return failed
+        """Absolute totals for every customer the recorded facts touched; returns the customers that failed."""
+        return self._deliver_totals(
+            keys,
+            stored,
+            self.ledger.customers,
+            lambda _ck, totals: profile_update(totals, self.settings, self.project_token),
+            lambda updates: self.sink.update_profiles(updates, deadline=deadline),
+            ("customer", "ProfileRejected"),
+        )
 
     def _deliver_companies(
         self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
     ) -> dict[str, Result]:
-        """Absolute company totals (`/groups` `$set`) for every company the recorded facts touched, as
-        `_deliver_profiles` does for customers; returns the companies that failed."""
-        if not self.project_token or not keys or not self.settings.group_key:
+        """Absolute company totals (`/groups` `$set`) for every company the recorded facts touched."""
+        if not self.settings.group_key:
             return {}
-        totals = {co: stored[co] for co in keys if co in stored}
-        missing = [co for co in keys if co not in stored]
+        return self._deliver_totals(
+            keys,
+            stored,
+            self.ledger.companies,
+            lambda co, totals: group_update(co, totals, self.settings, self.project_token) if totals else None,
+            lambda updates: self.sink.update_groups(updates, deadline=deadline),
+            ("company", "GroupProfileRejected"),
+        )
+
+    def _deliver_totals(
+        self,
+        keys: list[str],
+        stored: dict[str, dict[str, Any]],
+        read: Callable[[list[str]], dict[str, dict[str, Any]]],
+        render: Callable[[str, dict[str, Any]], dict[str, Any] | None],
+        send: Callable[[list[dict[str, Any]]], list[Result]],
+        whose: tuple[str, str],
+    ) -> dict[str, Result]:
+        """Send the absolute totals of `keys` (a user's or a company's profile); returns the keys that failed.
+
+        Totals this batch stored are sent as stored; the others (facts recorded earlier, or by the one-fact
+        fallback) are read back. A retry re-sends them harmlessly: each is a `$set` of the whole truth.
+        """
+        if not self.project_token or not keys:
+            return {}
+        totals = {key: stored[key] for key in keys if key in stored}
+        missing = [key for key in keys if key not in stored]
         try:
-            totals.update(self.ledger.companies(missing) if missing else {})
+            totals.update(read(missing) if missing else {})
         except LedgerUnavailable as error:
             return dict.fromkeys(keys, Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
-        owners = [co for co in keys if co in totals]
-        updates = [group_update(co, totals[co], self.settings, self.project_token) for co in owners]
+        updates, owners = [], []
+        for key in keys:
+            update = render(key, totals.get(key, {}))
+            if update is not None:
+                updates.append(update)
+                owners.append(key)
         failed: dict[str, Result] = {}
-        for co, result in zip(
-            owners, self.sink.update_groups(updates, deadline=deadline) if updates else [], strict=True
-        ):
+        label, rejected_metric = whose
+        for key, result in zip(owners, send(updates) if updates else [], strict=True):
             if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
-                failed[co] = result
+                failed[key] = result
             elif result.outcome is Outcome.INVALID:
-                logger.error("company profile rejected by Mixpanel", extra={"company": co, "detail": result.detail})
-                observability.add("GroupProfileRejected")
+                logger.error(f"{label} profile rejected by Mixpanel", extra={label: key, "detail": result.detail})
+                observability.add(rejected_metric)
         return failed
 
     def _finish(self, messages: list[Message]) -> list[str]:
