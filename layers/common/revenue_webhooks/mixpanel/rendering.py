@@ -68,7 +68,8 @@ def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> di
 
 
 def totals_values(totals: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The absolute totals a profile shows, by catalog name: one rule for user and company profiles."""
+    """The absolute totals a profile shows, by catalog name: one rule for user and company profiles, so whatever
+    the totals rule keeps (domain/totals.py: MRR and the reporting currency, when configured) shows on both."""
     revenue: dict[str, int] = totals.get("revenue") or {}
     values: dict[str, Any] = {
         c.PURCHASE_COUNT: int(totals.get("purchases", 0)),
