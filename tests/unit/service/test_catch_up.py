@@ -7,6 +7,7 @@ ledger against a scripted `/v1/events`.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from stripe_story import BASIL, Story, full_history
 from test_forwarder import SETTINGS, Rig, record
 
 NOW = 1_800_000_000
+CATCH_UP_SETTINGS = replace(SETTINGS, mode="any")  # the story's events are test-mode ones
 DELAY, OVERLAP = SETTINGS.catch_up_delay_s, SETTINGS.catch_up_overlap_s
 PLENTY = lambda: 120_000  # noqa: E731  (remaining Lambda milliseconds)
 
@@ -32,7 +34,7 @@ class CatchUpRig:
         stripe = providers.get_provider("stripe", SETTINGS)
         assert stripe is not None
         self.catch_up = CatchUp(
-            SETTINGS,
+            CATCH_UP_SETTINGS,
             stripe,
             list(PRODUCES),
             ScriptedStripeEvents(listed) if listed is not None else None,
@@ -197,3 +199,24 @@ def test_catch_up_lists_every_type_the_stripe_mapping_reads() -> None:
     rig.run()
     assert rig.enqueued() == [listed.events[0]["id"]], "a relation never recorded is recovered too"
     assert len(PRODUCES) <= 20, "Stripe's types[] filter takes at most 20 types"
+
+
+def test_events_go_to_their_lane_as_the_receiver_sends_them_and_an_ignored_mode_is_left() -> None:
+    """A test-mode event (a test key) with a test lane: checked in the test lane's ledger, enqueued in its queue;
+    a live deployment (Mode=live) leaves test-mode events, as its receiver does."""
+    event = {**timed(history(0), NOW - 2000)[0], "livemode": False}
+    live_ledger, test_ledger = InMemoryLedger(), InMemoryLedger()
+    rig = CatchUpRig(ListedEvents([event]))
+    lanes = replace(CATCH_UP_SETTINGS, test_events_queue_url="https://sqs.local/test-events")
+    rig.catch_up.settings = lanes
+    rig.catch_up.ledger_for = lambda livemode: live_ledger if livemode else test_ledger
+    rig.checkpoints.values[CHECKPOINT] = {"origin": NOW - 5000, "until": NOW - 3000}
+    assert rig.run()["recovered"] == 1
+    assert [m["QueueUrl"] for m in rig.queue.sent] == ["https://sqs.local/test-events"]
+    webhooks_arrived(test_ledger, [event])
+    rig.queue.sent.clear()
+    assert rig.run()["recovered"] == 0, "found in the test lane's ledger"
+    rig.catch_up.settings = replace(lanes, mode="live")
+    rig.catch_up.ledger_for = lambda livemode: InMemoryLedger()  # nothing recorded: only the mode leaves it
+    rig.checkpoints.values[CHECKPOINT] = {"origin": NOW - 5000, "until": NOW - 3000}
+    assert rig.run()["recovered"] == 0 and rig.queue.sent == []

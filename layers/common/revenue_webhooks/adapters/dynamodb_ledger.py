@@ -6,12 +6,18 @@ Items (partition key `pk`):
 - `customer#<provider>:<customer>`: counters and newest-wins states, changed in the same
   transaction as the fact that changes them, guarded by a version number, so a retry or a
   concurrent forwarder never counts a fact twice.
+- `company#<company id>`: a company's totals (Group Analytics), changed in the same transaction
+  as the facts of every member's payments, guarded the same way.
 - `link#<payment ref>`: who paid a payment (`identity`), so a refund webhook that names only the
   payment lands on the same user, and which purchase it belongs to (`fact`), so a PaymentIntent's own
   fact yields to its Checkout Session or invoice. `invoice_payment.paid` writes the second alone.
+
 A fact whose `same_as` fact is recorded is that fact, and a fact that `yields_to` a payment linked by
 another purchase is nothing: both are read first and then held as conditions of the write itself, so
 two forwarders recording the two sides of one payment at once count it once.
+
+A ledger with a `namespace` (the test lane's is "test") prefixes every key with `<namespace>/`, so
+test-mode facts and totals never meet live ones in the one table.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain.facts import Fact, Identity, PaymentOwner
 from ..domain.identity import payer
-from ..domain.totals import apply, customer_key
+from ..domain.totals import apply, apply_company, company_key, customer_key
 from ..service.ports import Ledger, LedgerUnavailable, Recorded
 from .aws import error_code, error_detail
 
@@ -43,19 +49,33 @@ CONCURRENCY = 16
 class DynamoDbLedger(Ledger):
     """The `Ledger` port on one DynamoDB table (items above)."""
 
-    def __init__(self, table_name: str, client: Any) -> None:
+    def __init__(self, table_name: str, client: Any, namespace: str = "") -> None:
         """`client`: a boto3 DynamoDB client (thread-safe; its pool should allow CONCURRENCY connections)."""
         if not table_name:
             raise ValueError("LEDGER_TABLE is not set")
+        if "/" in namespace or "#" in namespace:
+            raise ValueError(f"ledger namespace {namespace!r}: no '/' or '#'")
         self.table = table_name
         self.db = client
+        self.namespace = namespace
+        self._prefix = f"{namespace}/" if namespace else ""
+
+    def _pk(self, kind: str, key: str) -> str:
+        """The item key of a fact, customer, company or link: `[<namespace>/]<kind>#<key>`."""
+        return f"{self._prefix}{kind}#{key}"
+
+    def _key_of(self, pk: str, kind: str) -> str:
+        return pk[len(self._prefix) + len(kind) + 1 :]
+
+    def _is(self, pk: str, kind: str) -> bool:
+        return pk.startswith(f"{self._prefix}{kind}#")
 
     # ---- reads --------------------------------------------------------------------------
 
     def facts(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Canonical events already recorded for these fact keys."""
-        items = self._batch_get([f"fact#{key}" for key in keys])
-        return {pk[5:]: json.loads(item["event"]["S"]) for pk, item in items.items()}
+        items = self._batch_get([self._pk("fact", key) for key in keys])
+        return {self._key_of(pk, "fact"): json.loads(item["event"]["S"]) for pk, item in items.items()}
 
     def mark_rejected(self, keys: Iterable[str]) -> None:
         """Mixpanel refused these facts' events: the next webhook or replay renders them afresh.
@@ -67,7 +87,7 @@ class DynamoDbLedger(Ledger):
             try:
                 self.db.update_item(
                     TableName=self.table,
-                    Key={"pk": {"S": f"fact#{key}"}},
+                    Key={"pk": {"S": self._pk("fact", key)}},
                     UpdateExpression="SET rejected = :t",
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeValues={":t": {"BOOL": True}},
@@ -78,21 +98,23 @@ class DynamoDbLedger(Ledger):
     def _replace_event(self, key: str, event: dict[str, Any]) -> None:
         self.db.update_item(
             TableName=self.table,
-            Key={"pk": {"S": f"fact#{key}"}},
+            Key={"pk": {"S": self._pk("fact", key)}},
             UpdateExpression="SET event = :e REMOVE rejected",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":e": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)}},
         )
 
     def links(self, refs: Iterable[str]) -> dict[str, Identity]:
-        items = self._batch_get([f"link#{ref}" for ref in refs])
+        items = self._batch_get([self._pk("link", ref) for ref in refs])
         return {
-            pk[5:]: Identity(**json.loads(item["identity"]["S"])) for pk, item in items.items() if "identity" in item
+            self._key_of(pk, "link"): Identity(**json.loads(item["identity"]["S"]))
+            for pk, item in items.items()
+            if "identity" in item  # `invoice_payment.paid` says whose purchase, not who paid
         }
 
     def link_owners(self, refs: Iterable[str]) -> dict[str, str]:
-        items = self._batch_get([f"link#{ref}" for ref in refs])
-        return {pk[5:]: _owner(item) for pk, item in items.items()}
+        items = self._batch_get([self._pk("link", ref) for ref in refs])
+        return {self._key_of(pk, "link"): _owner(item) for pk, item in items.items()}
 
     def add_owners(self, owners: Sequence[PaymentOwner]) -> None:
         """Each payment's purchase, unless its link exists (a purchase's link says as much, and more)."""
@@ -101,7 +123,7 @@ class DynamoDbLedger(Ledger):
             try:
                 self.db.put_item(
                     TableName=self.table,
-                    Item={"pk": {"S": f"link#{owner.ref}"}, "fact": {"S": owner.fact_key}},
+                    Item={"pk": {"S": self._pk("link", owner.ref)}, "fact": {"S": owner.fact_key}},
                     ConditionExpression="attribute_not_exists(pk)",
                 )
             except ClientError as error:
@@ -113,8 +135,12 @@ class DynamoDbLedger(Ledger):
         _concurrently(put, list({owner.ref: owner for owner in owners}.values()))
 
     def customers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        items = self._batch_get([f"customer#{key}" for key in keys])
-        return {pk[9:]: json.loads(item["totals"]["S"]) for pk, item in items.items()}
+        items = self._batch_get([self._pk("customer", key) for key in keys])
+        return {self._key_of(pk, "customer"): json.loads(item["totals"]["S"]) for pk, item in items.items()}
+
+    def companies(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        items = self._batch_get([self._pk("company", key) for key in keys])
+        return {self._key_of(pk, "company"): json.loads(item["totals"]["S"]) for pk, item in items.items()}
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -122,32 +148,31 @@ class DynamoDbLedger(Ledger):
         self,
         items: Sequence[tuple[Fact, dict[str, Any]]],
         written_totals: dict[str, dict[str, Any]] | None = None,
+        written_companies: dict[str, dict[str, Any]] | None = None,
     ) -> list[Recorded]:
         """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
 
-        One concurrent read finds the facts already recorded and the customers' totals; the new
-        facts go in few transactions (up to 100 items each, several customers per transaction,
-        each customer's facts folded into one versioned write), run concurrently; a transaction
-        that a concurrent writer cancels falls back to `record`, one fact at a time.
-        `written_totals` receives the totals each committed transaction stored, by customer key,
-        so the profiles need not be read back.
+        One concurrent read finds the facts already recorded and the totals they change; the new facts
+        go in few transactions (up to 100 items each), run concurrently. Facts that change the same
+        totals item (a customer, or a company its members share) go in the same transaction, each item
+        folded into one versioned write; a transaction that a concurrent writer cancels falls back to
+        `record`, one fact at a time. `written_totals` and `written_companies` receive the customer and
+        company totals each committed transaction stored, so the profiles need not be read back.
         """
         results: list[Recorded | None] = [None] * len(items)
-        customers = {ck for fact, _ in items if (ck := customer_key(fact))}
+        totals_pks = {pk for fact, _ in items for pk in self._totals_pks(fact)}
         try:
-            found = self._batch_get(
-                [pk for fact, _ in items for pk in _state_keys(fact)] + [f"customer#{ck}" for ck in customers]
-            )
+            found = self._batch_get([pk for fact, _ in items for pk in self._state_pks(fact)] + sorted(totals_pks))
         except LedgerUnavailable as error:
             return [error] * len(items)
         # Per recorded fact: its canonical event, and whether Mixpanel refused it.
         known = {
-            pk[5:]: (json.loads(item["event"]["S"]), "rejected" in item)
+            self._key_of(pk, "fact"): (json.loads(item["event"]["S"]), "rejected" in item)
             for pk, item in found.items()
-            if pk.startswith("fact#")
+            if self._is(pk, "fact")
         }
-        owners = {pk[5:]: _owner(item) for pk, item in found.items() if pk.startswith("link#")}
-        states = {pk[9:]: _versioned_totals(item) for pk, item in found.items() if pk.startswith("customer#")}
+        owners = {self._key_of(pk, "link"): _owner(item) for pk, item in found.items() if self._is(pk, "link")}
+        states = {pk: _versioned_totals(item) for pk, item in found.items() if pk in totals_pks}
         recorded = {key: stored for key, (stored, _) in known.items()}
         first: dict[str, int] = {}  # the first copy of each fact to record
         for index, (fact, event) in enumerate(items):
@@ -172,20 +197,24 @@ class DynamoDbLedger(Ledger):
         alone = _meeting(items, first)
         for index in alone:
             del first[items[index][0].key]
-        groups: dict[str, list[int]] = {}
-        for index in sorted(first.values()):
-            fact = items[index][0]
-            groups.setdefault(customer_key(fact) or f"fact:{fact.key}", []).append(index)
+        groups = _connected([(index, self._totals_pks(items[index][0])) for index in sorted(first.values())])
         batches = _pack(
-            groups, lambda indices: sum(1 + len(items[i][0].links) + len(items[i][0].same_as) for i in indices) + 1
+            groups,
+            lambda indices: (
+                sum(1 + len(items[i][0].links) + len(items[i][0].same_as) for i in indices)
+                + len({pk for i in indices for pk in self._totals_pks(items[i][0])})
+            ),
         )
 
         def run(batch: list[str]) -> None:
-            outcomes, totals = self._write({group: groups[group] for group in batch}, items, states)
+            outcomes, stored = self._write({group: groups[group] for group in batch}, items, states)
             for index, outcome in outcomes.items():
                 results[index] = outcome
-            if written_totals is not None:
-                written_totals.update(totals)
+            for pk, totals in stored.items():
+                if self._is(pk, "customer") and written_totals is not None:
+                    written_totals[self._key_of(pk, "customer")] = totals
+                elif self._is(pk, "company") and written_companies is not None:
+                    written_companies[self._key_of(pk, "company")] = totals
 
         _concurrently(run, batches)
         for index in alone:
@@ -200,38 +229,49 @@ class DynamoDbLedger(Ledger):
                 results[index] = (outcome[0], False) if isinstance(outcome, tuple) else outcome
         return results  # type: ignore[return-value]
 
+    def _state_pks(self, fact: Fact) -> list[str]:
+        """The items that decide whether a fact is new: itself, its `same_as` facts and its `yields_to` links."""
+        return [
+            self._pk("fact", fact.key),
+            *(self._pk("fact", key) for key in fact.same_as),
+            *(self._pk("link", ref) for ref in fact.yields_to),
+        ]
+
+    def _totals_pks(self, fact: Fact) -> list[str]:
+        """The totals items a fact changes: its customer's, and its company's when it changes revenue or state."""
+        ck, co = customer_key(fact), company_key(fact) if fact.profile is not None else None
+        return [pk for pk in (ck and self._pk("customer", ck), co and self._pk("company", co)) if pk]
+
+    def _fold(self, pk: str, totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
+        return apply_company(totals, fact) if self._is(pk, "company") else apply(totals, fact)
+
     def _write(
         self,
         groups: dict[str, list[int]],
         items: Sequence[tuple[Fact, dict[str, Any]]],
         states: dict[str, tuple[int, dict[str, Any]]],
     ) -> tuple[dict[int, Recorded], dict[str, dict[str, Any]]]:
-        """One transaction for these groups, and the totals it stored; on cancellation, each fact alone."""
+        """One transaction for these groups, and the totals it stored by item key; on cancellation, each fact alone."""
         operations: list[dict[str, Any]] = []
         links: dict[str, dict[str, Any]] = {}
-        stored: dict[str, dict[str, Any]] = {}
-        for group, indices in groups.items():
-            totals = None
-            for index in indices:
-                fact, event = items[index]
-                operations += self._fact_writes(fact, event)
-                links.update({op["Put"]["Item"]["pk"]["S"]: op for op in self._link_puts(fact)})
-                if not group.startswith("fact:"):
-                    totals = apply(totals if totals is not None else states.get(group, (0, {}))[1], fact)
-            if totals is not None:
-                version = states.get(group, (0, {}))[0]
-                operations.append(self._versioned_customer_put(group, totals, version))
-                stored[group] = totals
-        operations += links.values()
+        folded: dict[str, dict[str, Any]] = {}
         indices = [index for group in groups.values() for index in group]
+        for index in indices:
+            fact, event = items[index]
+            operations += self._fact_writes(fact, event)
+            links.update({op["Put"]["Item"]["pk"]["S"]: op for op in self._link_puts(fact)})
+            for pk in self._totals_pks(fact):
+                folded[pk] = self._fold(pk, folded[pk] if pk in folded else states.get(pk, (0, {}))[1], fact)
+        operations += [self._versioned_put(pk, totals, states.get(pk, (0, {}))[0]) for pk, totals in folded.items()]
+        operations += links.values()
         try:
             self._transact(operations)
-            return {index: (items[index][1], True) for index in indices}, stored
+            return {index: (items[index][1], True) for index in indices}, folded
         except (ClientError, BotoCoreError) as error:  # unreachable or refused after retries: these wait for a retry
             if error_code(error) not in ("TransactionCanceledException", "ValidationException"):
                 return dict.fromkeys(indices, _unavailable(error)), {}
         outcomes: dict[int, Recorded] = {}
-        for index in indices:  # someone else wrote one of these facts or customers meanwhile
+        for index in indices:  # someone else wrote one of these facts or totals meanwhile
             try:
                 outcomes[index] = self.record(*items[index])
             except Exception as error:
@@ -241,33 +281,37 @@ class DynamoDbLedger(Ledger):
     def record(self, fact: Fact, event: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
         """Record one fact with `event` unless already decided; returns (canonical event or None, newly recorded).
 
-        Reads what decides it (the fact, its `same_as` facts, its `yields_to` links, its customer's totals),
+        Reads what decides it (the fact, its `same_as` facts, its `yields_to` links, the totals it changes),
         then writes with those as conditions; a write another writer cancelled is decided afresh.
         """
-        ck = customer_key(fact)
+        pks = self._totals_pks(fact)
         for _ in range(MAX_CONFLICT_RETRIES):
-            found = self._batch_get([*_state_keys(fact), *([f"customer#{ck}"] if ck else [])])
-            stored = found.get(f"fact#{fact.key}")
+            found = self._batch_get([*self._state_pks(fact), *pks])
+            stored = found.get(self._pk("fact", fact.key))
             if stored is not None:
                 return json.loads(stored["event"]["S"]), False
-            recorded = {pk[5:]: json.loads(item["event"]["S"]) for pk, item in found.items() if pk.startswith("fact#")}
-            owners = {pk[5:]: _owner(item) for pk, item in found.items() if pk.startswith("link#")}
+            recorded = {
+                self._key_of(pk, "fact"): json.loads(item["event"]["S"])
+                for pk, item in found.items()
+                if self._is(pk, "fact")
+            }
+            owners = {self._key_of(pk, "link"): _owner(item) for pk, item in found.items() if self._is(pk, "link")}
             decided = _decided(fact, recorded, owners)
             if decided is not None:
                 return decided
             operations = [*self._fact_writes(fact, event), *self._link_puts(fact)]
-            if ck:
-                version, totals = _versioned_totals(found[f"customer#{ck}"]) if f"customer#{ck}" in found else (0, {})
-                operations.append(self._versioned_customer_put(ck, apply(totals, fact), version))
+            for pk in pks:
+                version, totals = _versioned_totals(found[pk]) if pk in found else (0, {})
+                operations.append(self._versioned_put(pk, self._fold(pk, totals, fact), version))
             try:
                 self._transact(operations)
                 return event, True
             except (ClientError, BotoCoreError) as error:
                 if not isinstance(error, ClientError) or error_code(error) != "TransactionCanceledException":
                     raise _unavailable(error) from error
-                # The fact, a counterpart, a link or the customer changed meanwhile: read again and decide.
+                # The fact, a counterpart, a link or the totals changed meanwhile: read again and decide.
                 continue
-        raise LedgerUnavailable(f"too many concurrent updates of customer {ck}")
+        raise LedgerUnavailable(f"too many concurrent updates of {', '.join(pks)}")
 
     # ---- items --------------------------------------------------------------------------
 
@@ -277,7 +321,7 @@ class DynamoDbLedger(Ledger):
             "Put": {
                 "TableName": self.table,
                 "Item": {
-                    "pk": {"S": f"fact#{fact.key}"},
+                    "pk": {"S": self._pk("fact", fact.key)},
                     "event": {"S": json.dumps(event, separators=(",", ":"), sort_keys=True)},
                     "recorded_at": {"N": str(int(time.time() * 1000))},
                     **({"customer": {"S": ck}} if ck else {}),
@@ -292,7 +336,7 @@ class DynamoDbLedger(Ledger):
             {
                 "ConditionCheck": {
                     "TableName": self.table,
-                    "Key": {"pk": {"S": f"fact#{key}"}},
+                    "Key": {"pk": {"S": self._pk("fact", key)}},
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -303,12 +347,15 @@ class DynamoDbLedger(Ledger):
     def _link_puts(self, fact: Fact) -> list[dict[str, Any]]:
         """Who paid and which purchase, per payment the fact links; a link it `yields_to` must be its own or new."""
         who = payer(fact)
-        identity = json.dumps({"user_id": who.user_id, "device_id": who.device_id, "customer": who.customer})
+        identity = json.dumps(
+            {"user_id": who.user_id, "device_id": who.device_id, "customer": who.customer}
+            | ({"company": who.company} if who.company else {})
+        )
         puts = []
         for ref in fact.links:
             put: dict[str, Any] = {
                 "TableName": self.table,
-                "Item": {"pk": {"S": f"link#{ref}"}, "identity": {"S": identity}, "fact": {"S": fact.key}},
+                "Item": {"pk": {"S": self._pk("link", ref)}, "identity": {"S": identity}, "fact": {"S": fact.key}},
             }
             if ref in fact.yields_to:
                 put["ConditionExpression"] = "attribute_not_exists(pk) OR #fact = :fact"
@@ -317,11 +364,11 @@ class DynamoDbLedger(Ledger):
             puts.append({"Put": put})
         return puts
 
-    def _versioned_customer_put(self, ck: str, totals: dict[str, Any], version: int) -> dict[str, Any]:
+    def _versioned_put(self, pk: str, totals: dict[str, Any], version: int) -> dict[str, Any]:
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
-                "pk": {"S": f"customer#{ck}"},
+                "pk": {"S": pk},
                 "totals": {"S": json.dumps(totals, separators=(",", ":"), sort_keys=True)},
                 "version": {"N": str(version + 1)},
             },
@@ -331,8 +378,8 @@ class DynamoDbLedger(Ledger):
             put["ExpressionAttributeValues"] = {":v": {"N": str(version)}}
         return {"Put": put}
 
-    def _customer_state(self, ck: str) -> tuple[int, dict[str, Any]]:
-        item = self._get(f"customer#{ck}")
+    def _totals_state(self, pk: str) -> tuple[int, dict[str, Any]]:
+        item = self._get(pk)
         return _versioned_totals(item) if item else (0, {})
 
     # ---- plumbing -----------------------------------------------------------------------
@@ -387,15 +434,6 @@ def _unavailable(error: Exception) -> LedgerUnavailable:
     return LedgerUnavailable(error_detail(error))
 
 
-def _state_keys(fact: Fact) -> list[str]:
-    """The items that decide whether a fact is new: itself, its `same_as` facts and its `yields_to` links."""
-    return [
-        f"fact#{fact.key}",
-        *(f"fact#{key}" for key in fact.same_as),
-        *(f"link#{ref}" for ref in fact.yields_to),
-    ]
-
-
 def _owner(item: dict[str, Any]) -> str:
     """The purchase a link item names ("" for links written before links said so: a purchase wrote those)."""
     return str((item.get("fact") or {}).get("S", ""))
@@ -442,6 +480,29 @@ def _concurrently(work: Callable[[Any], None], jobs: Sequence[Any]) -> None:
     with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(jobs))) as pool:
         for _ in pool.map(work, jobs):
             pass
+
+
+def _connected(facts: list[tuple[int, list[str]]]) -> dict[str, list[int]]:
+    """Facts grouped so that facts changing the same totals item share a group (their transaction).
+
+    Connected components over the items: a customer's facts, and every customer of a company. A fact
+    changing no totals is a group of its own. Groups keep the facts' order.
+    """
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for _, pks in facts:
+        for pk in pks[1:]:
+            parent[root(pk)] = root(pks[0])
+    groups: dict[str, list[int]] = {}
+    for index, pks in facts:
+        groups.setdefault(root(pks[0]) if pks else f"fact:{index}", []).append(index)
+    return groups
 
 
 def _pack(groups: dict[str, list[int]], size: Callable[[list[int]], int]) -> list[list[str]]:

@@ -62,17 +62,18 @@ class CatchUp:
         provider: Provider,
         types: Sequence[str],
         events: StripeEvents | None,
-        ledger: Ledger,
+        ledger: Ledger | Callable[[bool], Ledger],
         checkpoints: Checkpoints,
         queue: MessageQueue,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`events` is None when no Stripe API key is configured; `types` are the event types the provider maps."""
+        """`events` is None when no Stripe API key is configured; `types` are the event types the provider maps;
+        `ledger` is the ledger, or livemode -> the ledger of that mode's lane (a test lane has its own)."""
         self.settings = settings
         self.provider = provider
         self.types = sorted(types)
         self.events = events
-        self.ledger = ledger
+        self.ledger_for: Callable[[bool], Ledger] = ledger if callable(ledger) else (lambda livemode: ledger)
         self.checkpoints = checkpoints
         self.queue = queue
         self.clock = clock
@@ -136,7 +137,16 @@ class CatchUp:
         return run
 
     def _check(self, events: list[dict[str, Any]], run: Run) -> None:
-        """Enqueue those of `events` whose facts the ledger does not hold."""
+        """Enqueue those of `events` whose facts their lane's ledger does not hold (as the receiver would, in the
+        lane's queue; events of a mode this deployment ignores are checked and left, as the receiver leaves them)."""
+        run.checked += len(events)
+        for livemode in (True, False):
+            lane = [e for e in events if bool(e.get("livemode")) is livemode and self.settings.accepts_mode(livemode)]
+            if lane:
+                self._check_lane(lane, livemode, run)
+
+    def _check_lane(self, events: list[dict[str, Any]], livemode: bool, run: Run) -> None:
+        ledger = self.ledger_for(livemode)
         received_ms = int(self.clock() * 1000)
         queued = [
             QueuedEvent("stripe", e["id"], e["type"], received_ms, json.dumps(e, separators=(",", ":")).encode())
@@ -146,13 +156,12 @@ class CatchUp:
         keys = {k for items in mapped for f in items if isinstance(f, Fact) for k in (f.key, *f.same_as)}
         refs = {r for items in mapped for f in items if isinstance(f, Fact) for r in f.yields_to}
         refs |= {o.ref for items in mapped for o in items if isinstance(o, PaymentOwner)}
-        recorded = set(self.ledger.facts(keys)) if keys else set()
-        owners = self.ledger.link_owners(refs) if refs else {}
-        run.checked += len(events)
+        recorded = set(ledger.facts(keys)) if keys else set()
+        owners = ledger.link_owners(refs) if refs else {}
         for event, items in zip(queued, mapped, strict=True):
             if delivered(items, recorded, owners):
                 continue
-            self.queue.send_message(QueueUrl=self.settings.events_queue_url, **to_sqs(event))
+            self.queue.send_message(QueueUrl=self.settings.queue_for(livemode), **to_sqs(event))
             run.recovered += 1
             logger.info(
                 "recovered a webhook Stripe never delivered",

@@ -240,4 +240,5 @@ def _merge(link: Identity, own: Identity) -> Identity:
         user_id=link.user_id or own.user_id,
         device_id=link.device_id or own.device_id,
         customer=link.customer or own.customer,
+        company=link.company or own.company,
     )
