@@ -200,7 +200,7 @@ def pipeline_maps_to_something(pipeline: Pipeline, event: Event) -> bool:
 def test_429s_5xx_dropped_connections_and_timeouts_only_delay_a_run(
     account: StripeAccount, api: StripeApiServer
 ) -> None:
-    pipeline = CatchUpPipeline(api, STRIPE_TIMEOUT_SECONDS="0.5")
+    pipeline = CatchUpPipeline(api, STRIPE_TIMEOUT_SECONDS="3")
     try:
         pipeline.set_checkpoint(START, OUTAGE[0])
         for fault in (
@@ -208,7 +208,7 @@ def test_429s_5xx_dropped_connections_and_timeouts_only_delay_a_run(
             Fault.rate_limited(path="/v1/events"),
             Fault.server_error(503, path="/v1/events"),
             Fault.disconnect(path="/v1/events"),
-            Fault.slow(2.0, path="/v1/events"),
+            Fault.slow(5.0, path="/v1/events"),
         ):
             api.faults.push(fault)
         answer = pipeline.run_catch_up()

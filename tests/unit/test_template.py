@@ -19,6 +19,8 @@ PUBLIC_IDS = {
     "LemonSqueezyWebhookSecret",
     "RevenueCatWebhookSecret",
     "StandardWebhooksSecrets",
+    "CatchUpFunction",
+    "StripeApiKey",
 }
 
 
@@ -198,3 +200,25 @@ def test_the_browser_proxy_exists_only_with_origins_and_routes_every_prefix_to_i
     assert with_origins.properties("BrowserProxyFunction")["ReservedConcurrentExecutions"] == {
         "Ref": "BrowserProxyConcurrency"
     }
+
+
+def test_catch_up_runs_on_its_schedule_with_the_stripe_key_and_an_alarm_on_recovered_events() -> None:
+    template = Template()
+    (event,) = template.properties("CatchUpFunction")["Events"].values()
+    assert event == {
+        "Type": "Schedule",
+        "Properties": {"Schedule": {"Ref": "CatchUpSchedule"}, "Description": event["Properties"]["Description"]},
+    }
+    assert template.doc["Parameters"]["CatchUpSchedule"]["Default"] == "rate(15 minutes)"
+    for function in ("CatchUpFunction", "ForwarderFunction"):
+        variables = template.variables(function)
+        assert variables["STRIPE_API_KEY_ID"] == {"Ref": "StripeApiKey"} and variables["STRIPE_API_BASE"] == ""
+    assert template.properties("StripeApiKey")["SecretString"] == "none", "off until a key is put there"
+    alarm = template.properties("EventsRecoveredAlarm")
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "EventsRecovered",
+        0,
+        "GreaterThanThreshold",
+    )
+    timeout = int(template.function_setting("CatchUpFunction", "Timeout"))
+    assert timeout < 15 * 60, "a run ends before the next one starts"

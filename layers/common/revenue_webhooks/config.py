@@ -80,6 +80,8 @@ class Settings:
     stripe_api_key_id: str = ""
     stripe_api_base: str = ""
     stripe_timeout_s: float = 30.0
+    # Deliveries a refund that names its customer waits for its payment's link (one naming nobody: all of them).
+    refund_wait_deliveries: int = 3
     catch_up_overlap_s: int = 3600
     catch_up_delay_s: int = 600
 
@@ -175,6 +177,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         stripe_api_key_id=environ.get("STRIPE_API_KEY_ID", ""),
         stripe_api_base=stripe_api_base,
         stripe_timeout_s=_float(environ, "STRIPE_TIMEOUT_SECONDS", 30.0),
+        refund_wait_deliveries=_int(environ, "REFUND_WAIT_DELIVERIES", 3, minimum=1),
         catch_up_overlap_s=_int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
         catch_up_delay_s=_int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
     )

@@ -62,6 +62,9 @@ class StripePayments:
             return False
 
     def purchase(self, payment_id: str) -> Fact | None:
+        """The purchase fact of a PaymentIntent (`pi_`) or charge (`ch_`, `py_`); None for a payment that counts
+        under none (a Charges API payment). LookupUnavailable when Stripe cannot say (429s past the backoff,
+        5xx, timeouts, a payment this key cannot see)."""
         import stripe
 
         client = self._client()
@@ -72,8 +75,8 @@ class StripePayments:
                 return self._of_charge(client, payment_id)
             return None
         except stripe.InvalidRequestError as error:
-            if error.http_status == 404:
-                return None  # not this account's (or this mode's) payment
+            # 404: not this key's account or mode (a live key asked about a test-mode payment): no answer, so
+            # the forwarder waits for webhooks as it would without a key, rather than take "none" for a fact.
             raise LookupUnavailable(_describe(error)) from error
         except stripe.StripeError as error:  # 429 after our backoff, 5xx and timeouts after the library's retries
             raise LookupUnavailable(_describe(error)) from error

@@ -2,7 +2,8 @@
 
 Counters add once per fact (the ledger records the fact and the totals together); states (status,
 plan, user id, e-mail) keep the newest event's value, so a late, older event cannot overwrite them;
-two values of the same second are ordered by the value itself, so the order of arrival never decides.
+two facts of the same second settle subscription states by their fact keys, so the order of arrival
+never decides.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
             updated["last_purchase_at"] = max(int(totals.get("last_purchase_at") or 0), fact.time)
         for state in ("status", "plan", "quantity"):
             value = getattr(effect, state)
-            if value and _newer(fact.time, value, totals.get(f"{state}_at"), totals.get(state)):
-                updated[state], updated[f"{state}_at"] = value, fact.time
+            if value and _newer(fact, totals, state):
+                updated[state], updated[f"{state}_at"], updated[f"{state}_key"] = value, fact.time, fact.key
     if fact.identity.user_id and fact.time >= int(totals.get("user_id_at") or 0):
         updated["user_id"], updated["user_id_at"] = fact.identity.user_id, fact.time
     if fact.identity.customer:
@@ -58,9 +59,9 @@ def company_key(fact: Fact) -> str | None:
 
 
 def apply_company(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
-    """Company totals after one new fact: the customer rule (counters, revenue per currency and whatever
-    else `apply` keeps), the first purchase, and states decided by (time, fact key) so that two facts of the
-    same second settle the same way in any delivery order."""
+    """Company totals after one new fact: the customer rule (counters, revenue per currency, and states decided
+    by (time, fact key), so that two facts of the same second settle the same way in any delivery order) and
+    the first purchase."""
     updated = {key: value for key, value in apply(totals, fact).items() if key not in _PERSONAL}
     effect = fact.profile
     if effect is None:
@@ -68,19 +69,10 @@ def apply_company(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
     if effect.purchases:
         first = int(totals.get("first_purchase_at") or 0)
         updated["first_purchase_at"] = min(first, fact.time) if first else fact.time
-    for state in ("status", "plan", "quantity"):
-        value = getattr(effect, state)
-        if value is None or value == "":
-            continue
-        if (fact.time, fact.key) >= (int(totals.get(f"{state}_at") or 0), str(totals.get(f"{state}_key") or "")):
-            updated[state], updated[f"{state}_at"], updated[f"{state}_key"] = value, fact.time, fact.key
-        else:  # `apply` let the later-processed one win a tie: keep the earlier decision
-            for suffix in ("", "_at", "_key"):
-                if f"{state}{suffix}" in totals:
-                    updated[f"{state}{suffix}"] = totals[f"{state}{suffix}"]
     return updated
 
 
-def _newer(time: int, value: Any, held_at: Any, held: Any) -> bool:
-    """Whether a state set at `time` replaces the one held (newest wins; a tie goes to the larger value)."""
-    return (time, str(value)) >= (int(held_at or 0), str(held or ""))
+def _newer(fact: Fact, totals: dict[str, Any], state: str) -> bool:
+    """Whether `fact` sets `state` over the one held: newest wins; a tie goes to the larger fact key."""
+    held = (int(totals.get(f"{state}_at") or 0), str(totals.get(f"{state}_key") or ""))
+    return (fact.time, fact.key) >= held

@@ -290,7 +290,7 @@ def _payment_intent_succeeded(e: _Event) -> list[Fact | Deferred]:
             identity=e.identity(metadata),
             money=money,
             order_id=intent["id"],
-            properties={c.PURCHASE_TYPE: c.ONE_TIME},
+            properties={c.PURCHASE_TYPE: c.ONE_TIME, **_platform_fee(intent)},
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
             email=intent.get("receipt_email"),
@@ -526,11 +526,11 @@ def _on_account(mapped: Sequence[Mapped], account: str | None) -> list[Mapped]:
     ]
 
 
-def _platform_fee(invoice: dict[str, Any]) -> dict[str, Any]:
-    """`Platform Fee`: the application fee a platform takes from a connected account's invoice, in major units
-    of the invoice's currency (`application_fee_amount`, set when the platform created the invoice or its
-    subscription with a fee)."""
-    fee = minor_money(invoice.get("application_fee_amount"), invoice.get("currency"))
+def _platform_fee(payment: dict[str, Any]) -> dict[str, Any]:
+    """`Platform Fee`: the application fee a platform takes from a connected account's invoice or PaymentIntent,
+    in major units of its currency (`application_fee_amount`, set when the platform created it, or the
+    invoice's subscription, with a fee)."""
+    fee = minor_money(payment.get("application_fee_amount"), payment.get("currency"))
     return {c.PLATFORM_FEE: fee.revenue()} if fee is not None and fee.minor > 0 else {}
 
 

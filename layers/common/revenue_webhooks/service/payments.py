@@ -31,10 +31,6 @@ logger = observability.logger
 # Without an API to ask, a PaymentIntent's own purchase waits for its Checkout's or invoice's webhook until
 # this delivery (one visibility timeout: Stripe sends them within seconds of each other).
 OWNER_WAIT_DELIVERIES = 2
-# A refund whose own payload names its customer waits for its payment's link until this delivery only (two
-# visibility timeouts, ~13 minutes: a payment webhook that late is rare, and the refund's customer is enough
-# to count it on the right profile); one that names nobody waits to the last delivery.
-KNOWN_REFUND_WAIT_DELIVERIES = 3
 # Share of the invocation's time that API lookups may take; what is left over waits for the next delivery.
 LOOKUP_SHARE = 0.4
 
@@ -181,9 +177,14 @@ class Payments:
         if looked_up is not None:
             observability.add("RefundsAttributedByLookup")
             return replace(fact, identity=_merge(looked_up, fact.identity))
-        # Wait for the payment's webhook, briefly when the refund names its customer itself, else to the last
-        # delivery; the API's "no such payment" ends the wait (no webhook would bring one).
-        wait = KNOWN_REFUND_WAIT_DELIVERIES if fact.identity.known else self.settings.max_receive_count
+        # Wait for the payment's webhook: to REFUND_WAIT_DELIVERIES (3: two visibility timeouts, ~13 minutes) when
+        # the refund names its customer itself, which is enough to count it on the right profile; to the last
+        # delivery when it names nobody. The API's "no such payment" ends the wait (no webhook would bring one).
+        wait = (
+            min(self.settings.refund_wait_deliveries, self.settings.max_receive_count)
+            if fact.identity.known
+            else self.settings.max_receive_count
+        )
         if not asked and message.attempts < wait:
             message.decide(Result(Outcome.TRANSIENT, "awaiting_payment", f"{fact.key} waits for its payment"))
             return fact
