@@ -55,10 +55,14 @@ def record(body: bytes, *, attempts: int = 1, provider: str = "stripe", message_
 
 
 class Rig:
-    def __init__(self, sink: ScriptedSink | None = None, settings: Settings = SETTINGS) -> None:
+    def __init__(
+        self, sink: ScriptedSink | None = None, settings: Settings = SETTINGS, payments: Any | None = None
+    ) -> None:
+        """`payments`: Stripe's API for payment lookups (a `fakes.ScriptedPayments`), as with a key configured."""
         self.ledger = InMemoryLedger()
         self.sink = sink or ScriptedSink()
         self.dead_letters = RecordingQueue()
+        self.payments = payments
         self.forwarder = Forwarder(
             settings,
             lambda route: providers.get_provider(route, settings),
@@ -66,6 +70,7 @@ class Rig:
             self.sink,
             self.dead_letters,
             project_token="token",
+            payment_lookups=lambda provider: payments if provider == "stripe" else None,
         )
 
     def run(self, *records: dict[str, Any], remaining_ms: int = PLENTY_MS) -> list[str]:

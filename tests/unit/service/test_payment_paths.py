@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 from fakes import ScriptedPayments
 from revenue_webhooks import providers
-from revenue_webhooks.config import Settings
 from revenue_webhooks.domain.facts import Fact
 from revenue_webhooks.domain.webhook import QueuedEvent
-from revenue_webhooks.service.forwarder import Forwarder
 from stripe_story import BASIL, Story
 from test_forwarder import SETTINGS, Rig, record
 
@@ -31,21 +29,9 @@ def body(event: dict[str, Any]) -> bytes:
     return json.dumps(event).encode()
 
 
-class LookupRig(Rig):
+def LookupRig(payments: ScriptedPayments) -> Rig:
     """The forwarder with a payment lookup (a Stripe API key configured)."""
-
-    def __init__(self, payments: ScriptedPayments, settings: Settings = SETTINGS) -> None:
-        super().__init__(settings=settings)
-        self.payments = payments
-        self.forwarder = Forwarder(
-            settings,
-            lambda route: providers.get_provider(route, settings),
-            self.ledger,
-            self.sink,
-            self.dead_letters,
-            project_token="token",
-            payment_lookups=lambda provider: payments if provider == "stripe" else None,
-        )
+    return Rig(payments=payments)
 
 
 def deliver(rig: Rig, bodies: list[bytes], *, batch: int) -> None:
