@@ -51,8 +51,10 @@ def queue() -> QueueSender:
 def secrets() -> Secrets:
     """Secrets Manager through Powertools' cache; each built-in route's secret named by its provider's variable."""
     environment = os.environ
-    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in providers.specs().items()}
-    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id)
+    specs = providers.specs()
+    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in specs.items()}
+    whole = frozenset(route for route, spec in specs.items() if spec.signing.whole)
+    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id, whole)
 
 
 def provider_for(config: Settings) -> Callable[[str], Provider | None]:

@@ -111,6 +111,8 @@ class SigningSecret:
     variable: str  # e.g. STRIPE_WEBHOOK_SECRET_ID: the Secrets Manager id or ARN, set by the template
     resource: str  # e.g. StripeWebhookSecret: the AWS::SecretsManager::Secret in template.yaml
     prefix: str = "local_"  # how the provider's secrets begin (whsec_...), for the local stack's made-up ones
+    # One JSON document (the app stores' configuration), not comma-separated values to try in turn.
+    whole: bool = False
 
 
 def _no_options(sample_name: str) -> dict[str, str]:
