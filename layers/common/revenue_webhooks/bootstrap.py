@@ -16,6 +16,7 @@ from typing import Any
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.google_play import GooglePlayApi
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
 from .config import Settings, settings
@@ -90,6 +91,7 @@ def forwarder() -> Forwarder:
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
+            purchase_lookups(config),
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached
@@ -97,6 +99,22 @@ def forwarder() -> Forwarder:
 
 
 _FORWARDERS: dict[str, Forwarder] = {}
+
+
+# The forwarder's variable naming the Play Developer API's service account key (secret GooglePlayCredentials).
+GOOGLE_PLAY_CREDENTIALS_VARIABLE = "GOOGLEPLAY_CREDENTIALS_ID"
+
+
+@cache
+def purchase_lookups(config: Settings) -> GooglePlayApi | None:
+    """The Play Developer API for Google Play's mappings, when the deployment names its credentials secret.
+
+    Built without reading the secret: the key is read (through the secrets cache) at the first lookup.
+    """
+    secret_id = os.environ.get(GOOGLE_PLAY_CREDENTIALS_VARIABLE, "")
+    if not secret_id:
+        return None
+    return GooglePlayApi(lambda: secrets().string(secret_id), config.google_play_api_url)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -189,7 +207,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings, purchase_lookups):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

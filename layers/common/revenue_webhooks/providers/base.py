@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..domain.facts import Deferred, Fact
+from ..domain.lookups import Found, Lookup
 from ..domain.webhook import QueuedEvent
 
 # JSON nested deeper than this is refused before the parser could recurse on it.
@@ -99,6 +100,14 @@ class Provider(ABC):
     @abstractmethod
     def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
         """Turn a queued webhook into the catalog's facts (empty when it means nothing for revenue)."""
+
+    def lookups(self, event: QueuedEvent) -> tuple[Lookup, ...]:
+        """What `map_with` needs fetched from the provider's API first; most providers' webhooks say it all."""
+        return ()
+
+    def map_with(self, event: QueuedEvent, found: Found) -> list[Fact | Deferred]:
+        """`map`, given the documents `lookups` asked for (the forwarder fetched them; none failed)."""
+        return self.map(event)
 
 
 Signer = Callable[..., dict[str, str]]
