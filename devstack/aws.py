@@ -50,6 +50,7 @@ class MotoServer:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request drowns the stack's own
         _serialize_dynamodb()
+        _partner_event_buses()
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
@@ -100,6 +101,30 @@ def _serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def _partner_event_buses() -> None:
+    """Make moto address partner event buses by name as EventBridge does.
+
+    moto reads a bus name from the last `/`-separated part of `EventBusName`, which breaks every rule, target
+    and PutEvents call on a partner bus (`aws.partner/stripe.com/ed_...`); EventBridge accepts the bus's
+    full name or ARN. Resolved by name first, then by ARN, then moto's own way.
+    """
+    from moto.events.models import EventsBackend
+
+    original = EventsBackend._normalize_event_bus_arn
+    if getattr(original, "partner_buses", False):
+        return
+
+    def normalize(self: EventsBackend, event_bus_arn: str | None) -> str:
+        if event_bus_arn and "event-bus/" in event_bus_arn:
+            return event_bus_arn.split("event-bus/", 1)[1]
+        if event_bus_arn and event_bus_arn in self.event_buses:
+            return event_bus_arn
+        return original(self, event_bus_arn)
+
+    normalize.partner_buses = True  # type: ignore[attr-defined]
+    EventsBackend._normalize_event_bus_arn = normalize  # type: ignore[method-assign]
+
+
 @dataclass
 class Resources:
     """Physical ids of the provisioned resources, and a resolver for the template's intrinsics."""
@@ -118,6 +143,11 @@ class Resources:
 
     def queue_url(self, logical_id: str) -> str:
         return self.refs[logical_id]
+
+    def active(self, resource: Mapping[str, Any]) -> bool:
+        """Whether a resource's `Condition` holds (CloudFormation creates it only then)."""
+        condition = resource.get("Condition")
+        return condition is None or self.resolve.condition(str(condition))
 
 
 def provision(
@@ -147,7 +177,7 @@ def provision(
     resources.resolver = Resolver(template, resources.refs, resources.attributes, pseudo)
     resolve = resources.resolver
 
-    queues = template.of_type("AWS::SQS::Queue")
+    queues = {name: queue for name, queue in template.of_type("AWS::SQS::Queue").items() if resources.active(queue)}
     for logical_id in queues:  # create first: a redrive policy names another queue's ARN
         name = f"{stack}-{logical_id}"
         url = sqs.create_queue(QueueName=name)["QueueUrl"]

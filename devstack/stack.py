@@ -33,8 +33,10 @@ from ops.arguments import secret_variable
 
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
+from .eventbridge import LOCAL_SOURCE, StripeEventDestination
 from .lambda_runtime import context_for, load_handler
-from .samples import describe
+from .samples import Sample, describe
+from .stores import FORWARDER_SECRETS, ROUTES as STORE_ROUTES, Stores
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
@@ -120,6 +122,9 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.stores: Stores | None = None  # the app stores' signer, issuer and API (devstack/stores)
+        self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
+        self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
 
     # ---- start and stop ------------------------------------------------------------------
 
@@ -157,6 +162,7 @@ class LocalStack:
             raise StackError(f"port {options.port} is not free ({error.strerror}): set PORT to another one") from None
 
         credentials, api_url = self._mixpanel_target()
+        self.stores = Stores(options.state_dir / "stores").start(f"{self.api.url}/webhooks/googleplay")
         self.moto = MotoServer(options.moto_port).start()
         self.webhook_secrets = self._webhook_secrets()
         secret_ids = self._secret_logical_ids()
@@ -166,6 +172,7 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        secret_values.update(self.stores.forwarder_secrets())
         self.resources = provision(
             self.template, self.moto.endpoint, stack=options.stack_name, secret_values=secret_values
         )
@@ -178,6 +185,7 @@ class LocalStack:
         ]
         self.dead_letter_queue = self._dead_letter_queue_id()
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
+        self.stripe_events = StripeEventDestination(self.template, self.moto.endpoint, self.resources).provision()
 
         if api_url is None:
             from .mixpanel import DEMO_CREDENTIALS, MixpanelServer
@@ -217,13 +225,15 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, self.esm, self.mixpanel, self.stores, self.moto):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.api = self.esm = self.moto = self.stores = (
+            None  # the local Mixpanel's data stays readable (the demo's table)
+        )
         _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
@@ -250,6 +260,7 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        parameters["StripeEventSourceName"] = LOCAL_SOURCE  # Stripe's EventBridge destination, on moto
         parameters.update(self.options.parameters)
         return parameters
 
@@ -302,6 +313,10 @@ class LocalStack:
                 kept = {}
         chosen: dict[str, str] = {}
         for route in [*specs(), *self.senders]:
+            if route in STORE_ROUTES and self.stores is not None:  # asymmetric: what the stores' stand-ins trust
+                chosen[route] = self.stores.receiver_secrets()[route]
+                self.secret_sources[route] = "the local test chain and issuer (devstack/stores)"
+                continue
             given = self.options.environ.get(secret_variable(route), "").strip()
             if given:
                 chosen[route], self.secret_sources[route] = given, f"from {secret_variable(route)}"
@@ -351,7 +366,7 @@ class LocalStack:
         _forget_clients()
         os.environ["AWS_REGION"] = REGION
         resolve = self.resources.resolve
-        local = self.moto.environment() if self.moto else {}
+        local = {**(self.moto.environment() if self.moto else {}), **(self.stores.environment() if self.stores else {})}
         self.receiver_environment = {**self.template.function_environment(RECEIVER, resolve), **local}
         self.forwarder_environment = {
             **self.template.function_environment(FORWARDER, resolve),
@@ -367,6 +382,28 @@ class LocalStack:
             self.forwarder_settings = from_environ(self.forwarder_environment)
         except ConfigError as error:
             raise StackError(f"the functions refuse their configuration: {error}") from None
+
+    # ---- deliveries ----------------------------------------------------------------------
+
+    def delivery(self, sample: Sample, secret: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """(body, headers) of a sample as its provider would deliver it now: signed with the route's secret,
+        or by the app stores' stand-ins (an App Store JWS, a Google Play push token)."""
+        if sample.route in STORE_ROUTES and self.stores is not None:
+            body, headers = self.stores.deliver(sample.route, sample.body)
+            spec_headers = sample.headers(secret or "unused")
+            return body, {"user-agent": spec_headers.get("user-agent", ""), **headers}
+        chosen = secret if secret is not None else self.webhook_secrets[sample.route]
+        return sample.body, sample.headers(chosen)
+
+    def send_to_eventbridge(self, stripe_event: dict[str, Any]) -> str:
+        """Stripe puts `stripe_event` on the partner bus; the template's rule routes it to EventsQueue."""
+        if self.stripe_events is None or not self.stripe_events.configured:
+            raise StackError("StripeEventSourceName is not set: no Stripe EventBridge destination")
+        event_id = self.stripe_events.send(stripe_event)
+        with self._settled:
+            self.tally.accepted += 1
+        self.say(f"⇢ stripe {stripe_event.get('type')} {stripe_event.get('id')}: put on {self.stripe_events.source}")
+        return event_id
 
     # ---- the functions -------------------------------------------------------------------
 
@@ -418,9 +455,7 @@ class LocalStack:
         dead = self._new_dead_letters()
         max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
         for record in records:
-            attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
-            key = (attributes.get("provider"), attributes.get("event_id"))
-            what = " ".join(str(p) for p in (key[0], attributes.get("event_type"), key[1]) if p)
+            key, what = _described(record)
             attempt = (record.get("attributes") or {}).get("ApproximateReceiveCount", "?")
             if record["messageId"] in failed:
                 with self._settled:
@@ -453,6 +488,8 @@ class LocalStack:
         try:
             queued = from_record(record)
             provider = get_provider(queued.provider, settings)
+            if provider is not None and provider.lookups(queued):
+                return ["(mapped with the Play Developer API's answer)"]
             facts = provider.map(queued) if provider else []
         except Exception:
             return []
@@ -530,6 +567,7 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        lines += self._store_lines()
         lines += [
             "",
             "Stripe CLI (test mode):",
@@ -550,6 +588,23 @@ class LocalStack:
             "",
         ]
         return "\n".join(lines)
+
+    def _store_lines(self) -> list[str]:
+        """What stands in for Apple, Google and Stripe's EventBridge destination."""
+        lines = ["", "App stores and EventBridge (devstack/stores, devstack/eventbridge.py):"]
+        if self.stores is not None:
+            lines += [
+                f"  App Store notifications are signed by a local test chain; the receiver trusts its root "
+                f"({_shown(self.stores.apple_root)}) instead of Apple's",
+                f"  Google Play pushes carry tokens of a local issuer ({self.stores.google.certs_url}); the forwarder "
+                f"asks the local Play Developer API at {self.stores.google.url}",
+            ]
+        if self.stripe_events is not None and self.stripe_events.configured:
+            lines.append(
+                f"  Stripe events put on the partner bus {self.stripe_events.source} reach {self.source.queue} "
+                "through the template's rule (make demo sends them)"
+            )
+        return lines
 
     def _overrides(self) -> dict[str, str]:
         shown = dict(self._parameters())
@@ -616,6 +671,24 @@ def demo_sender_mapping() -> dict[str, Any]:
 
     validate_mapping(DEMO_SENDER_MAPPING, reserved=specs())
     return DEMO_SENDER_MAPPING
+
+
+def _described(record: dict[str, Any]) -> tuple[tuple[str | None, str | None], str]:
+    """((provider, event id), "provider type id") of a queued message: from its attributes, or from the
+    EventBridge event it is (Stripe's destination sends no attributes)."""
+    attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
+    provider, event_type, event_id = (
+        attributes.get("provider"),
+        attributes.get("event_type"),
+        attributes.get("event_id"),
+    )
+    if not provider:
+        try:
+            queued = from_record(record)
+            provider, event_type, event_id = f"{queued.provider} (EventBridge)", queued.event_type, queued.event_id
+        except Exception:  # display only: the forwarder dead-letters what it cannot read
+            provider = "?"
+    return (provider, event_id), " ".join(str(p) for p in (provider, event_type, event_id) if p)
 
 
 def _forget_clients() -> None:

@@ -145,6 +145,10 @@ class Resolver:
     def _condition(self, name: str) -> bool:
         return bool(self(self.template.doc.get("Conditions", {})[name]))
 
+    def condition(self, name: str) -> bool:
+        """Whether a template condition holds with these parameters."""
+        return self._condition(name)
+
     def _ref(self, name: str) -> str:
         if name in self.template.parameters:
             return self.template.parameters[name]

@@ -91,7 +91,7 @@ def forwarder() -> Forwarder:
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
-            purchase_lookups(config),
+            purchase_lookups(),
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached
@@ -106,7 +106,7 @@ GOOGLE_PLAY_CREDENTIALS_VARIABLE = "GOOGLEPLAY_CREDENTIALS_ID"
 
 
 @cache
-def purchase_lookups(config: Settings) -> GooglePlayApi | None:
+def purchase_lookups() -> GooglePlayApi | None:
     """The Play Developer API for Google Play's mappings, when the deployment names its credentials secret.
 
     Built without reading the secret: the key is read (through the secrets cache) at the first lookup.
@@ -114,7 +114,7 @@ def purchase_lookups(config: Settings) -> GooglePlayApi | None:
     secret_id = os.environ.get(GOOGLE_PLAY_CREDENTIALS_VARIABLE, "")
     if not secret_id:
         return None
-    return GooglePlayApi(lambda: secrets().string(secret_id), config.google_play_api_url)
+    return GooglePlayApi(lambda: secrets().string(secret_id), _checked_settings().google_play_api_url)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:

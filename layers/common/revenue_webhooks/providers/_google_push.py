@@ -134,7 +134,7 @@ def _keys_request(certs_url: str) -> Any:
     lock = threading.Lock()
     kept: dict[str, tuple[float, Any]] = {}
 
-    class KeysRequest(library.Request):  # type: ignore[misc, name-defined]
+    class KeysRequest(library.Request):  # type: ignore[name-defined]
         def __call__(
             self,
             url: str,

@@ -232,7 +232,7 @@ def _refund(n: _Notification) -> list[Fact | Deferred]:
     price = n.price()
     if n.transaction_id is None or price is None or price.minor <= 0:
         return []
-    money = price
+    money: Money | None = price
     percentage = n.transaction.get("revocationPercentage")
     if (
         n.transaction.get("revocationType") == PRORATED
@@ -241,8 +241,8 @@ def _refund(n: _Notification) -> list[Fact | Deferred]:
     ):
         # Apple says which share it refunded, not the amount: the share of the price, rounded half up.
         money = scaled_money(price.minor * percentage, 5 + exponent(price.currency), price.currency, round_half_up=True)
-        if money is None or money.minor <= 0:
-            return []
+    if money is None or money.minor <= 0:
+        return []
     properties: dict[str, Any] = {c.REFUND_ID: n.transaction_id, **n.storefront}
     reason = n.transaction.get("revocationReason")
     if reason is not None:

@@ -118,7 +118,8 @@ class GooglePlayProvider(Provider):
             return ()
         if message.kind == VOIDED:
             detail = obj(message.notification.get("voidedPurchaseNotification"))
-            kind = VOIDED_PRODUCT_TYPES.get(detail.get("productType"), PRODUCT)
+            product_type = detail.get("productType")
+            kind = VOIDED_PRODUCT_TYPES.get(product_type, PRODUCT) if isinstance(product_type, int) else PRODUCT
             order = as_id(detail.get("orderId"))
             return (Lookup(NAME, kind, (package, token, order)),) if order else ()
         kind = PRODUCT if message.kind in ONE_TIME_TYPES.values() else SUBSCRIPTION
