@@ -36,7 +36,8 @@ from .aws import REGION, MotoServer, provision
 from .eventbridge import LOCAL_SOURCE, StripeEventDestination
 from .lambda_runtime import context_for, load_handler
 from .samples import Sample, describe
-from .stores import FORWARDER_SECRETS, ROUTES as STORE_ROUTES, Stores
+from .stores import ROUTES as STORE_ROUTES
+from .stores import Stores
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"

@@ -19,8 +19,6 @@ from .apple import Chain, local_config
 from .google import GoogleStandIn
 
 ROUTES = ("appstore", "googleplay")
-# Template resources these stand-ins fill (the receiver's come from the providers' SPEC).
-FORWARDER_SECRETS = {"GooglePlayCredentials"}
 
 
 class Stores:
