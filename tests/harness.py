@@ -128,6 +128,7 @@ class Pipeline:
         visibility_timeout_s: int = 1,
         mixpanel_credentials: dict[str, str] | None = None,
         forwarder_timeout_s: float | None = None,
+        secret_values: dict[str, str] | None = None,
     ) -> None:
         self.template = Template(
             parameters={
@@ -147,6 +148,7 @@ class Pipeline:
                 **{logical: SECRETS[route] for route, logical in SECRET_LOGICAL_IDS.items()},
                 "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
                 "MixpanelCredentials": json.dumps(creds),
+                **(secret_values or {}),
             },
             queue_overrides={"EventsQueue": {"VisibilityTimeout": str(visibility_timeout_s)}},
         )

@@ -160,7 +160,7 @@ class _Push:
             raise PayloadInvalid("not a Pub/Sub push: message.data and message.messageId are required")
         try:
             notification = parse_json_object(base64.b64decode(data, validate=True))
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, PayloadInvalid):
             raise PayloadInvalid("message.data is not a base64 JSON DeveloperNotification") from None
         kind, token = _kind(notification)
         return cls(message_id, notification, kind, token)
