@@ -39,7 +39,7 @@ class Sent:
     answer: dict[str, Any]
 
 
-def run(timeout_s: float = 50.0) -> int:
+def run(timeout_s: float = 80.0) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="revenue-webhooks-demo-") as state:
         options = Options(port=0, mixpanel_port=0, state_dir=Path(state), persist_secrets=False)

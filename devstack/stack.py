@@ -126,6 +126,7 @@ class LocalStack:
         self.stores: Stores | None = None  # the app stores' signer, issuer and API (devstack/stores)
         self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
         self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
+        self._instance = secrets.token_hex(3)
 
     # ---- start and stop ------------------------------------------------------------------
 
@@ -261,7 +262,8 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
-        parameters["StripeEventSourceName"] = LOCAL_SOURCE  # Stripe's EventBridge destination, on moto
+        # Stripe's EventBridge destination, on moto; its own name per stack (moto keeps one state per process).
+        parameters["StripeEventSourceName"] = f"{LOCAL_SOURCE}{self._instance}"
         parameters.update(self.options.parameters)
         return parameters
 

@@ -71,7 +71,7 @@ def _wait_ready(stack: DevStack) -> None:
             page = requests.get(f"{stack.mixpanel}/api/summary", timeout=2)
             if api.status_code == 404 and page.status_code == 200 and "Ready." in stack.output():
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # bound but still starting: its port answers later
             pass
         time.sleep(0.2)
     pytest.fail(f"make dev was not ready within {START_TIMEOUT_S} s:\n{stack.output()}")

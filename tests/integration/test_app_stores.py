@@ -10,6 +10,7 @@ EventBridge is one event.
 from __future__ import annotations
 
 import json
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ AUDIENCE = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/webhooks/goog
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, Stores, StripeEventDestination]]:
     stores = Stores(tmp_path_factory.mktemp("stores")).start(AUDIENCE)
     pipeline = Pipeline(
-        parameters={"StripeEventSourceName": LOCAL_SOURCE},
+        parameters={"StripeEventSourceName": f"{LOCAL_SOURCE}{secrets.token_hex(3)}"},
         extra_env=stores.environment(),
         secret_values={
             "AppStoreConfig": local_config(),
