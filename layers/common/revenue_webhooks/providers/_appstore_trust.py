@@ -15,6 +15,7 @@ a receiver that must answer within seconds; and an OCSP outage would refuse ever
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -120,8 +121,15 @@ class _Library:
     Environment: Any
 
 
+# In the Lambda layer, pyOpenSSL is kept off the path (layers/common/Makefile): botocore would import it on
+# every cold start. Only this provider needs it, so it joins the path here; elsewhere (a venv) it is on it.
+APPSTORE_ONLY_PACKAGES = Path(__file__).resolve().parents[2] / "appstore_only_packages"
+
+
 @cache
 def _library() -> _Library:
+    if APPSTORE_ONLY_PACKAGES.is_dir() and str(APPSTORE_ONLY_PACKAGES) not in sys.path:
+        sys.path.append(str(APPSTORE_ONLY_PACKAGES))
     from appstoreserverlibrary.models.Environment import Environment
     from appstoreserverlibrary.signed_data_verifier import (
         SignedDataVerifier,
