@@ -213,3 +213,28 @@ def test_a_stripe_event_only_through_eventbridge_is_delivered_and_unmapped_types
     assert pipeline.drain()
     assert [e["event"] for e in pipeline.mixpanel.events()] == ["Purchase Completed"]
     assert pipeline.queue_depth() == 0 and pipeline.dead_letters() == []
+
+
+def test_what_eventbridge_dead_lettered_is_redriven_into_the_pipeline(fresh: Any) -> None:
+    """StripeEventsDeadLetterQueue holds EventBridge events; ops' redrive moves them to EventsQueue as they are."""
+    from ops import redrive
+
+    pipeline, _, _ = fresh
+    invoice = json.loads((ROOT / "events" / "stripe" / "invoice.paid.json").read_bytes())
+    event = {
+        "version": "0",
+        "id": "8f2c1e55-5b7a-4c77-9d7e-0c5d3f1a2b44",
+        "detail-type": invoice["type"],
+        "source": LOCAL_SOURCE,
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": invoice,
+    }
+    dead_letters = pipeline.resources.queue_url("StripeEventsDeadLetterQueue")
+    pipeline.sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps(event))
+    tool = redrive.Redrive(pipeline.sqs, dead_letters, pipeline.queue_url, wait_seconds=0, empty_receives=2)
+    assert tool.move(method="copy").moved == 1
+    assert pipeline.drain()
+    assert [e["event"] for e in pipeline.mixpanel.events()] == ["Purchase Completed"]
