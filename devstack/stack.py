@@ -7,6 +7,9 @@ batch size, batching window and ReportBatchItemFailures feeds the real Forwarder
 which sends to the built-in local Mixpanel (or to a real project when credentials are given). Local
 choices are parameter overrides and a few variables, each said at start-up: MODE=any (test-mode
 events count), a demo Standard Webhooks sender, and quiet function logs unless --verbose.
+With SAM_LOCAL=1 (--sam-local), moto and the local Mixpanel also listen on docker's bridge, for
+functions that `sam local` runs in containers, and .devstack/sam-env.json is their --env-vars file
+(devstack.bridge, devstack.sam_env).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
 
+from . import local_stores
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .eventbridge import LOCAL_SOURCE, StripeEventDestination
@@ -70,6 +74,7 @@ class Options:
     verbose: bool = False
     environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
     persist_secrets: bool = True
+    sam_local: bool = False  # also listen on docker's bridge and write the `sam local --env-vars` file
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Options:
@@ -86,6 +91,7 @@ class Options:
             port=port("PORT", DEFAULT_PORT),
             mixpanel_port=port("MIXPANEL_PORT", DEFAULT_MIXPANEL_PORT),
             moto_port=port("MOTO_PORT", 0),
+            sam_local=environ.get("SAM_LOCAL", "").strip().lower() in ("1", "true", "yes", "on"),
             state_dir=Path(state) if state else TEMPLATE.parent / ".devstack",
             environ=dict(environ),
         )
@@ -127,6 +133,8 @@ class LocalStack:
         self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
         self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
         self._instance = secrets.token_hex(3)
+        self.container_route: Any = None  # devstack.bridge.ContainerRoute with SAM_LOCAL
+        self.sam_env_path: Path | None = None
 
     # ---- start and stop ------------------------------------------------------------------
 
@@ -142,6 +150,7 @@ class LocalStack:
     def _start(self) -> None:
         options = self.options
         options.state_dir.mkdir(parents=True, exist_ok=True)
+        self._find_container_route()
         self._saved_environ = dict(os.environ)
         for name in [*_FOREIGN_AWS, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
             os.environ.pop(name, None)
@@ -166,6 +175,7 @@ class LocalStack:
         credentials, api_url = self._mixpanel_target()
         self.stores = Stores(options.state_dir / "stores").start(f"{self.api.url}/webhooks/googleplay")
         self.moto = MotoServer(options.moto_port).start()
+        self._listen_on_bridge(self.moto, self.moto.port, "moto")
         self.webhook_secrets = self._webhook_secrets()
         secret_ids = self._secret_logical_ids()
         secret_values = {
@@ -205,11 +215,13 @@ class LocalStack:
                     f"port {options.mixpanel_port} is not free ({error.strerror}): set MIXPANEL_PORT to another one"
                 ) from None
             api_url = self.mixpanel.url
+            self._listen_on_bridge(self.mixpanel, self.mixpanel.port, "the local Mixpanel")
             self.mixpanel_description = (
                 f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
             )
 
         self._load_functions(api_url)
+        self._write_sam_env()
         from .esm import EventSourceMapping
 
         self.esm = EventSourceMapping(
@@ -285,7 +297,7 @@ class LocalStack:
 
     def _ref(self, function_id: str, variable: str) -> str:
         """The logical id a function's variable references (`!Ref StripeWebhookSecret`), from the template."""
-        ref = _unresolved(self.template, function_id).get(variable)
+        ref = self.template.variables(function_id).get(variable)
         if not (isinstance(ref, dict) and "Ref" in ref):
             raise StackError(f"{function_id}: {variable} is not a !Ref in the template ({ref!r})")
         return str(ref["Ref"])
@@ -386,27 +398,71 @@ class LocalStack:
         except ConfigError as error:
             raise StackError(f"the functions refuse their configuration: {error}") from None
 
+    # ---- sam local ------------------------------------------------------------------------
+
+    def _find_container_route(self) -> None:
+        """With SAM_LOCAL, where containers reach this machine; a stale --env-vars file goes either way."""
+        from .bridge import BridgeError, container_route
+        from .sam_env import ENV_FILE
+
+        (self.options.state_dir / ENV_FILE).unlink(missing_ok=True)
+        if not self.options.sam_local:
+            return
+        try:
+            self.container_route = container_route(self.options.environ)
+        except BridgeError as error:
+            raise StackError(f"SAM_LOCAL: {error}") from None
+
+    def _listen_on_bridge(self, server: Any, port: int, what: str) -> None:
+        route = self.container_route
+        if route is None or route.device is None:
+            return
+        from .bridge import bridge_socket
+
+        try:
+            server.listen_also(bridge_socket(route, port))
+        except OSError as error:
+            raise StackError(f"SAM_LOCAL: {what} cannot listen on {route.host}:{port} ({error.strerror})") from None
+
+    def _write_sam_env(self) -> None:
+        """The `--env-vars` file: each function's declared variables, local endpoints moved to the container route."""
+        if self.container_route is None or self.moto is None:
+            return
+        from .sam_env import ENV_FILE, env_vars, write
+
+        host = self.container_route.host
+        moved = {self.moto.endpoint: f"http://{host}:{self.moto.port}"}
+        if self.mixpanel is not None:
+            moved[self.mixpanel.url] = f"http://{host}:{self.mixpanel.port}"
+        environments = {RECEIVER: self.receiver_environment, FORWARDER: self.forwarder_environment}
+        self.sam_env_path = write(self.options.state_dir / ENV_FILE, env_vars(self.template, environments, moved))
+
+    def _sam_local_lines(self) -> list[str]:
+        if self.container_route is None or self.sam_env_path is None:
+            return [
+                "sam local (Docker): `make dev SAM_LOCAL=1` also listens where containers reach this machine and "
+                'writes the --env-vars file (README "With Docker: sam local")'
+            ]
+        from .sam_env import SamCommands, native_architecture
+
+        commands = SamCommands(_shown(self.sam_env_path), REGION, native_architecture())
+        return [
+            f"sam local (Docker): containers reach this stack at {self.container_route.describe()}; "
+            f"--env-vars {_shown(self.sam_env_path)}",
+            *(f"  {line}" for line in commands.lines(self.webhook_secrets.get("stripe", ""))),
+        ]
+
     # ---- deliveries ----------------------------------------------------------------------
 
     def delivery(self, sample: Sample, secret: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """(body, headers) of a sample as its provider would deliver it now: signed with the route's secret,
-        or by the app stores' stand-ins (an App Store JWS, a Google Play push token)."""
-        if sample.route in STORE_ROUTES and self.stores is not None:
-            body, headers = self.stores.deliver(sample.route, sample.body)
-            spec_headers = sample.headers(secret or "unused")
-            return body, {"user-agent": spec_headers.get("user-agent", ""), **headers}
-        chosen = secret if secret is not None else self.webhook_secrets[sample.route]
-        return sample.body, sample.headers(chosen)
+        """(body, headers) of a sample as its provider would deliver it now (devstack/local_stores.py)."""
+        return local_stores.delivery(self, sample, secret)
 
     def send_to_eventbridge(self, stripe_event: dict[str, Any]) -> str:
         """Stripe puts `stripe_event` on the partner bus; the template's rule routes it to EventsQueue."""
         if self.stripe_events is None or not self.stripe_events.configured:
             raise StackError("StripeEventSourceName is not set: no Stripe EventBridge destination")
-        event_id = self.stripe_events.send(stripe_event)
-        with self._settled:
-            self.tally.accepted += 1
-        self.say(f"⇢ stripe {stripe_event.get('type')} {stripe_event.get('id')}: put on {self.stripe_events.source}")
-        return event_id
+        return local_stores.send_to_eventbridge(self, stripe_event)
 
     # ---- the functions -------------------------------------------------------------------
 
@@ -458,7 +514,7 @@ class LocalStack:
         dead = self._new_dead_letters()
         max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
         for record in records:
-            key, what = _described(record)
+            key, what = local_stores.described(record)
             attempt = (record.get("attributes") or {}).get("ApproximateReceiveCount", "?")
             if record["messageId"] in failed:
                 with self._settled:
@@ -570,7 +626,7 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
-        lines += self._store_lines()
+        lines += local_stores.banner_lines(self, _shown)
         lines += [
             "",
             "Stripe CLI (test mode):",
@@ -588,26 +644,10 @@ class LocalStack:
             f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
             f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
+            *self._sam_local_lines(),
             "",
         ]
         return "\n".join(lines)
-
-    def _store_lines(self) -> list[str]:
-        """What stands in for Apple, Google and Stripe's EventBridge destination."""
-        lines = ["", "App stores and EventBridge (devstack/stores, devstack/eventbridge.py):"]
-        if self.stores is not None:
-            lines += [
-                f"  App Store notifications are signed by a local test chain; the receiver trusts its root "
-                f"({_shown(self.stores.apple_root)}) instead of Apple's",
-                f"  Google Play pushes carry tokens of a local issuer ({self.stores.google.certs_url}); the forwarder "
-                f"asks the local Play Developer API at {self.stores.google.url}",
-            ]
-        if self.stripe_events is not None and self.stripe_events.configured:
-            lines.append(
-                f"  Stripe events put on the partner bus {self.stripe_events.source} reach {self.source.queue} "
-                "through the template's rule (make demo sends them)"
-            )
-        return lines
 
     def _overrides(self) -> dict[str, str]:
         shown = dict(self._parameters())
@@ -676,36 +716,10 @@ def demo_sender_mapping() -> dict[str, Any]:
     return DEMO_SENDER_MAPPING
 
 
-def _described(record: dict[str, Any]) -> tuple[tuple[str | None, str | None], str]:
-    """((provider, event id), "provider type id") of a queued message: from its attributes, or from the
-    EventBridge event it is (Stripe's destination sends no attributes)."""
-    attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
-    provider, event_type, event_id = (
-        attributes.get("provider"),
-        attributes.get("event_type"),
-        attributes.get("event_id"),
-    )
-    if not provider:
-        try:
-            queued = from_record(record)
-            provider, event_type, event_id = f"{queued.provider} (EventBridge)", queued.event_type, queued.event_id
-        except Exception:  # display only: the forwarder dead-letters what it cannot read
-            provider = "?"
-    return (provider, event_id), " ".join(str(p) for p in (provider, event_type, event_id) if p)
-
-
 def _forget_clients() -> None:
     """Drop the layer's per-process clients: after a stack stops they point at a stopped endpoint."""
     if "revenue_webhooks.bootstrap" in sys.modules:
         sys.modules["revenue_webhooks.bootstrap"].reset()
-
-
-def _unresolved(template: Template, function_id: str) -> dict[str, Any]:
-    merged = dict(
-        ((template.doc.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
-    )
-    merged.update((template.properties(function_id).get("Environment") or {}).get("Variables", {}))
-    return merged
 
 
 def _depth(sqs: Any, url: str) -> int:
