@@ -165,3 +165,13 @@ def test_a_stripe_event_delivered_by_webhook_and_by_eventbridge_counts_once() ->
     assert rig.run(eventbridge_record(body, "eb-2")) == []  # and again later
     assert len(rig.sink.delivered()) == 1
     assert rig.ledger.totals["stripe:cus_both"]["purchases"] == 1 and rig.ledger.writes == 1
+
+
+def test_a_refund_before_its_purchase_and_redeliveries_count_each_once() -> None:
+    rig = Rig(ScriptedLookups(play_documents()))
+    assert rig.run(play_record("VOIDED_PURCHASE")) == []  # the refund first: the API names its buyer
+    assert rig.run(play_record("ONE_TIME_PRODUCT_PURCHASED.jpy"), play_record("VOIDED_PURCHASE", attempts=2)) == []
+    assert rig.run(play_record("ONE_TIME_PRODUCT_PURCHASED.jpy", attempts=2)) == []
+    assert sorted(e["event"] for e in rig.sink.delivered().values()) == ["Purchase Completed", "Refund Issued"]
+    totals = rig.ledger.totals["googleplay:user-jp-01"]
+    assert (totals["purchases"], totals["refunds"], totals["revenue"]) == (1, 1, {"JPY": 0})
