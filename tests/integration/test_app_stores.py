@@ -238,3 +238,103 @@ def test_what_eventbridge_dead_lettered_is_redriven_into_the_pipeline(fresh: Any
     assert tool.move(method="copy").moved == 1
     assert pipeline.drain()
     assert [e["event"] for e in pipeline.mixpanel.events()] == ["Purchase Completed"]
+
+
+def apple_notification(kind: str, subtype: str | None, uuid: str) -> dict[str, Any]:
+    """Apple's published sample notification, transaction and renewal info (tests/fixtures/appstore) as `kind`,
+    for the local app and environment."""
+    fixtures = ROOT / "tests" / "fixtures" / "appstore"
+    payload = json.loads((fixtures / "signedNotification.json").read_text())
+    app = {"bundleId": "com.example.revenuewebhooks", "environment": "Production"}
+    payload.update(notificationType=kind, notificationUUID=uuid)
+    payload.pop("subtype", None)
+    if subtype:
+        payload["subtype"] = subtype
+    payload["data"].update(app, appAppleId=1234567890)
+    payload["data"]["signedTransactionInfo"] = {**json.loads((fixtures / "signedTransaction.json").read_text()), **app}
+    payload["data"]["signedRenewalInfo"] = {**json.loads((fixtures / "signedRenewalInfo.json").read_text()), **app}
+    return payload
+
+
+APPLE_TYPES = {
+    ("SUBSCRIBED", "INITIAL_BUY"): {"Purchase Completed", "Subscription Started"},
+    ("SUBSCRIBED", "RESUBSCRIBE"): {"Purchase Completed", "Subscription Started"},
+    ("DID_RENEW", None): {"Purchase Completed", "Subscription Renewed"},
+    ("DID_CHANGE_RENEWAL_PREF", "UPGRADE"): {"Purchase Completed", "Subscription Changed"},
+    ("DID_CHANGE_RENEWAL_PREF", "DOWNGRADE"): {"Subscription Changed"},
+    ("DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_DISABLED"): {"Subscription Cancellation Scheduled"},
+    ("DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_ENABLED"): {"Subscription Reactivated"},
+    ("EXPIRED", "VOLUNTARY"): {"Subscription Cancelled"},
+    ("DID_FAIL_TO_RENEW", "GRACE_PERIOD"): {"Payment Failed"},
+    ("GRACE_PERIOD_EXPIRED", None): {"Payment Failed"},
+    ("REFUND", None): {"Refund Issued"},
+    ("REVOKE", None): {"Subscription Cancelled"},
+    ("ONE_TIME_CHARGE", None): {"Purchase Completed"},
+    ("OFFER_REDEEMED", "INITIAL_BUY"): {"Purchase Completed", "Subscription Started"},
+    ("PRICE_INCREASE", "ACCEPTED"): {"Subscription Changed"},
+}
+
+
+@pytest.mark.parametrize(("kind", "subtype"), list(APPLE_TYPES))
+def test_each_mapped_app_store_type_reaches_mixpanel_as_its_catalog_events(
+    fresh: Any, kind: str, subtype: str | None
+) -> None:
+    pipeline, stores, _ = fresh
+    body = stores.apple.notification_body(
+        apple_notification(kind, subtype, f"0a0b0c0d-0000-4000-8000-{len(kind):012d}")
+    )
+    assert (
+        json.loads(pipeline.post("appstore", body, {"content-type": "application/json"})["body"])["status"]
+        == "accepted"
+    )
+    assert pipeline.drain()
+    assert {e["event"] for e in pipeline.mixpanel.events()} == APPLE_TYPES[(kind, subtype)]
+    money = {
+        (e["properties"].get("Currency"), e["properties"].get("Revenue"))
+        for e in pipeline.mixpanel.events()
+        if "Revenue" in e["properties"]
+    }
+    assert money <= {("USD", 10.99), ("USD", 9.99)}  # Apple's sample price 10990 and renewal price 9990 milli-USD
+    assert {e["properties"]["distinct_id"] for e in pipeline.mixpanel.events()} == {
+        "7e3fb20b-4cdb-47cc-936d-99d65f608138"
+    }
+    assert pipeline.dead_letters() == [] and pipeline.limit_breaches() == []
+
+
+GOOGLE_TYPES = {
+    1: {"Purchase Completed", "Subscription Renewed"},  # RECOVERED
+    2: {"Purchase Completed", "Subscription Renewed"},  # RENEWED
+    3: {"Subscription Cancellation Scheduled"},
+    4: {"Purchase Completed", "Subscription Started"},
+    5: {"Payment Failed"},  # ON_HOLD
+    6: {"Payment Failed"},  # IN_GRACE_PERIOD
+    7: {"Subscription Reactivated"},  # RESTARTED
+    12: {"Subscription Cancelled"},  # REVOKED
+    13: {"Subscription Cancelled"},  # EXPIRED
+}
+
+
+@pytest.mark.parametrize("code", list(GOOGLE_TYPES))
+def test_each_mapped_google_play_type_reaches_mixpanel_as_its_catalog_events(fresh: Any, code: int) -> None:
+    from revenue_webhooks.providers.googleplay import push_body
+
+    pipeline, stores, _ = fresh
+    token = "kelgmnbpfhlpkkfjcbacgcgo.AO-J1OxUjMZPfYEXAMPLEsubscriptiontoken01"
+    notification = {
+        "version": "1.0",
+        "packageName": "com.example.revenuewebhooks",
+        "eventTimeMillis": "1767225605000",
+        "subscriptionNotification": {
+            "version": "1.0",
+            "notificationType": code,
+            "purchaseToken": token,
+            "subscriptionId": "pro_monthly",
+        },
+    }
+    body = push_body(notification, f"1654321{code:07d}", "2026-01-01T00:00:06Z", "projects/p/subscriptions/s")
+    body, headers = stores.deliver("googleplay", body)
+    assert json.loads(pipeline.post("googleplay", body, headers)["body"])["status"] == "accepted"
+    assert pipeline.drain()
+    assert {e["event"] for e in pipeline.mixpanel.events()} == GOOGLE_TYPES[code]
+    assert {e["properties"]["distinct_id"] for e in pipeline.mixpanel.events()} == {"user-7f3a"}
+    assert pipeline.dead_letters() == [] and pipeline.limit_breaches() == []
