@@ -3,6 +3,9 @@
 Variants run round-robin, so drift on the machine touches all of them alike. The receiver
 answers one signed webhook and enqueues it to SQS (moto, another process); the forwarder
 delivers one SQS record to the local Mixpanel (another process) and records it in the ledger.
+The App Store and Google Play routes answer a notification signed by the local stand-ins
+(devstack/stores): their libraries load on that first webhook, which `imported` shows, and never on
+another route's.
 """
 
 from __future__ import annotations
