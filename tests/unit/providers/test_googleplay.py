@@ -353,3 +353,15 @@ def test_the_spec_check_catches_a_field_google_does_not_send(google: GoogleStand
         assert [v["message"] for v in fresh.spec_violations()] == [
             "Additional properties are not allowed ('totalMicros' was unexpected)"
         ]
+
+
+def test_a_purchase_awaiting_payment_has_not_started(provider: Any, google: GoogleStandIn) -> None:
+    pending = json.loads(json.dumps(google.documents["subscriptions"][SUBSCRIPTION_TOKEN]))
+    pending["subscriptionState"] = "SUBSCRIPTION_STATE_PENDING"
+    del pending["lineItems"][0]["latestSuccessfulOrderId"]
+    google.put("subscriptions", "pending-token", pending)
+    body = notification_body(
+        "m-pending",
+        subscriptionNotification={"version": "1.0", "notificationType": 4, "purchaseToken": "pending-token"},
+    )
+    assert mapped(provider, google, body) == []

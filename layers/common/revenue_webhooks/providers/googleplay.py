@@ -288,7 +288,12 @@ def _purchase(s: _State, purchase_type: str) -> list[Fact | Deferred]:
     return facts
 
 
+PENDING_STATES = ("SUBSCRIPTION_STATE_PENDING", "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED")
+
+
 def _purchased(s: _State) -> list[Fact | Deferred]:
+    if s.purchase.get("subscriptionState") in PENDING_STATES:
+        return []  # a purchase awaiting payment (cash, slow methods) has not started: its payment will say so
     phase = obj(s.line.get("offerPhase"))
     trialing = "freeTrial" in phase
     status = "trialing" if trialing else "active"
