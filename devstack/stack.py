@@ -330,7 +330,10 @@ class LocalStack:
         for route in [*specs(), *self.senders]:
             if route in STORE_ROUTES and self.stores is not None:  # asymmetric: what the stores' stand-ins trust
                 chosen[route] = self.stores.receiver_secrets()[route]
-                self.secret_sources[route] = "the local test chain and issuer (devstack/stores)"
+                self.secret_sources[route] = {
+                    "appstore": "AppStoreConfig: the app the local test chain signs for (devstack/stores)",
+                    "googleplay": "GooglePlayPushConfig: the push the local issuer's tokens are for (devstack/stores)",
+                }[route]
                 continue
             given = self.options.environ.get(secret_variable(route), "").strip()
             if given:
