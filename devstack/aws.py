@@ -166,11 +166,6 @@ class Resources:
     def queue_url(self, logical_id: str) -> str:
         return self.refs[logical_id]
 
-    def active(self, resource: Mapping[str, Any]) -> bool:
-        """Whether a resource's `Condition` holds (CloudFormation creates it only then)."""
-        condition = resource.get("Condition")
-        return condition is None or self.resolve.condition(str(condition))
-
 
 def provision(
     template: Template,
@@ -199,7 +194,9 @@ def provision(
     resources.resolver = Resolver(template, resources.refs, resources.attributes, pseudo)
     resolve = resources.resolver
 
-    queues = {name: queue for name, queue in template.of_type("AWS::SQS::Queue").items() if resources.active(queue)}
+    queues = {
+        name: queue for name, queue in template.of_type("AWS::SQS::Queue").items() if template.condition_holds(name)
+    }
     for logical_id in queues:  # create first: a redrive policy names another queue's ARN
         name = f"{stack}-{logical_id}"
         url = sqs.create_queue(QueueName=name)["QueueUrl"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from . import local_stores
 from .samples import Sample, describe, samples
 from .stack import LocalStack, Options, StackError
 
@@ -114,7 +115,7 @@ def _through_eventbridge(stack: LocalStack, chosen: list[Sample], deadline: floa
         return
     before = len(stack.mixpanel.events())
     for sample in stripe:
-        stack.send_to_eventbridge(json.loads(sample.body))
+        local_stores.send_to_eventbridge(stack, json.loads(sample.body))
     if not stack.wait_settled(max(0.0, deadline - time.monotonic())):
         raise DemoFailed(f"the Stripe events sent through EventBridge did not drain within {timeout_s:.0f} s")
     after = len(stack.mixpanel.events())
@@ -124,7 +125,7 @@ def _through_eventbridge(stack: LocalStack, chosen: list[Sample], deadline: floa
 
 
 def _event_type(stack: LocalStack, sample: Sample) -> str:
-    body, headers = stack.delivery(sample)
+    body, headers = local_stores.delivery(stack, sample)
     return describe(sample.route, body, headers, stack.receiver_settings)[0]
 
 
@@ -149,7 +150,7 @@ def _post(stack: LocalStack, sample: Sample, event_type: str) -> Sent:
     if sample.route not in stack.webhook_secrets:
         raise DemoFailed(f"no signing secret for route {sample.route}")
     url = f"{stack.api.url}/webhooks/{sample.route}"
-    body, headers = stack.delivery(sample)
+    body, headers = local_stores.delivery(stack, sample)
     try:
         response = requests.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
     except requests.RequestException as error:
@@ -221,22 +222,50 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
     lines += ["", f"Profiles ({len(profiles)}):", ""]
     rows = []
     for distinct_id, properties in sorted(profiles.items()):
-        revenue = "; ".join(
-            f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
-            for name, value in sorted(properties.items())
-            if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
-        )
         rows.append(
             [
                 distinct_id,
                 str(properties.get("Purchase Count", "")),
                 str(properties.get("Refund Count", "")),
-                revenue,
+                _revenue(properties),
                 str(properties.get("Plan", "")),
                 str(properties.get("Subscription Status", "")),
             ]
         )
     lines += _table(["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Subscription"], rows)
+
+    companies = mixpanel.groups()
+    lines += ["", f"Company profiles (Group Analytics, {len(companies)}):", ""]
+    lines += _table(
+        ["Company", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Seats", "Subscription"],
+        [
+            [
+                f"{key}={group_id}",
+                str(properties.get("Purchase Count", "")),
+                str(properties.get("Refund Count", "")),
+                _revenue(properties),
+                str(properties.get("Plan", "")),
+                str(properties.get("Seats", "")),
+                str(properties.get("Subscription Status", "")),
+            ]
+            for (key, group_id), properties in sorted(companies.items())
+        ],
+    )
+    for project in mixpanel.projects[1:]:
+        routed = project.events()
+        lines += ["", f"Test project (project {project.project_id}: test-mode webhooks, {len(routed)} events):", ""]
+        lines += _table(
+            ["Event", "Distinct ID", "Order ID", "Revenue"],
+            [
+                [
+                    e["event"],
+                    str(e["properties"].get("distinct_id", "")),
+                    str(e["properties"].get("Order ID", "")),
+                    f"{e['properties'].get('Currency', '')} {e['properties'].get('Revenue', '')}".strip(),
+                ]
+                for e in routed
+            ],
+        )
 
     ignored = [s for s in sent if s.status == 200 and s.answer.get("status") == "ignored"]
     lines += ["", f"Ignored by the receiver (answered 200, not queued): {len(ignored)}", ""]
@@ -261,7 +290,7 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
             [[d["provider"], d["event_type"], d["event_id"], f"{d['reason']}: {d['detail']}"] for d in dead],
         )
         raise DemoFailed("\n".join(lines) + f"\n\n{len(dead)} sample(s) were dead-lettered: see the reasons above")
-    violations = mixpanel.spec_violations()
+    violations = [v for project in mixpanel.projects for v in project.spec_violations()]
     if violations:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally
@@ -279,6 +308,17 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         "0 dead-lettered.",
     ]
     return "\n".join(lines)
+
+
+def _revenue(properties: dict[str, Any]) -> str:
+    """`Lifetime Revenue <CUR>` properties as "USD 60.00; JPY 3,000", each in its currency's decimals."""
+    from revenue_webhooks.domain.money import exponent
+
+    return "; ".join(
+        f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
+        for name, value in sorted(properties.items())
+        if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
+    )
 
 
 def _amount(value: float, decimals: int) -> str:

@@ -35,8 +35,8 @@ class StripeEventDestination:
     def provision(self) -> StripeEventDestination:
         """Create the partner source, then the template's buses, rules and targets, resolved like CloudFormation."""
         resolve = self.resources.resolve
-        for logical_id, resource in self.template.of_type("AWS::Events::EventBus").items():
-            if not self.resources.active(resource):
+        for logical_id in self.template.of_type("AWS::Events::EventBus"):
+            if not self.template.condition_holds(logical_id):
                 continue
             props = resolve(self.template.properties(logical_id))
             self.source = str(props["EventSourceName"])
@@ -45,8 +45,8 @@ class StripeEventDestination:
             self.bus_arn = self.events.create_event_bus(Name=props["Name"], EventSourceName=self.source)["EventBusArn"]
             self.resources.refs[logical_id] = str(props["Name"])
             self.resources.attributes[(logical_id, "Arn")] = self.bus_arn
-        for logical_id, resource in self.template.of_type("AWS::Events::Rule").items():
-            if not self.resources.active(resource):
+        for logical_id in self.template.of_type("AWS::Events::Rule"):
+            if not self.template.condition_holds(logical_id):
                 continue
             props = resolve(self.template.properties(logical_id))
             arn = self.events.put_rule(

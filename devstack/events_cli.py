@@ -169,7 +169,7 @@ def _store_note(route: str) -> str:
 
 def _sender_mapping(route: str) -> str:
     """A Standard Webhooks sender's route only parses when the mapping names it."""
-    from .stack import demo_sender_mapping
+    from .demo_sender import demo_sender_mapping
 
     mapping = demo_sender_mapping()
     return json.dumps(mapping) if route in mapping else "{}"
