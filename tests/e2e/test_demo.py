@@ -85,7 +85,7 @@ def test_the_table_has_revenue_per_currency_in_its_own_decimals(demo: subprocess
 
 
 def test_stripe_events_through_eventbridge_add_nothing_to_the_webhooks(demo: subprocess.CompletedProcess[str]) -> None:
-    assert "Stripe through EventBridge: the 8 mapped Stripe samples were also put on the partner bus" in demo.stdout
+    assert "Stripe through EventBridge: the 9 mapped Stripe samples were also put on the partner bus" in demo.stdout
 
 
 def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[str]) -> None:
@@ -119,7 +119,7 @@ def test_the_table_has_the_company_profile_of_adas_subscription(demo: subprocess
 
 def test_the_test_mode_checkout_reached_only_the_test_project(demo: subprocess.CompletedProcess[str]) -> None:
     assert "Test project (project 2: test-mode webhooks, 1 events):" in demo.stdout
-    assert _row(demo.stdout, "Purchase Completed")[0:2] == ["Purchase Completed", "9"]  # not counted in production
+    assert _row(demo.stdout, "Purchase Completed")[0:2] == ["Purchase Completed", "16"]  # not counted in production
     test_row = [line for line in demo.stdout.splitlines() if "cs_test_a1QcDemoTestModeUsd0001" in line]
     assert len(test_row) == 1 and "USD 5" in test_row[0]
     assert "delivered to the test project: Purchase Completed" in demo.stdout
