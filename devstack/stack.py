@@ -34,12 +34,15 @@ from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
 
-from . import catch_up
+from . import catch_up, local_stores
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .demo_sender import demo_sender_mapping
+from .eventbridge import LOCAL_SOURCE, StripeEventDestination
 from .lambda_runtime import context_for, load_handler
 from .samples import describe
+from .stores import ROUTES as STORE_ROUTES
+from .stores import Stores
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
@@ -133,6 +136,10 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.stores: Stores | None = None  # the app stores' signer, issuer and API (devstack/stores)
+        self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
+        self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
+        self._instance = secrets.token_hex(3)
         self.container_route: Any = None  # devstack.bridge.ContainerRoute with SAM_LOCAL
         self.sam_env_path: Path | None = None
 
@@ -179,6 +186,7 @@ class LocalStack:
             raise StackError(f"port {options.port} is not free ({error.strerror}): set PORT to another one") from None
 
         credentials, api_url = self._mixpanel_target()
+        self.stores = Stores(options.state_dir / "stores").start(f"{self.api.url}/webhooks/googleplay")
         self.moto = MotoServer(options.moto_port).start()
         self._listen_on_bridge(self.moto, self.moto.port, "moto")
         self.webhook_secrets = self._webhook_secrets()
@@ -189,6 +197,7 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        secret_values.update(self.stores.forwarder_secrets())
         if api_url is None:
             from .mixpanel import DEMO_TEST_CREDENTIALS
 
@@ -207,6 +216,8 @@ class LocalStack:
         ]
         self.dead_letter_queue = self._dead_letter_queue_id()
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
+        self.stripe_events = StripeEventDestination(self.template, self.moto.endpoint, self.resources).provision()
+
         # The test lane's queue and dead letters (used when TestEventsTo=test-project), as the template declares.
         self.sources = self.template.sqs_event_sources(FORWARDER, self.resources.resolve)
         self.dead_letter_urls = [self.dead_letter_url] + [
@@ -260,13 +271,13 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.catch_up, *self.esms, self.mixpanel, self.moto):
+        for part in (self.api, self.catch_up, *self.esms, self.mixpanel, self.stores, self.moto):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = self.catch_up = None  # the local Mixpanel's data stays readable
+        self.api = self.esm = self.moto = self.stores = self.catch_up = None  # the local Mixpanel's data stays
         self.esms = []
         _forget_clients()
         if self._saved_environ is not None:
@@ -296,6 +307,8 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        # Stripe's EventBridge destination, on moto; its own name per stack (moto keeps one state per process).
+        parameters["StripeEventSourceName"] = f"{LOCAL_SOURCE}{self._instance}"
         origins = self.options.environ.get("BROWSER_PROXY_ORIGINS", "").strip()
         if origins:  # the pages that may use the browser proxy (README, "Browser proxy")
             parameters["BrowserProxyOrigins"] = origins
@@ -357,6 +370,13 @@ class LocalStack:
                 kept = {}
         chosen: dict[str, str] = {}
         for route in [*specs(), *self.senders]:
+            if route in STORE_ROUTES and self.stores is not None:  # asymmetric: what the stores' stand-ins trust
+                chosen[route] = self.stores.receiver_secrets()[route]
+                self.secret_sources[route] = {
+                    "appstore": "AppStoreConfig: the app the local test chain signs for (devstack/stores)",
+                    "googleplay": "GooglePlayPushConfig: the push the local issuer's tokens are for (devstack/stores)",
+                }[route]
+                continue
             given = self.options.environ.get(secret_variable(route), "").strip()
             if given:
                 chosen[route], self.secret_sources[route] = given, f"from {secret_variable(route)}"
@@ -406,7 +426,7 @@ class LocalStack:
         _forget_clients()
         os.environ["AWS_REGION"] = REGION
         resolve = self.resources.resolve
-        local = self.moto.environment() if self.moto else {}
+        local = {**(self.moto.environment() if self.moto else {}), **(self.stores.environment() if self.stores else {})}
         self.receiver_environment = {**self.template.function_environment(RECEIVER, resolve), **local}
         self.forwarder_environment = {
             **self.template.function_environment(FORWARDER, resolve),
@@ -543,9 +563,7 @@ class LocalStack:
         dead = self._new_dead_letters()
         max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
         for record in records:
-            attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
-            key = (attributes.get("provider"), attributes.get("event_id"))
-            what = " ".join(str(p) for p in (key[0], attributes.get("event_type"), key[1]) if p)
+            key, what = local_stores.described(record)
             attempt = (record.get("attributes") or {}).get("ApproximateReceiveCount", "?")
             if record["messageId"] in failed:
                 with self._settled:
@@ -583,6 +601,8 @@ class LocalStack:
         try:
             queued = from_record(record)
             provider = get_provider(queued.provider, settings)
+            if provider is not None and provider.lookups(queued):
+                return ["(mapped with the Play Developer API's answer)"]
             facts = provider.map(queued) if provider else []
         except Exception:
             return []
@@ -665,6 +685,7 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        lines += local_stores.banner_lines(self, _shown)
         if self.proxy_routes:
             prefix = self.template.parameters.get("BrowserProxyPrefix", "mp")
             lines += [

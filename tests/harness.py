@@ -141,6 +141,7 @@ class Pipeline:
         visibility_timeout_s: int = 1,
         mixpanel_credentials: dict[str, str] | None = None,
         forwarder_timeout_s: float | None = None,
+        secret_values: dict[str, str] | None = None,
     ) -> None:
         self.template = Template(
             parameters={
@@ -163,6 +164,7 @@ class Pipeline:
                 "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
                 "MixpanelCredentials": json.dumps(creds),
                 "MixpanelTestCredentials": json.dumps(DEMO_TEST_CREDENTIALS.secret_value()),
+                **(secret_values or {}),
             },
             queue_overrides={
                 queue: {"VisibilityTimeout": str(visibility_timeout_s)} for queue in ("EventsQueue", "EventsTestQueue")

@@ -21,6 +21,9 @@ PUBLIC_IDS = {
     "StandardWebhooksSecrets",
     "CatchUpFunction",
     "StripeApiKey",
+    "AppStoreConfig",
+    "GooglePlayPushConfig",
+    "GooglePlayCredentials",
 }
 
 

@@ -17,6 +17,7 @@ from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.checkpoints import DynamoDbCheckpoints
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.google_play import GooglePlayApi
 from .adapters.mixpanel_relay import MixpanelRelay
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
@@ -61,8 +62,10 @@ def queue() -> QueueSender:
 def secrets() -> Secrets:
     """Secrets Manager through Powertools' cache; each built-in route's secret named by its provider's variable."""
     environment = os.environ
-    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in providers.specs().items()}
-    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id)
+    specs = providers.specs()
+    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in specs.items()}
+    whole = frozenset(route for route, spec in specs.items() if spec.signing.whole)
+    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id, whole)
 
 
 def provider_for(config: Settings) -> Callable[[str], Provider | None]:
@@ -115,6 +118,7 @@ def forwarder(mode: str = LIVE) -> Forwarder:
             credentials.project_token,
             mode=mode,
             dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
+            lookups=purchase_lookups(),
             payment_lookups=payment_lookups(),
         )
         for key in [key for key in _FORWARDERS if key[0] == mode]:
@@ -191,6 +195,22 @@ def _lane_ledger(config: Settings) -> Callable[[bool], DynamoDbLedger]:
 @cache
 def _stripe_client(key: str, api_base: str, timeout_s: float) -> Any:
     return stripe_client(key, api_base, timeout_s=timeout_s)
+
+
+# The forwarder's variable naming the Play Developer API's service account key (secret GooglePlayCredentials).
+GOOGLE_PLAY_CREDENTIALS_VARIABLE = "GOOGLEPLAY_CREDENTIALS_ID"
+
+
+@cache
+def purchase_lookups() -> GooglePlayApi | None:
+    """The Play Developer API for Google Play's mappings, when the deployment names its credentials secret.
+
+    Built without reading the secret: the key is read (through the secrets cache) at the first lookup.
+    """
+    secret_id = os.environ.get(GOOGLE_PLAY_CREDENTIALS_VARIABLE, "")
+    if not secret_id:
+        return None
+    return GooglePlayApi(lambda: secrets().string(secret_id), _checked_settings().google_play_api_url)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -310,6 +330,7 @@ def reset() -> None:
         receiver,
         browser_proxy,
         _checked_settings,
+        purchase_lookups,
         payment_lookups,
         _stripe_client,
     ):

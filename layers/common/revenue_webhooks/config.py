@@ -23,6 +23,10 @@ ID_MERGE_MODES = ("simplified", "original")
 # Which id names a payment's company when no metadata key does (docs/identity.md, "Companies").
 COMPANY_FALLBACKS = ("none", "customer", "account")
 
+# Google's public keys for the OIDC tokens Pub/Sub push sends, and the Play Developer API.
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_PLAY_API_URL = "https://androidpublisher.googleapis.com"
+
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
 
@@ -84,6 +88,11 @@ class Settings:
     refund_wait_deliveries: int = 3
     catch_up_overlap_s: int = 3600
     catch_up_delay_s: int = 600
+    # App stores (docs/providers.md): where their trust anchors and APIs are. Only the local stack and the
+    # tests change them; a deployment uses Apple's root shipped in the layer and Google's public endpoints.
+    appstore_root_certificates: tuple[str, ...] = ()  # DER or PEM files; () is the shipped Apple Root CA - G3
+    google_oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL
+    google_play_api_url: str = GOOGLE_PLAY_API_URL
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -180,7 +189,26 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         refund_wait_deliveries=_int(environ, "REFUND_WAIT_DELIVERIES", 3, minimum=1),
         catch_up_overlap_s=_int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
         catch_up_delay_s=_int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
+        **_app_store_settings(environ),
     )
+
+
+def _app_store_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """APPSTORE_ROOT_CERTIFICATES (comma-separated files), GOOGLE_OIDC_CERTS_URL, GOOGLE_PLAY_API_URL."""
+    urls = {}
+    for name, default in (
+        ("GOOGLE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL),
+        ("GOOGLE_PLAY_API_URL", GOOGLE_PLAY_API_URL),
+    ):
+        url = environ.get(name, "").strip() or default
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r}: expected an http(s) URL")
+        urls[name] = url.rstrip("/")
+    return {
+        "appstore_root_certificates": _keys(environ, "APPSTORE_ROOT_CERTIFICATES", ()),
+        "google_oidc_certs_url": urls["GOOGLE_OIDC_CERTS_URL"],
+        "google_play_api_url": urls["GOOGLE_PLAY_API_URL"],
+    }
 
 
 @cache
