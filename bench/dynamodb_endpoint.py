@@ -4,8 +4,9 @@ moto cannot stand in for the ledger under load: its TransactWriteItems deep-copi
 table on every call (so each write gets slower as the table grows) and concurrent transactions
 fail inside moto (`dictionary changed size during iteration`, answered as HTTP 500). Correctness
 of the ledger is tested against moto elsewhere; this endpoint only answers the ledger's
-GetItem, BatchGetItem and TransactWriteItems (Put with `attribute_not_exists(pk)` or
-`version = :v` conditions) after a fixed delay, over keep-alive HTTP, as DynamoDB would.
+GetItem, BatchGetItem and TransactWriteItems (Put with `attribute_not_exists(pk)`, `version = :v` or a link's
+`attribute_not_exists(pk) OR #fact = :fact` condition, and ConditionCheck `attribute_not_exists(pk)`) after a
+fixed delay, over keep-alive HTTP, as DynamoDB would.
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ class DynamoDbEndpoint(JsonEndpoint):
         with self._lock:
             reasons, failed = [], False
             for operation in operations:
-                put = operation.get("Put")
+                put = operation.get("Put") or operation.get("ConditionCheck")
                 if put is None:
                     return 400, {
                         "__type": "com.amazon.coral.validate#ValidationException",
-                        "message": "only Put is emulated",
+                        "message": "only Put and ConditionCheck are emulated",
                     }
-                current = self.items.get((put["TableName"], put["Item"]["pk"]["S"]))
+                key = put["Item"]["pk"]["S"] if "Item" in put else put["Key"]["pk"]["S"]
+                current = self.items.get((put["TableName"], key))
                 ok = _condition_holds(
                     put.get("ConditionExpression"), put.get("ExpressionAttributeValues") or {}, current
                 )
@@ -90,9 +92,10 @@ class DynamoDbEndpoint(JsonEndpoint):
                     "CancellationReasons": reasons,
                 }
             for operation in operations:
-                put = operation["Put"]
-                self.items[(put["TableName"], put["Item"]["pk"]["S"])] = put["Item"]
-                self.write_units += 1
+                if "Put" in operation:
+                    put = operation["Put"]
+                    self.items[(put["TableName"], put["Item"]["pk"]["S"])] = put["Item"]
+                    self.write_units += 1
         return 200, {}
 
 
@@ -103,4 +106,6 @@ def _condition_holds(expression: str | None, values: dict[str, Any], current: di
         return current is None
     if expression == "version = :v":
         return current is not None and current.get("version") == values.get(":v")
+    if expression == "attribute_not_exists(pk) OR #fact = :fact":  # a PaymentIntent's own link
+        return current is None or current.get("fact") == values.get(":fact")
     raise ValueError(f"condition {expression!r} is not emulated")
