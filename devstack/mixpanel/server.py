@@ -15,6 +15,7 @@ from ..http_server import LocalServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
 from .bodies import Parsed, parse_engage, parse_import
+from .export import EXPORT_PATH, ExportEndpoint
 from .faults import FaultPlan, fault_reply
 from .http_adapter import Handler
 from .ingestion import import_events, update_profiles
@@ -140,6 +141,7 @@ class MixpanelServer(LocalServer):
             "/api/summary": lambda _q: self._summary(),
         }
         routes.update({("GET", path): _json_route(answer) for path, answer in page_json.items()})
+        routes["GET", EXPORT_PATH] = ExportEndpoint(self._store, self.credentials)
         routes["GET", "/favicon.ico"] = lambda _request: Reply(204)
         return routes
 
