@@ -389,6 +389,18 @@ def parser() -> argparse.ArgumentParser:
         help="Stripe requests per second (default 90%% of Stripe's read limit: 90 live, 22.5 test)",
     )
     how.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for one Stripe answer (default 30; then retried)"
+    )
+    how.add_argument(
+        "--page-size", type=positive_int, default=100, help="objects per Stripe list request, 1-100 (default 100)"
+    )
+    how.add_argument(
+        "--backoff",
+        type=float,
+        default=1.0,
+        help="seconds of the first pause after Stripe's 429, doubling up to 32 (default 1)",
+    )
+    how.add_argument(
         "--slices",
         type=positive_int,
         help="time slices per kind to start with (default: the threads shared by the kinds)",
@@ -454,8 +466,15 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(str(error)) from None
 
     until_arg = args.until
-    limiter = RateLimiter(args.rate or default_rate(key))
-    reader = StripeReader(stripe_client(key, base), limiter, concurrency=args.concurrency)
+    if not 1 <= args.page_size <= 100:
+        raise UsageError("--page-size must be between 1 and 100 (Stripe's limit)")
+    limiter = RateLimiter(args.rate or default_rate(key), backoff_base_s=args.backoff)
+    reader = StripeReader(
+        stripe_client(key, base, timeout_s=args.timeout),
+        limiter,
+        concurrency=args.concurrency,
+        page_size=args.page_size,
+    )
     ledger = DynamoDbLedger(table, boto3.client("dynamodb")) if table else None
     enqueuer = Enqueuer(
         boto3.client("sqs") if queue_url else None,

@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--until", required=True, help="last day, inclusive (YYYY-MM-DD), or an ISO 8601 time")
     p.add_argument("--json", action="store_true", help="print one JSON object (with a `differences` list)")
     p.add_argument("--concurrency", type=positive_int, default=8, help="Stripe reading threads (default 8)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one Stripe answer (default 30)")
     p.add_argument("--rate", type=float, help="Stripe requests per second (default 90%% of Stripe's read limit)")
     where = p.add_argument_group("the deployment (flags, else --stack outputs, else the environment)")
     where.add_argument("--stack", help="CloudFormation stack name: reads LedgerTableName and MixpanelCredentials")
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> Report:
     exporter = ExportClient(export_base_url(settings, os.environ.get("MIXPANEL_EXPORT_URL", "")), credentials)
     table = deployment.value(args.ledger_table, "LedgerTableName", "LEDGER_TABLE")
     reader = StripeReader(
-        stripe_client(key, base), RateLimiter(args.rate or default_rate(key)), concurrency=args.concurrency
+        stripe_client(key, base, timeout_s=args.timeout),
+        RateLimiter(args.rate or default_rate(key)),
+        concurrency=args.concurrency,
     )
     reconciler = Reconciler(
         settings,

@@ -15,7 +15,7 @@ from ..http_server import LocalServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
 from .bodies import Parsed, parse_engage, parse_import
-from .export import EXPORT_PATH, ExportEndpoint
+from .export import EXPORT_PATH, ExportEndpoint, ExportLimits
 from .faults import FaultPlan, fault_reply
 from .http_adapter import Handler
 from .ingestion import import_events, update_profiles
@@ -50,6 +50,7 @@ class MixpanelServer(LocalServer):
         *,
         revenue: RevenueView = CATALOG_REVENUE_VIEW,
         validate_spec: bool = True,
+        export_limits: ExportLimits | None = None,
     ) -> None:
         super().__init__()
         if host not in _LOOPBACK_HOSTS:
@@ -65,6 +66,7 @@ class MixpanelServer(LocalServer):
         self.revenue_view = revenue
         self.faults = FaultPlan()
         self._store = Store(self.db_path)
+        self.export_limits = export_limits or ExportLimits()  # Mixpanel's: 3 queries a second, 60 an hour
         self._spec = spec_checker() if validate_spec else None
         self._routes = self._route_table()
 
@@ -141,7 +143,7 @@ class MixpanelServer(LocalServer):
             "/api/summary": lambda _q: self._summary(),
         }
         routes.update({("GET", path): _json_route(answer) for path, answer in page_json.items()})
-        routes["GET", EXPORT_PATH] = ExportEndpoint(self._store, self.credentials)
+        routes["GET", EXPORT_PATH] = ExportEndpoint(self._store, self.credentials, self.export_limits)
         routes["GET", "/favicon.ico"] = lambda _request: Reply(204)
         return routes
 

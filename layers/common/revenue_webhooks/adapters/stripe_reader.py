@@ -76,10 +76,13 @@ class RateLimiter:
     how Stripe counts.
     """
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, *, backoff_base_s: float = BACKOFF_BASE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0 requests per second")
         self.rate = rate
+        self.backoff_base_s = backoff_base_s
         self._clock = clock
         self._lock = threading.Lock()
         self._next = 0.0
@@ -104,7 +107,7 @@ class RateLimiter:
 
     def rate_limited(self, attempt: int) -> float:
         """A 429: every thread pauses (exponential, jittered); returns the pause."""
-        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
+        delay = min(BACKOFF_CAP_S, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
         with self._lock:
             self.throttled += 1
             self._paused_until = max(self._paused_until, self._clock() + delay)
@@ -241,7 +244,8 @@ class StripeReader:
             except (stripe.APIConnectionError, stripe.APIError):
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
-                self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311  # nosec B311
+                backoff = self.limiter.backoff_base_s * 2**attempt
+                self._sleep(min(BACKOFF_CAP_S, backoff) * random.uniform(0.5, 1.0))  # noqa: S311  # nosec B311
         raise stripe.RateLimitError(f"{path}: still rate limited after {MAX_ATTEMPTS} attempts")
 
     def page(self, part: Slice) -> Page:
