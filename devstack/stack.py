@@ -21,12 +21,14 @@ import threading
 import time
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
+from revenue_webhooks.providers._stripe_objects import BACKFILL_EVENT_PREFIX
 from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
@@ -34,6 +36,7 @@ from ops.arguments import secret_variable
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .lambda_runtime import context_for, load_handler
+from .local_stripe import DEFAULT_STRIPE_PORT, LocalStripe, reconcile_json
 from .samples import describe
 from .template import TEMPLATE, Template
 
@@ -67,6 +70,10 @@ class Options:
     verbose: bool = False
     environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
     persist_secrets: bool = True
+    # The Stripe account the tools (backfill, reconcile) read: the stand-in's port and history (devstack/local_stripe.py).
+    stripe_port: int = DEFAULT_STRIPE_PORT
+    stripe_history_end: int | None = None  # None: the history ends now
+    stripe_direct_payments: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Options:
@@ -83,6 +90,7 @@ class Options:
             port=port("PORT", DEFAULT_PORT),
             mixpanel_port=port("MIXPANEL_PORT", DEFAULT_MIXPANEL_PORT),
             moto_port=port("MOTO_PORT", 0),
+            stripe_port=port("STRIPE_PORT", DEFAULT_STRIPE_PORT),
             state_dir=Path(state) if state else TEMPLATE.parent / ".devstack",
             environ=dict(environ),
         )
@@ -116,6 +124,8 @@ class LocalStack:
         self.api: HttpApi | None = None
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
+        self.stripe: LocalStripe | None = None
+        self.mixpanel_credentials: dict[str, str] = {}
         self.esm: Any = None
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
@@ -148,6 +158,7 @@ class LocalStack:
             warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         self.template = Template(options.template_path, parameters=self._parameters())
+        self._start_stripe()  # writing its history takes a second: before the API's port answers nothing
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
         if not routes:
             raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
@@ -157,6 +168,7 @@ class LocalStack:
             raise StackError(f"port {options.port} is not free ({error.strerror}): set PORT to another one") from None
 
         credentials, api_url = self._mixpanel_target()
+        self.mixpanel_credentials = credentials
         self.moto = MotoServer(options.moto_port).start()
         self.webhook_secrets = self._webhook_secrets()
         secret_ids = self._secret_logical_ids()
@@ -187,6 +199,7 @@ class LocalStack:
                 db_path=str(options.state_dir / "mixpanel.sqlite"),
                 credentials=DEMO_CREDENTIALS,
                 dead_letters=self.dead_letters,
+                reconcile=self.reconcile_report,
             )
             try:
                 self.mixpanel.start()
@@ -217,13 +230,15 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, self.esm, self.mixpanel, self.moto, self.stripe):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.api = self.esm = self.moto = self.stripe = (
+            None  # the local Mixpanel's data stays readable (the demo's table)
+        )
         _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
@@ -346,6 +361,49 @@ class LocalStack:
         self.mixpanel_description = f"REAL Mixpanel, {who} at {host}{profiles}"
         return credentials, url or host
 
+    def _start_stripe(self) -> None:
+        options = self.options
+        try:
+            self.stripe = LocalStripe(
+                options.environ,
+                port=options.stripe_port,
+                history_end=options.stripe_history_end,
+                direct_payments=options.stripe_direct_payments,
+            ).start()
+        except ValueError as error:
+            raise StackError(str(error)) from None
+        except OSError as error:
+            raise StackError(
+                f"port {options.stripe_port} is not free ({error.strerror}): set STRIPE_PORT to another one"
+            ) from None
+
+    def tool_environment(self) -> dict[str, str]:
+        """What `revenue-webhooks backfill|reconcile|redrive` need to act on this stack (printed by the banner)."""
+        assert self.moto is not None and self.stripe is not None
+        credentials = self.mixpanel_credentials
+        mixpanel = {
+            "MIXPANEL_PROJECT_ID": credentials.get("project_id", ""),
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": credentials.get("service_account_username", ""),
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": credentials.get("service_account_secret", ""),
+        }
+        if self.mixpanel is not None:
+            mixpanel["MIXPANEL_API_URL"] = self.mixpanel.url
+        return {
+            **self.moto.environment(),
+            "AWS_DEFAULT_REGION": REGION,
+            "EVENTS_QUEUE_URL": self.queue_url,
+            "DEAD_LETTER_QUEUE_URL": self.dead_letter_url,
+            "LEDGER_TABLE": self.forwarder_environment["LEDGER_TABLE"],
+            **self.stripe.environment(),
+            **{name: value for name, value in mixpanel.items() if value},
+        }
+
+    def reconcile_report(self) -> dict[str, Any]:
+        """`revenue-webhooks reconcile --json` over the Stripe account's period, as the page's button runs it."""
+        assert self.stripe is not None
+        since, until = self.stripe.period()
+        return reconcile_json(since, until, self.tool_environment())
+
     def _load_functions(self, mixpanel_url: str) -> None:
         """Each function's environment as the template resolves it, plus the local endpoints; then a cold start."""
         _forget_clients()
@@ -417,6 +475,7 @@ class LocalStack:
         """One line per message of a forwarder batch: delivered (with its Mixpanel events), dead-lettered or retried."""
         dead = self._new_dead_letters()
         max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
+        backfilled: Counter[str] = Counter()  # delivered messages the backfill enqueued: one summary line
         for record in records:
             attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
             key = (attributes.get("provider"), attributes.get("event_id"))
@@ -441,8 +500,14 @@ class LocalStack:
                 with self._settled:
                     self.tally.delivered += 1
                     self._settled.notify_all()
+                if str(key[1]).startswith(BACKFILL_EVENT_PREFIX):
+                    backfilled.update(names or ["nothing to count"])
+                    continue
                 shown = ", ".join(names) if names else "nothing to count"
                 self.say(f"→ {what}: delivered to Mixpanel: {shown}")
+        if backfilled:
+            shown = ", ".join(f"{count} {name}" for name, count in sorted(backfilled.items()))
+            self.say(f"→ backfilled stripe objects delivered to Mixpanel: {shown}")
 
     def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
         """The event names a message became, by the provider's own mapping (display only)."""
@@ -537,6 +602,7 @@ class LocalStack:
             "  and start this stack with the secret it prints: STRIPE_WEBHOOK_SECRET=$(stripe listen --print-secret) make dev",
             "",
             f"Mixpanel: {self.mixpanel_description}",
+            f"Stripe (for backfill and reconcile): {self.stripe.description() if self.stripe else '?'}",
             f"Queue: {self.source.queue} (VisibilityTimeout {self.queue_attributes.get('VisibilityTimeout')} s, "
             f"maxReceiveCount {json.loads(self.queue_attributes.get('RedrivePolicy') or '{}').get('maxReceiveCount')}"
             f" -> {self.dead_letter_queue}); {FORWARDER} batches of up to {self.source.batch_size}, "
@@ -547,6 +613,13 @@ class LocalStack:
             f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
             f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
+            "",
+            "The operator tools against this stack (paste the first line into another shell):",
+            "  export " + " ".join(f"{k}={v}" for k, v in sorted(self.tool_environment().items())),
+            f'  make backfill ARGS="--since {self.stripe.period()[0] if self.stripe else "YYYY-MM-DD"}"',
+            '  make reconcile ARGS="--since {} --until {}"'.format(
+                *(self.stripe.period() if self.stripe else ("?", "?"))
+            ),
             "",
         ]
         return "\n".join(lines)

@@ -6,6 +6,7 @@ Each endpoint is one entry of the route table, a function from `Request` to `Rep
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -51,6 +52,7 @@ class MixpanelServer(LocalServer):
         revenue: RevenueView = CATALOG_REVENUE_VIEW,
         validate_spec: bool = True,
         export_limits: ExportLimits | None = None,
+        reconcile: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if host not in _LOOPBACK_HOSTS:
@@ -67,6 +69,10 @@ class MixpanelServer(LocalServer):
         self.faults = FaultPlan()
         self._store = Store(self.db_path)
         self.export_limits = export_limits or ExportLimits()  # Mixpanel's: 3 queries a second, 60 an hour
+        # The page's reconcile panel: the last report shown, and how to run one (the local stack's tools).
+        self.reconcile = reconcile
+        self._reconcile_lock = threading.Lock()
+        self._reconciled: dict[str, Any] | None = None
         self._spec = spec_checker() if validate_spec else None
         self._routes = self._route_table()
 
@@ -120,6 +126,22 @@ class MixpanelServer(LocalServer):
         """Revenue per UTC day and currency from the deduplicated events: gross, refunds, net and event count."""
         return page.daily_revenue(self._store.event_rows(), self.revenue_view)
 
+    def show_reconcile(self, report: dict[str, Any]) -> None:
+        """Put a reconcile report (`revenue-webhooks reconcile --json`) on the page."""
+        with self._reconcile_lock:
+            self._reconciled = {"at": time.time(), "report": report}
+
+    def _reconcile_json(self, run: bool) -> dict[str, Any]:
+        """`/api/reconcile`: the last report; POST runs one first (when the stack connected its tools)."""
+        if run and self.reconcile is not None:
+            try:
+                self.show_reconcile(self.reconcile())
+            except Exception as exc:  # the page says why instead of failing
+                self.show_reconcile({"error": f"{type(exc).__name__}: {exc}"})
+        with self._reconcile_lock:
+            shown = dict(self._reconciled) if self._reconciled else {}
+        return {"connected": self.reconcile is not None, **shown}
+
     def reset(self) -> None:
         """Forget everything: events, profiles, requests, spec violations, faults and their counters."""
         self._store.reset()
@@ -143,6 +165,8 @@ class MixpanelServer(LocalServer):
             "/api/summary": lambda _q: self._summary(),
         }
         routes.update({("GET", path): _json_route(answer) for path, answer in page_json.items()})
+        routes["GET", "/api/reconcile"] = lambda _request: Reply.json(200, self._reconcile_json(run=False))
+        routes["POST", "/api/reconcile"] = lambda _request: Reply.json(200, self._reconcile_json(run=True))
         routes["GET", EXPORT_PATH] = ExportEndpoint(self._store, self.credentials, self.export_limits)
         routes["GET", "/favicon.ico"] = lambda _request: Reply(204)
         return routes

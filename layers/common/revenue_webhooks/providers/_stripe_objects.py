@@ -22,6 +22,8 @@ from typing import Any
 from .base import dig
 
 Event = dict[str, Any]
+# The id prefix of the events built here: what tells a backfilled message from a webhook in logs and dead letters.
+BACKFILL_EVENT_PREFIX = "evt_backfill_"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def _event(kind: str, obj: dict[str, Any], created: Any, api_version: str | None
     """A snapshot event in Stripe's shape, with a deterministic id naming the object it was built from."""
     digest = hashlib.sha256(f"{kind}|{obj.get('id')}".encode()).hexdigest()[:24]
     return {
-        "id": f"evt_backfill_{digest}",
+        "id": f"{BACKFILL_EVENT_PREFIX}{digest}",
         "object": "event",
         "api_version": api_version,
         "created": int(created or obj.get("created") or 0),

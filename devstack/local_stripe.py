@@ -1,0 +1,131 @@
+"""The local stack's Stripe account, and the operator tools (backfill, reconcile) run against the stack.
+
+Without STRIPE_API_BASE and STRIPE_API_KEY the stack serves the local Stripe API stand-in over a written
+history (devstack/stripe_api: 13 months of customers paying in USD, EUR, JPY and KWD, subscriptions, refunds);
+with both set, the tools read that API instead (a Stripe test-mode key, say). The tools run as a user runs
+them, `python -m ops.cli <command>` in a subprocess, with the environment `tool_environment` gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .stripe_api import History, StripeAccount, StripeApiServer, write_history
+from .stripe_api.account import MONTH_S
+
+STRIPE_ENV = ("STRIPE_API_BASE", "STRIPE_API_KEY")
+DEFAULT_STRIPE_PORT = 3002
+HISTORY_MONTHS = 13
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class LocalStripe:
+    """The Stripe API the stack's tools read: the stand-in (started here) or the one the environment names."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        *,
+        port: int = DEFAULT_STRIPE_PORT,
+        months: int = HISTORY_MONTHS,
+        history_end: int | None = None,
+        direct_payments: bool = True,
+        seed: int = 1,
+    ) -> None:
+        given = {name: environ.get(name, "").strip() for name in STRIPE_ENV}
+        if any(given.values()) and not all(given.values()):
+            missing = [name for name, value in given.items() if not value]
+            raise ValueError(f"a Stripe API for the tools needs both {' and '.join(STRIPE_ENV)}; missing {missing}")
+        self.given = given if all(given.values()) else None
+        self.port = port
+        self.months = months
+        self.history_end = history_end
+        self.direct_payments = direct_payments
+        self.seed = seed
+        self.server: StripeApiServer | None = None
+        self.account: StripeAccount | None = None
+        self.history: History | None = None
+        self.since = self.until = 0
+
+    def start(self) -> LocalStripe:
+        if self.given is not None:
+            return self
+        end = self.history_end or int(time.time())
+        self.since, self.until = end - self.months * MONTH_S, end
+        self.account = StripeAccount(seed=self.seed)
+        self.history = write_history(
+            self.account,
+            start=self.since,
+            months=self.months,
+            customers=6,
+            payments_per_month=4,
+            seed=self.seed,
+            direct_payments=self.direct_payments,
+        )
+        self.server = StripeApiServer(self.account, port=self.port).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def environment(self) -> dict[str, str]:
+        if self.given is not None:
+            return dict(self.given)
+        assert self.server is not None, "the local Stripe API is not started"
+        return self.server.environment()
+
+    def description(self) -> str:
+        if self.given is not None:
+            return f"the API at {self.given['STRIPE_API_BASE']} (STRIPE_API_BASE, STRIPE_API_KEY)"
+        assert self.server is not None and self.account is not None
+        return (
+            f"local stand-in at {self.server.url}, {self.months} months of test-mode history "
+            f"({self.account.store.count()} objects, {_day(self.since)} to {_day(self.until)})"
+        )
+
+    def period(self) -> tuple[str, str]:
+        """(--since, --until) of the whole history (the stand-in's), or of the last 30 days (a real API)."""
+        if self.given is None:
+            return _day(self.since), _day(self.until)
+        now = int(time.time())
+        return _day(now - 30 * 86400), _day(now)
+
+
+def run_tool(
+    command: str, args: list[str], environment: Mapping[str, str], *, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ops.cli <command> <args>` with the stack's tool environment, as a user runs it."""
+    path = os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", command, *args],
+        env={**os.environ, **environment, "PYTHONPATH": path},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def reconcile_json(since: str, until: str, environment: Mapping[str, str]) -> dict[str, Any]:
+    """`revenue-webhooks reconcile --json` over the period: its report, or why there is none."""
+    done = run_tool("reconcile", ["--since", since, "--until", until, "--json"], environment)
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {"error": (done.stderr or done.stdout).strip()[-2000:] or f"exit status {done.returncode}"}
+    report["exit_status"] = done.returncode
+    return report
+
+
+def _day(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
