@@ -128,7 +128,9 @@ class Pipeline:
         visibility_timeout_s: int = 1,
         mixpanel_credentials: dict[str, str] | None = None,
         forwarder_timeout_s: float | None = None,
+        secret_values: dict[str, str] | None = None,
     ) -> None:
+        """`secret_values`: more secrets by logical id (a Stripe API key for a function that reads Stripe)."""
         self.template = Template(
             parameters={
                 "Mode": "any",
@@ -147,6 +149,7 @@ class Pipeline:
                 **{logical: SECRETS[route] for route, logical in SECRET_LOGICAL_IDS.items()},
                 "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
                 "MixpanelCredentials": json.dumps(creds),
+                **(secret_values or {}),
             },
             queue_overrides={"EventsQueue": {"VisibilityTimeout": str(visibility_timeout_s)}},
         )
