@@ -8,7 +8,7 @@ staying under the limit: every run reports the 429s it met and the busiest secon
 stand-in's request log. Both readers list the same PaymentIntents (`expand[]=data.latest_charge`, 100 a page):
 - the library: `client.v1.payment_intents.list(...).auto_paging_iter()`, one request after another;
 - the backfill's reader (revenue_webhooks/adapters/stripe_reader.py): time slices read by 16 threads (32 for a
-  live key), one rate limiter at 90% of Stripe's limit, idle threads splitting busy slices.
+  live key), one rate limiter at 80% of Stripe's limit, idle threads splitting busy slices.
 
 The forwarder's part feeds the real ForwarderFunction handler (moto, the DynamoDB stand-in, the local Mixpanel,
 as bench/forwarder_throughput.py does) the messages the backfill enqueues for a history of Checkout payments:

@@ -386,7 +386,7 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--rate",
         type=float,
-        help="Stripe requests per second (default 90%% of Stripe's read limit: 90 live, 22.5 test)",
+        help="Stripe requests per second (default 80%% of Stripe's read limit: 80 live, 20 test)",
     )
     how.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for one Stripe answer (default 30; then retried)"

@@ -41,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (with a `differences` list)")
     p.add_argument("--concurrency", type=positive_int, default=8, help="Stripe reading threads (default 8)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one Stripe answer (default 30)")
-    p.add_argument("--rate", type=float, help="Stripe requests per second (default 90%% of Stripe's read limit)")
+    p.add_argument(
+        "--rate", type=float, help="Stripe requests per second (default 80%% of Stripe's read limit: 80 live, 20 test)"
+    )
     where = p.add_argument_group("the deployment (flags, else --stack outputs, else the environment)")
     where.add_argument("--stack", help="CloudFormation stack name: reads LedgerTableName and MixpanelCredentials")
     where.add_argument("--ledger-table", help="the ledger (else LedgerTableName or LEDGER_TABLE; none: not compared)")
