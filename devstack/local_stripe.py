@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .aws import REGION
 from .stripe_api import History, StripeAccount, StripeApiServer, write_history
 from .stripe_api.account import MONTH_S
 
@@ -98,6 +99,63 @@ class LocalStripe:
             return _day(self.since), _day(self.until)
         now = int(time.time())
         return _day(now - 30 * 86400), _day(now)
+
+
+def start_for(options: Any) -> LocalStripe:
+    """The local stack's Stripe (its Options: environ, stripe_port, stripe_history_end, stripe_direct_payments)."""
+    stripe = LocalStripe(
+        options.environ,
+        port=options.stripe_port,
+        history_end=options.stripe_history_end,
+        direct_payments=options.stripe_direct_payments,
+    )
+    try:
+        return stripe.start()
+    except OSError as error:
+        raise OSError(
+            f"port {options.stripe_port} is not free ({error.strerror}): set STRIPE_PORT to another one"
+        ) from None
+
+
+def tool_environment(stack: Any) -> dict[str, str]:
+    """What the operator tools need to act on a running LocalStack: AWS (moto), its queues and table, Stripe, Mixpanel."""
+    assert stack.moto is not None and stack.stripe is not None
+    credentials = stack.mixpanel_credentials
+    mixpanel = {
+        "MIXPANEL_PROJECT_ID": credentials.get("project_id", ""),
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME": credentials.get("service_account_username", ""),
+        "MIXPANEL_SERVICE_ACCOUNT_SECRET": credentials.get("service_account_secret", ""),
+        "MIXPANEL_API_URL": stack.mixpanel.url if stack.mixpanel is not None else "",
+    }
+    return {
+        **stack.moto.environment(),
+        "AWS_DEFAULT_REGION": REGION,
+        "EVENTS_QUEUE_URL": stack.queue_url,
+        "DEAD_LETTER_QUEUE_URL": stack.dead_letter_url,
+        "LEDGER_TABLE": stack.forwarder_environment["LEDGER_TABLE"],
+        **stack.stripe.environment(),
+        **{name: value for name, value in mixpanel.items() if value},
+    }
+
+
+def reconcile_report(stack: Any) -> dict[str, Any]:
+    """`revenue-webhooks reconcile --json` over the stack's Stripe account's period (the page's button)."""
+    since, until = stack.stripe.period()
+    return reconcile_json(since, until, tool_environment(stack))
+
+
+def banner_lines(stack: Any) -> list[str]:
+    """The banner's lines for the tools: their environment, and the commands over the account's period."""
+    if stack.stripe is None or stack.moto is None:
+        return []
+    since, until = stack.stripe.period()
+    return [
+        "The operator tools against this stack (paste the first line into another shell):",
+        "  export " + " ".join(f"{k}={v}" for k, v in sorted(tool_environment(stack).items())),
+        f'  make backfill ARGS="--since {since}"',
+        f'  make reconcile ARGS="--since {since} --until {until}"',
+        "",
+    ]
 
 
 def run_tool(
