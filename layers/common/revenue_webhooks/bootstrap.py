@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import observability, providers
 from .adapters import aws as aws_clients
@@ -23,6 +23,9 @@ from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
 from .service.forwarder import Forwarder
 from .service.receiver import Receiver
+
+if TYPE_CHECKING:  # the reconcile's modules load in ReconcileFunction only, never in the receiver's cold start
+    from .service.reconcile import Reconciler
 
 # What each function calls, created at init so the first webhook does not wait for it.
 RECEIVER_SERVICES = ("sqs", "secretsmanager")
@@ -105,6 +108,53 @@ def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClien
         timeout=(config.mixpanel_connect_timeout_s, config.mixpanel_read_timeout_s),
         backoff=Backoff(config.mixpanel_backoff_base_s, config.mixpanel_backoff_cap_s, config.mixpanel_jitter_s),
     )
+
+
+# ---- the daily reconcile (ReconcileFunction) -----------------------------------------------------------
+
+RECONCILER_SERVICES = ("secretsmanager", "dynamodb")
+RECONCILE_CONCURRENCY = 8
+
+
+def reconciler() -> Reconciler | None:
+    """Stripe (the StripeApiKey secret), the ledger and Mixpanel's export, compared; None without a usable key.
+
+    Built per invocation: it runs once a day, and the secrets may have changed since.
+    """
+    from .adapters.stripe_reader import RateLimiter, StripeReader, default_rate, key_mode, read_all, stripe_client
+    from .mixpanel.export import ExportClient, day, export_base_url
+    from .service.reconcile import KINDS, Reconciler
+
+    config = _checked_settings()
+    key = secrets().string(config.stripe_api_key_id).strip() if config.stripe_api_key_id else ""
+    try:
+        key_mode(key)
+    except ValueError:
+        observability.logger.warning(
+            "no Stripe API key in StripeApiKey (STRIPE_API_KEY_ID): the daily reconcile is off; put a restricted "
+            "key (rk_live_...) in the secret, docs/operations.md lists its read permissions"
+        )
+        return None
+    credentials = Credentials.from_secret(secrets().string(config.mixpanel_credentials_id))
+    exporter = ExportClient(export_base_url(config, config.mixpanel_export_url), credentials)
+    reader = StripeReader(
+        stripe_client(key, config.stripe_api_base), RateLimiter(default_rate(key)), concurrency=RECONCILE_CONCURRENCY
+    )
+    provider = providers.get_provider("stripe", config)
+    assert provider is not None
+    return Reconciler(
+        config,
+        provider,
+        lambda since, until: read_all(reader, KINDS, since, until),
+        lambda since, until, names: exporter.events(day(since), day(until - 1), names),
+        DynamoDbLedger(config.ledger_table, aws("dynamodb")),
+    )
+
+
+def prepare_reconciler() -> None:
+    """Init of ReconcileFunction: settings checked, clients built (no secret read before the first run)."""
+    providers.prepare_all(_checked_settings(), with_libraries=False)
+    _warm_up(RECONCILER_SERVICES)
 
 
 def prepare_receiver() -> None:

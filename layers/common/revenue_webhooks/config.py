@@ -60,6 +60,12 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # The daily reconcile (ReconcileFunction): Stripe's API and the key's secret, the days it checks, and
+    # where Mixpanel's export API is (empty: MIXPANEL_API_URL, else the residency's data host).
+    stripe_api_key_id: str = ""
+    stripe_api_base: str = ""
+    reconcile_days: int = 30
+    mixpanel_export_url: str = ""
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -89,7 +95,9 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    reconcile = _reconcile_settings(environ)
     return Settings(
+        **reconcile,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
         ledger_table=environ.get("LEDGER_TABLE", ""),
@@ -122,6 +130,20 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
     )
+
+
+def _reconcile_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The daily reconcile's variables, checked like the rest."""
+    urls = {name: environ.get(name, "").strip() for name in ("STRIPE_API_BASE", "MIXPANEL_EXPORT_URL")}
+    for name, url in urls.items():
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r}: expected an http(s) URL")
+    return {
+        "stripe_api_key_id": environ.get("STRIPE_API_KEY_ID", "").strip(),
+        "stripe_api_base": urls["STRIPE_API_BASE"],
+        "reconcile_days": _int(environ, "RECONCILE_DAYS", 30, minimum=1),
+        "mixpanel_export_url": urls["MIXPANEL_EXPORT_URL"],
+    }
 
 
 @cache

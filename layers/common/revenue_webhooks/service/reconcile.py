@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from .. import observability
 from ..config import Settings
 from ..domain import catalog as c
 from ..domain.facts import Fact
@@ -352,3 +355,30 @@ class Reconciler:
         if self.ledger is None:
             report.notes.append("the ledger was not read (no LEDGER_TABLE): its column is empty")
         return report
+
+    def recent(self, days: int, now: float) -> Report:
+        """The last `days` whole UTC days (today's payments are left to their webhooks and catch-up)."""
+        until = int(now) - int(now) % 86400
+        return self.run(until - days * 86400, until)
+
+
+def publish(report: Report, most: int = 50) -> None:
+    """The daily run's outcome: metrics (its alarm watches ReconcileDifferences) and one log line with the report.
+
+    `ReconcileDifferences` counts the objects that differ; `ReconcileNetDifference` (per Currency, in major units)
+    is how far Mixpanel's net is from Stripe's. The log line holds the first `most` differences and the repair.
+    """
+    observability.add("ReconcileDifferences", len(report.differences))
+    for currency, sources in sorted(report.totals.items()):
+        gap = Money(abs(sources["mixpanel"].net - sources["stripe"].net), currency)
+        with single_metric(
+            name="ReconcileNetDifference",
+            unit=MetricUnit.NoUnit,
+            value=float(gap.major),
+            namespace=observability.NAMESPACE,
+        ) as metric:
+            metric.add_dimension(name="Currency", value=currency)
+    document = report.as_json()
+    document["differences"] = document["differences"][:most]
+    log = observability.logger.info if report.agree else observability.logger.warning
+    log("reconciled", extra={"reconcile": document, "differences_total": len(report.differences)})
