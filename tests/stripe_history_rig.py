@@ -130,3 +130,12 @@ def changed(reference: dict[str, dict[str, Any]], got: dict[str, dict[str, Any]]
                 **{name: (a.get(name), b.get(name)) for name in a.keys() | b.keys() if a.get(name) != b.get(name)},
             }
     return found
+
+
+def objects_read(state_dir: Path, pattern: str) -> int:
+    """How many objects a backfill's checkpoints under `state_dir/<pattern>` say were read (0 before any)."""
+    total = 0
+    for path in state_dir.glob(f"{pattern}/slices/*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            total += int(json.loads(path.read_text()).get("read") or 0)
+    return total

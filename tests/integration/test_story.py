@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from harness import Pipeline
 from revenue_webhooks.providers.stripe import PRODUCES
-from stripe_history_rig import Rig, changed
+from stripe_history_rig import Rig, changed, objects_read
 
 from devstack.lambda_runtime import LambdaContext, load_handler
 from devstack.stripe_api import ApiKey, Event, StripeAccount, StripeApiServer, write_history
@@ -99,17 +99,16 @@ def catch_up(rig: Rig) -> bool:
 def killed_then_resumed(rig: Rig, story: Story) -> None:
     """The final backfill: SIGKILLed in the middle, then run again; both under Stripe's faults."""
     rig.api.faults.random(seed=3, rates={"rate_limit": 0.06, "500": 0.03, "503": 0.03, "slow": 0.02}, slow_s=1.5)
-    rig.api.list_latency_s = 0.02
+    rig.api.list_latency_s = 0.05
     argv, env = rig.command(
         "--since", SINCE, "--page-size", "4", "--concurrency", "4", "--timeout", "0.5", "--backoff", "0.05"
     )
     child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline and child.poll() is None:
-        slices = list(rig.state_dir.glob("*-now/slices/*.json"))  # this run's, not the first day's
-        if sum('"cursor": "' in p.read_text() for p in slices) >= 8:
+        if objects_read(rig.state_dir, "*-now") >= 40:  # this run's checkpoints, not the first day's
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert child.poll() is None, (child.communicate()[0] or b"").decode()
     child.send_signal(signal.SIGKILL)
     child.wait()
