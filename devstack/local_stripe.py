@@ -127,11 +127,21 @@ def tool_environment(stack: Any) -> dict[str, str]:
         "MIXPANEL_SERVICE_ACCOUNT_SECRET": credentials.get("service_account_secret", ""),
         "MIXPANEL_API_URL": stack.mixpanel.url if stack.mixpanel is not None else "",
     }
+    if stack.mixpanel is not None:  # the local Mixpanel's test project: where the test lane sends
+        from .mixpanel import DEMO_TEST_CREDENTIALS
+
+        mixpanel.update(
+            MIXPANEL_TEST_PROJECT_ID=DEMO_TEST_CREDENTIALS.project_id,
+            MIXPANEL_TEST_SERVICE_ACCOUNT_USERNAME=DEMO_TEST_CREDENTIALS.username,
+            MIXPANEL_TEST_SERVICE_ACCOUNT_SECRET=DEMO_TEST_CREDENTIALS.secret,
+        )
     return {
         **stack.moto.environment(),
         "AWS_DEFAULT_REGION": REGION,
         "EVENTS_QUEUE_URL": stack.queue_url,
         "DEAD_LETTER_QUEUE_URL": stack.dead_letter_url,
+        # Set only when test-mode webhooks have their own lane (Mode=any, TestEventsTo=test-project).
+        "TEST_EVENTS_QUEUE_URL": stack.receiver_environment.get("TEST_EVENTS_QUEUE_URL", ""),
         "LEDGER_TABLE": stack.forwarder_environment["LEDGER_TABLE"],
         **stack.stripe.environment(),
         **{name: value for name, value in mixpanel.items() if value},
@@ -156,6 +166,13 @@ def banner_lines(stack: Any) -> list[str]:
         f'  make reconcile ARGS="--since {since} --until {until}"',
         "",
     ]
+
+
+def summarize_backfilled(stack: Any, delivered: Mapping[str, int]) -> None:
+    """One console line for the backfilled messages of a forwarder batch (their events by name)."""
+    if delivered:
+        shown = ", ".join(f"{count} {name}" for name, count in sorted(delivered.items()))
+        stack.say(f"→ backfilled stripe objects delivered: {shown}")
 
 
 def run_tool(

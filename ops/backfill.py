@@ -456,9 +456,11 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
 
     deployment = Deployment.find(args)
     key, base = deployment.stripe()
-    queue_url = deployment.value(args.queue_url, "EventsQueueUrl", "EVENTS_QUEUE_URL")
+    lane = deployment.lane(key, args.lane)
+    queue_url = deployment.queue_url(lane, args.queue_url)
     if not queue_url and not args.dry_run:
-        raise UsageError("which EventsQueue? Pass --queue-url, --stack NAME or set EVENTS_QUEUE_URL")
+        variable = "TEST_EVENTS_QUEUE_URL" if lane == "test" else "EVENTS_QUEUE_URL"
+        raise UsageError(f"which queue of the {lane} lane? Pass --queue-url, --stack NAME or set {variable}")
     table = deployment.value(args.ledger_table, "LedgerTableName", "LEDGER_TABLE")
     try:
         settings = from_environ(os.environ)
@@ -475,7 +477,8 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         concurrency=args.concurrency,
         page_size=args.page_size,
     )
-    ledger = DynamoDbLedger(table, boto3.client("dynamodb")) if table else None
+    namespace = "" if lane == "live" else lane  # the test lane's facts live under their own keys
+    ledger = DynamoDbLedger(table, boto3.client("dynamodb"), namespace=namespace) if table else None
     enqueuer = Enqueuer(
         boto3.client("sqs") if queue_url else None,
         queue_url,

@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("the deployment (flags, else --stack outputs, else the environment)")
     where.add_argument("--stack", help="CloudFormation stack name: reads LedgerTableName and MixpanelCredentials")
     where.add_argument("--ledger-table", help="the ledger (else LedgerTableName or LEDGER_TABLE; none: not compared)")
+    where.add_argument(
+        "--lane",
+        choices=("live", "test"),
+        help="test: a test-mode key's test project and ledger namespace, when the stack has a test lane "
+        "(Mode=any, TestEventsTo=test-project; MIXPANEL_TEST_* or MixpanelTestCredentials); default: from the key",
+    )
     return p
 
 
@@ -90,8 +96,9 @@ def run(args: argparse.Namespace) -> Report:
         raise UsageError(str(error)) from None
     deployment = Deployment.find(args)
     key, base = deployment.stripe()
+    lane = deployment.lane(key, args.lane)
     try:
-        credentials = Credentials.from_secret(deployment.mixpanel_credentials())
+        credentials = Credentials.from_secret(deployment.mixpanel_credentials(lane))
     except ValueError as error:
         raise UsageError(f"Mixpanel credentials: {error}") from None
     if not credentials.uses_service_account:
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> Report:
         get_provider("stripe", settings),  # type: ignore[arg-type]
         lambda low, high: read_all(reader, KINDS, low, high),
         lambda low, high, names: exporter.events(day(low), day(high - 1), names),
-        DynamoDbLedger(table, boto3.client("dynamodb")) if table else None,
+        DynamoDbLedger(table, boto3.client("dynamodb"), namespace="" if lane == "live" else lane) if table else None,
     )
     try:
         return reconciler.run(since, until)

@@ -24,6 +24,16 @@ OUTPUT_MIXPANEL = "MixpanelCredentialsArn"
 OUTPUT_STRIPE_KEY = "StripeApiKeyArn"
 # The local Mixpanel's and Mixpanel's service account, as the local stack reads them.
 MIXPANEL_ENV = ("MIXPANEL_PROJECT_ID", "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET")
+# The test lane (Mode=any, TestEventsTo=test-project): test-mode webhooks' own queue, ledger namespace and project.
+TEST_QUEUE_ENV = "TEST_EVENTS_QUEUE_URL"
+OUTPUT_TEST_QUEUE = "EventsTestQueueUrl"
+OUTPUT_TEST_MIXPANEL = "MixpanelTestCredentialsArn"
+MIXPANEL_TEST_ENV = (
+    "MIXPANEL_TEST_PROJECT_ID",
+    "MIXPANEL_TEST_SERVICE_ACCOUNT_USERNAME",
+    "MIXPANEL_TEST_SERVICE_ACCOUNT_SECRET",
+)
+LANES = ("live", "test")
 
 
 class UsageError(Exception):
@@ -36,6 +46,12 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--stack", help="CloudFormation stack name: reads its outputs (queue, table, secrets)")
     where.add_argument("--queue-url", help=f"EventsQueue (else {OUTPUT_QUEUE} or EVENTS_QUEUE_URL)")
     where.add_argument("--ledger-table", help=f"the ledger (else {OUTPUT_LEDGER} or LEDGER_TABLE)")
+    where.add_argument(
+        "--lane",
+        choices=LANES,
+        help="the pipeline's lane: test for a test-mode key when the stack sends test-mode webhooks to a test project "
+        f"(Mode=any, TestEventsTo=test-project: {OUTPUT_TEST_QUEUE} or {TEST_QUEUE_ENV}), else live (the default)",
+    )
 
 
 @dataclass
@@ -45,11 +61,33 @@ class Deployment:
     outputs: Mapping[str, str]
     environ: Mapping[str, str]
     secretsmanager: Any = None
+    parameters: Mapping[str, str] | None = None
 
     @classmethod
     def find(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Deployment:
         env = os.environ if environ is None else environ
-        return cls(stack_outputs(args.stack) if getattr(args, "stack", None) else {}, env)
+        if not getattr(args, "stack", None):
+            return cls({}, env)
+        outputs, parameters = stack_description(args.stack)
+        return cls(outputs, env, parameters=parameters)
+
+    def lane(self, key: str, chosen: str | None = None) -> str:
+        """Where a key's webhooks go: `test` for a test-mode key when the stack has a test lane, else `live`."""
+        if chosen:
+            return chosen
+        from revenue_webhooks.adapters.stripe_reader import key_mode
+
+        if key_mode(key) != "test":
+            return "live"
+        if self.parameters is not None:
+            separate = self.parameters.get("Mode") == "any" and self.parameters.get("TestEventsTo") == "test-project"
+            return "test" if separate else "live"
+        return "test" if self.environ.get(TEST_QUEUE_ENV, "").strip() else "live"
+
+    def queue_url(self, lane: str, flag: str | None) -> str:
+        if lane == "test":
+            return self.value(flag, OUTPUT_TEST_QUEUE, TEST_QUEUE_ENV)
+        return self.value(flag, OUTPUT_QUEUE, "EVENTS_QUEUE_URL")
 
     def value(self, flag: str | None, output: str, variable: str) -> str:
         return (flag or self.outputs.get(output) or self.environ.get(variable, "")).strip()
@@ -83,29 +121,32 @@ class Deployment:
             raise UsageError(f"{STRIPE_BASE_ENV}={base!r}: expected an http(s) URL such as https://api.stripe.com")
         return key, base
 
-    def mixpanel_credentials(self) -> dict[str, str]:
-        """The service account: MIXPANEL_PROJECT_ID, _USERNAME, _SECRET, else the stack's MixpanelCredentials."""
-        given = {name: self.environ.get(name, "").strip() for name in MIXPANEL_ENV}
+    def mixpanel_credentials(self, lane: str = "live") -> dict[str, str]:
+        """The lane's service account: MIXPANEL_PROJECT_ID, _USERNAME, _SECRET (the test lane's: MIXPANEL_TEST_...),
+        else the stack's MixpanelCredentials (MixpanelTestCredentials)."""
+        names, output = (MIXPANEL_TEST_ENV, OUTPUT_TEST_MIXPANEL) if lane == "test" else (MIXPANEL_ENV, OUTPUT_MIXPANEL)
+        given = {name: self.environ.get(name, "").strip() for name in names}
         if all(given.values()):
-            return {
-                "project_id": given["MIXPANEL_PROJECT_ID"],
-                "service_account_username": given["MIXPANEL_SERVICE_ACCOUNT_USERNAME"],
-                "service_account_secret": given["MIXPANEL_SERVICE_ACCOUNT_SECRET"],
-            }
+            project, username, secret = given.values()
+            return {"project_id": project, "service_account_username": username, "service_account_secret": secret}
         if any(given.values()):
             missing = [name for name, value in given.items() if not value]
-            raise UsageError(f"a Mixpanel service account needs {', '.join(MIXPANEL_ENV)}; missing {missing}")
-        if self.outputs.get(OUTPUT_MIXPANEL):
-            value = json.loads(self.secret(self.outputs[OUTPUT_MIXPANEL]))
+            raise UsageError(f"a Mixpanel service account needs {', '.join(names)}; missing {missing}")
+        if self.outputs.get(output):
+            value = json.loads(self.secret(self.outputs[output]))
             if isinstance(value, dict):
                 return {str(k): str(v) for k, v in value.items()}
-        raise UsageError(
-            f"no Mixpanel service account: set {', '.join(MIXPANEL_ENV)}, or pass --stack to read MixpanelCredentials"
-        )
+        secret = output.removesuffix("Arn")
+        raise UsageError(f"no Mixpanel service account: set {', '.join(names)}, or pass --stack to read {secret}")
 
 
 def stack_outputs(stack: str, cloudformation: Any = None) -> dict[str, str]:
     """A CloudFormation stack's outputs by key."""
+    return stack_description(stack, cloudformation)[0]
+
+
+def stack_description(stack: str, cloudformation: Any = None) -> tuple[dict[str, str], dict[str, str]]:
+    """A CloudFormation stack's outputs and parameters, by key."""
     from botocore.exceptions import ClientError
 
     if cloudformation is None:
@@ -113,10 +154,12 @@ def stack_outputs(stack: str, cloudformation: Any = None) -> dict[str, str]:
 
         cloudformation = boto3.client("cloudformation")
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     except ClientError as error:
         raise UsageError(f"stack {stack}: {error.response.get('Error', {}).get('Message', error)}") from None
-    return {output["OutputKey"]: output.get("OutputValue", "") for output in stacks[0].get("Outputs") or []}
+    outputs = {output["OutputKey"]: output.get("OutputValue", "") for output in found.get("Outputs") or []}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters") or []}
+    return outputs, parameters
 
 
 def moment(value: str) -> int:

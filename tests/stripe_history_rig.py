@@ -20,7 +20,7 @@ from typing import Any
 from harness import Pipeline
 from revenue_webhooks.providers.stripe import PRODUCES
 
-from devstack.mixpanel import DEMO_CREDENTIALS
+from devstack.mixpanel import DEMO_CREDENTIALS, DEMO_TEST_CREDENTIALS
 from devstack.stripe_api import Event, StripeAccount, StripeApiServer
 
 REPOSITORY = Path(__file__).parents[1]
@@ -41,6 +41,9 @@ class Rig:
             "MIXPANEL_PROJECT_ID": DEMO_CREDENTIALS.project_id,
             "MIXPANEL_SERVICE_ACCOUNT_USERNAME": DEMO_CREDENTIALS.username,
             "MIXPANEL_SERVICE_ACCOUNT_SECRET": DEMO_CREDENTIALS.secret,
+            "MIXPANEL_TEST_PROJECT_ID": DEMO_TEST_CREDENTIALS.project_id,
+            "MIXPANEL_TEST_SERVICE_ACCOUNT_USERNAME": DEMO_TEST_CREDENTIALS.username,
+            "MIXPANEL_TEST_SERVICE_ACCOUNT_SECRET": DEMO_TEST_CREDENTIALS.secret,
         }
 
     @contextlib.contextmanager

@@ -18,14 +18,15 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .auth import Credentials
 from .messages import Reply, Request
+from .projects import Project
 from .spec import check_parameters
 from .store import Store
 
@@ -77,37 +78,45 @@ class ExportLimits:
 
 
 class ExportEndpoint:
-    """The export route of one local Mixpanel: auth, spec check, limits, then the stored raw events."""
+    """The export route of a local Mixpanel: the project the service account and `project_id` name, the spec
+    check, the limits (one set for the server, as Mixpanel's are per project), then that project's raw events."""
 
-    def __init__(self, store: Store, credentials: Credentials, limits: ExportLimits | None = None) -> None:
-        self.store = store
-        self.credentials = credentials
+    def __init__(self, projects: Sequence[Project], limits: ExportLimits | None = None) -> None:
+        self.projects = list(projects)
         self.limits = limits or ExportLimits()
         self.operation = export_operation()
 
     def __call__(self, request: Request) -> Reply:
-        request_id = self.store.begin_request(request.method, request.path, request.query, _headers(request), 0)
+        authorization, project_id = request.headers.get("Authorization"), request.query.get("project_id")
+        project = next(
+            (p for p in self.projects if p.credentials.authenticate(authorization, project_id) == "service_account"),
+            None,
+        )
+        store = (project or self.projects[0])._store
+        request_id = store.begin_request(request.method, request.path, request.query, _headers(request), 0)
         found = [
             (self.operation["operationId"], where, message)
             for where, message in check_parameters(self.operation, request.query, request.headers)
         ]
-        self.store.add_violations(request_id, request.path, found)
-        auth = self.credentials.authenticate(request.headers.get("Authorization"), request.query.get("project_id"))
-        if auth != "service_account":
+        store.add_violations(request_id, request.path, found)
+        if project is None:
             reply = Reply.json(401, {"error": "Invalid service account credentials (project_id, username, secret)"})
         elif (refusal := self.limits.enter()) is not None:
             reply = Reply.json(429, {"error": refusal})
         else:
             try:
-                reply = self._export(request)
+                reply = self._export(request, store)
             finally:
                 self.limits.leave()
-        self.store.finish_request(
-            request_id, auth=auth, status=reply.status, response=reply.body[:200].decode(errors="replace")
+        store.finish_request(
+            request_id,
+            auth="service_account" if project else None,
+            status=reply.status,
+            response=reply.body[:200].decode(errors="replace"),
         )
         return reply
 
-    def _export(self, request: Request) -> Reply:
+    def _export(self, request: Request, store: Store) -> Reply:
         query = request.query
         try:
             start, end = _day(query, "from_date"), _day(query, "to_date") + timedelta(days=1)
@@ -122,7 +131,7 @@ class ExportEndpoint:
         if query.get("where"):
             return Reply.json(400, {"error": "the local Mixpanel does not evaluate `where` expressions"})
         in_ms = query.get("time_in_ms", "false").lower() == "true"
-        rows = self.store.raw_between(int(start.timestamp() * 1000), int(end.timestamp() * 1000), names, limit)
+        rows = store.raw_between(int(start.timestamp() * 1000), int(end.timestamp() * 1000), names, limit)
         lines = []
         for row in rows:
             properties = json.loads(row["properties"])

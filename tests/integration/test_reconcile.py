@@ -167,3 +167,28 @@ def test_usage_and_configuration_errors_exit_2_and_say_what_to_set(rig: Rig) -> 
     with pytest.raises(SystemExit) as stop:
         rig.reconcile("--since", "yesterday", "--until", UNTIL)
     assert stop.value.code == 2
+
+
+def test_a_test_mode_key_backfills_and_reconciles_the_test_lane(tmp_path: Path) -> None:
+    """With Mode=any and TestEventsTo=test-project, a test-mode account's webhooks go to the test project (its own
+    queue and ledger namespace): the tools follow the key there, and the production project stays untouched."""
+    pipeline = Pipeline(visibility_timeout_s=1, parameters={"TestEventsTo": "test-project"})
+    api = StripeApiServer(history()).start()
+    try:
+        rig = Rig(pipeline, api, tmp_path)
+        account = api.accounts["test"]
+        lost = account.store.objects("checkout.session")[0]["id"]
+        rig.deliver([e for e in account.events() if e.object_id != lost])
+        assert pipeline.test_project.events() and pipeline.mixpanel.events() == []
+        code, report = rig.reconcile_json("--since", SINCE, "--until", UNTIL)
+        assert code == 1 and [d["object_id"] for d in report["differences"]] == [lost]
+        code, out = rig.backfill("--since", SINCE)
+        assert code == 0 and "enqueued 1," in out, out
+        rig.drain()
+        assert rig.reconcile("--since", SINCE, "--until", UNTIL)[0] == 0
+        assert pipeline.mixpanel.events() == []  # nothing reached the production project
+        code, out = rig.reconcile("--since", SINCE, "--until", UNTIL, "--lane", "live")
+        assert code == 1 and "not in Mixpanel; not in the ledger" in out
+    finally:
+        api.stop()
+        pipeline.close()
