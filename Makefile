@@ -56,6 +56,7 @@ e2e: venv ## the local stack as a subprocess, the demo, the browser page
 template: venv ## cfn-lint and sam validate
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml --parameters SnapStart=PublishedVersions
+	$(BIN)/cfn-lint template.yaml --parameters StripeEventSourceName=aws.partner/stripe.com/ed_lint Mode=test
 	$(BIN)/sam validate --lint
 	$(BIN)/sam validate --region us-east-1
 

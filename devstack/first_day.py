@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from .local_stripe import reconcile_json, run_tool
+from .local_stripe import reconcile_json, run_tool, tool_environment
 from .samples import samples
 from .stack import LocalStack
 from .stripe_api import Event
@@ -40,7 +40,7 @@ def direct_payments_mapped() -> bool:
 def run(stack: LocalStack, state: Path, wait: Callable[[str], None]) -> tuple[int, str]:
     """Backfill the history, let the last month's webhooks overlap it, reconcile; (reconcile's exit status, report)."""
     assert stack.stripe is not None and stack.stripe.account is not None and stack.api is not None
-    account, environment = stack.stripe.account, stack.tool_environment()
+    account, environment = stack.stripe.account, tool_environment(stack)
     since, until = stack.stripe.period()
     stack.say(f"First day with a Stripe account: {stack.stripe.description()}")
     if not direct_payments_mapped():

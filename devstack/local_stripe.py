@@ -13,15 +13,20 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from revenue_webhooks.providers._stripe_objects import BACKFILL_EVENT_PREFIX
 
 from .aws import REGION
 from .stripe_api import History, StripeAccount, StripeApiServer, write_history
 from .stripe_api.account import MONTH_S
 
 STRIPE_ENV = ("STRIPE_API_BASE", "STRIPE_API_KEY")
+PORT_ENV = "STRIPE_PORT"
 DEFAULT_STRIPE_PORT = 3002
 HISTORY_MONTHS = 13
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,26 +106,42 @@ class LocalStripe:
         return _day(now - 30 * 86400), _day(now)
 
 
-def start_for(options: Any) -> LocalStripe:
-    """The local stack's Stripe (its Options: environ, stripe_port, stripe_history_end, stripe_direct_payments)."""
-    stripe = LocalStripe(
-        options.environ,
-        port=options.stripe_port,
-        history_end=options.stripe_history_end,
-        direct_payments=options.stripe_direct_payments,
-    )
+@dataclass
+class StripeOptions:
+    """The local stack's Stripe account: the stand-in's port (None: STRIPE_PORT, else 3002), when its history
+    ends (None: now) and whether it holds direct PaymentIntent payments."""
+
+    port: int | None = None
+    history_end: int | None = None
+    direct_payments: bool = True
+
+
+def start_for(options: Any, error: type[Exception]) -> LocalStripe:
+    """The local stack's Stripe (its Options: environ and stripe); what goes wrong raises `error` saying what to change."""
+    port = options.stripe.port
+    if port is None:
+        raw = str(options.environ.get(PORT_ENV, "")).strip()
+        if raw and (not raw.isdigit() or not 0 <= int(raw) < 65536):
+            raise error(f"{PORT_ENV}={raw!r}: expected a port number")
+        port = int(raw) if raw else DEFAULT_STRIPE_PORT
     try:
+        stripe = LocalStripe(
+            options.environ,
+            port=port,
+            history_end=options.stripe.history_end,
+            direct_payments=options.stripe.direct_payments,
+        )
         return stripe.start()
-    except OSError as error:
-        raise OSError(
-            f"port {options.stripe_port} is not free ({error.strerror}): set STRIPE_PORT to another one"
-        ) from None
+    except ValueError as problem:
+        raise error(str(problem)) from None
+    except OSError as problem:
+        raise error(f"port {port} is not free ({problem.strerror}): set {PORT_ENV} to another one") from None
 
 
 def tool_environment(stack: Any) -> dict[str, str]:
     """What the operator tools need to act on a running LocalStack: AWS (moto), its queues and table, Stripe, Mixpanel."""
     assert stack.moto is not None and stack.stripe is not None
-    credentials = stack.mixpanel_credentials
+    credentials = stack._mixpanel_target()[0]  # the forwarder's MixpanelCredentials: the local project's or yours
     mixpanel = {
         "MIXPANEL_PROJECT_ID": credentials.get("project_id", ""),
         "MIXPANEL_SERVICE_ACCOUNT_USERNAME": credentials.get("service_account_username", ""),
@@ -160,6 +181,8 @@ def banner_lines(stack: Any) -> list[str]:
         return []
     since, until = stack.stripe.period()
     return [
+        f"Stripe (for backfill and reconcile): {stack.stripe.description()}",
+        "",
         "The operator tools against this stack (paste the first line into another shell):",
         "  export " + " ".join(f"{k}={v}" for k, v in sorted(tool_environment(stack).items())),
         f'  make backfill ARGS="--since {since}"',
@@ -168,8 +191,17 @@ def banner_lines(stack: Any) -> list[str]:
     ]
 
 
-def summarize_backfilled(stack: Any, delivered: Mapping[str, int]) -> None:
-    """One console line for the backfilled messages of a forwarder batch (their events by name)."""
+def say_delivered(stack: Any, event_id: str | None, names: list[str], line: str) -> None:
+    """A delivered message's console line; the backfill's (thousands) are counted for one line per batch instead."""
+    if str(event_id).startswith(BACKFILL_EVENT_PREFIX):
+        stack.__dict__.setdefault("_backfilled", Counter()).update(names or ["nothing to count"])
+    else:
+        stack.say(line)
+
+
+def say_backfilled(stack: Any) -> None:
+    """The batch's backfilled messages in one line: their events by name."""
+    delivered = stack.__dict__.pop("_backfilled", None)
     if delivered:
         shown = ", ".join(f"{count} {name}" for name, count in sorted(delivered.items()))
         stack.say(f"→ backfilled stripe objects delivered: {shown}")

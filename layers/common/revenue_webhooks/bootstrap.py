@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.google_play import GooglePlayApi
 from .adapters.mixpanel_relay import MixpanelRelay
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
@@ -57,8 +58,10 @@ def queue() -> QueueSender:
 def secrets() -> Secrets:
     """Secrets Manager through Powertools' cache; each built-in route's secret named by its provider's variable."""
     environment = os.environ
-    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in providers.specs().items()}
-    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id)
+    specs = providers.specs()
+    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in specs.items()}
+    whole = frozenset(route for route, spec in specs.items() if spec.signing.whole)
+    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id, whole)
 
 
 def provider_for(config: Settings) -> Callable[[str], Provider | None]:
@@ -111,6 +114,7 @@ def forwarder(mode: str = LIVE) -> Forwarder:
             credentials.project_token,
             mode=mode,
             dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
+            lookups=purchase_lookups(),
         )
         for key in [key for key in _FORWARDERS if key[0] == mode]:
             del _FORWARDERS[key]
@@ -119,6 +123,22 @@ def forwarder(mode: str = LIVE) -> Forwarder:
 
 
 _FORWARDERS: dict[tuple[str, str], Forwarder] = {}
+
+
+# The forwarder's variable naming the Play Developer API's service account key (secret GooglePlayCredentials).
+GOOGLE_PLAY_CREDENTIALS_VARIABLE = "GOOGLEPLAY_CREDENTIALS_ID"
+
+
+@cache
+def purchase_lookups() -> GooglePlayApi | None:
+    """The Play Developer API for Google Play's mappings, when the deployment names its credentials secret.
+
+    Built without reading the secret: the key is read (through the secrets cache) at the first lookup.
+    """
+    secret_id = os.environ.get(GOOGLE_PLAY_CREDENTIALS_VARIABLE, "")
+    if not secret_id:
+        return None
+    return GooglePlayApi(lambda: secrets().string(secret_id), _checked_settings().google_play_api_url)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -274,7 +294,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings, purchase_lookups):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()
