@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .lambda_runtime import Handler, LambdaContext, context_for, load_handler
+from .local_stripe import STRIPE_ENV
 from .template import Template
 
 FUNCTION = "CatchUpFunction"
-STRIPE_ENV = ("STRIPE_API_BASE", "STRIPE_API_KEY")
 EVERY_ENV = "CATCH_UP_EVERY"  # seconds between local runs, instead of the template's schedule
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
 _UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
@@ -112,16 +112,10 @@ class CatchUpSchedule:
 
 
 def stripe_api(stack: Any) -> dict[str, str]:
-    """STRIPE_API_BASE and STRIPE_API_KEY of the Stripe API the stack's functions read: the environment's when
-    both are set, else the local stand-in's (`stack.stripe`, devstack/local_stripe.py) when it runs, else none."""
-    environ = stack.options.environ
-    given = {name: str(environ.get(name, "")).strip() for name in STRIPE_ENV}
-    if all(given.values()):
-        return given
-    stand_in = getattr(stack, "stripe", None)
-    if stand_in is not None:
-        return {name: value for name, value in stand_in.environment().items() if name in STRIPE_ENV}
-    return {}
+    """STRIPE_API_BASE and STRIPE_API_KEY of the Stripe API the stack's functions read: the stack's Stripe
+    (devstack/local_stripe.py: the environment's API when both are set, else the stand-in), none without one."""
+    stripe = getattr(stack, "stripe", None)
+    return {name: value for name, value in stripe.environment().items() if name in STRIPE_ENV} if stripe else {}
 
 
 def secret_values(stack: Any, key_logical_id: str) -> dict[str, str]:

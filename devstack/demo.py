@@ -21,7 +21,8 @@ from typing import Any
 
 import requests
 
-from . import local_stores
+from . import first_day, local_stores
+from .local_stripe import StripeOptions
 from .samples import Sample, describe, samples
 from .stack import LocalStack, Options, StackError
 
@@ -43,7 +44,15 @@ class Sent:
 def run(timeout_s: float = 80.0) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="revenue-webhooks-demo-") as state:
-        options = Options(port=0, mixpanel_port=0, state_dir=Path(state), persist_secrets=False)
+        options = Options(
+            port=0,
+            mixpanel_port=0,
+            state_dir=Path(state),
+            persist_secrets=False,
+            stripe=StripeOptions(
+                port=0, history_end=first_day.history_end(), direct_payments=first_day.direct_payments_mapped()
+            ),
+        )
         out = sys.stdout  # the functions' own stdout goes to a log file while the stack runs
         try:
             stack = LocalStack(options, out=out).start()
@@ -54,16 +63,25 @@ def run(timeout_s: float = 80.0) -> int:
         try:
             sent = _send_all(stack, timeout_s)
             table = report(stack, sent)
-        except DemoFailed as error:
-            failure = error
+            reconciled, reconcile = first_day.run(stack, Path(state), lambda what: _settle(stack, what, timeout_s))
+            if reconciled != 0:
+                raise DemoFailed(f"reconcile found differences (exit status {reconciled}):\n{reconcile}")
+        except (DemoFailed, RuntimeError) as error:
+            failure = error if isinstance(error, DemoFailed) else DemoFailed(str(error))
         finally:
             stack.stop()
         if failure is not None:
             print(f"\nmake demo FAILED: {failure}", file=sys.stderr)
             _show_log_tail(stack)
             return 1
-    print(f"\n{table}\n\nmake demo: done in {time.monotonic() - started:.0f} s; nothing left 127.0.0.1.", file=out)
+    print(f"\n{table}\n\n{reconcile}", file=out)
+    print(f"\nmake demo: done in {time.monotonic() - started:.0f} s; nothing left 127.0.0.1.", file=out)
     return 0
+
+
+def _settle(stack: LocalStack, what: str, timeout_s: float) -> None:
+    if not stack.wait_settled(timeout_s):
+        raise DemoFailed(f"the queue did not drain within {timeout_s:.0f} s after {what}")
 
 
 def _show_log_tail(stack: LocalStack, lines: int = 20) -> None:

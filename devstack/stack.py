@@ -34,12 +34,12 @@ from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
 
-from . import catch_up, local_stores
+from . import catch_up, local_stores, local_stripe
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .demo_sender import demo_sender_mapping
 from .eventbridge import LOCAL_SOURCE, StripeEventDestination
-from .lambda_runtime import context_for, load_handler
+from .lambda_runtime import FunctionOutput, context_for, load_handler
 from .samples import describe
 from .stores import ROUTES as STORE_ROUTES
 from .stores import Stores
@@ -77,6 +77,7 @@ class Options:
     environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
     persist_secrets: bool = True
     sam_local: bool = False  # also listen on docker's bridge and write the `sam local --env-vars` file
+    stripe: local_stripe.StripeOptions = field(default_factory=local_stripe.StripeOptions)  # the tools' Stripe account
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Options:
@@ -121,12 +122,13 @@ class LocalStack:
         self._peek_lock = threading.Lock()
         self._reported_dead: set[str] = set()
         self._saved_environ: dict[str, str] | None = None
-        self._function_output: _FunctionOutput | None = None
+        self._function_output: FunctionOutput | None = None
         self._saved_stdout: TextIO = sys.stdout
         self.function_log: Path | None = None
         self.api: HttpApi | None = None
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
+        self.stripe: local_stripe.LocalStripe | None = None
         self.esm: Any = None
         self.catch_up: catch_up.CatchUpSchedule | None = None
         self.esms: list[Any] = []  # one per SQS event source of the forwarder: EventsQueue, EventsTestQueue
@@ -166,11 +168,12 @@ class LocalStack:
             # The functions print JSON logs and EMF metrics to stdout, as on Lambda: here they go to a file
             # (before the layer's logger is created, which keeps the stream it is given).
             self.function_log = options.state_dir / "functions.log"
-            self._function_output = _FunctionOutput(self.function_log)
+            self._function_output = FunctionOutput(self.function_log)
             self._saved_stdout, sys.stdout = sys.stdout, self._function_output
             warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         self.template = Template(options.template_path, parameters=self._parameters())
+        self.stripe = local_stripe.start_for(options, StackError)  # a second's work: before the API's port answers
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
         if not routes:
             raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
@@ -232,6 +235,7 @@ class LocalStack:
                 credentials=DEMO_CREDENTIALS,
                 dead_letters=self.dead_letters,
                 more_projects=[DEMO_TEST_CREDENTIALS],
+                reconcile=lambda: local_stripe.reconcile_report(self),
             )
             try:
                 self.mixpanel.start()
@@ -271,13 +275,13 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.catch_up, *self.esms, self.mixpanel, self.stores, self.moto):
+        for part in (self.api, self.catch_up, *self.esms, self.mixpanel, self.stores, self.moto, self.stripe):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = self.stores = self.catch_up = None  # the local Mixpanel's data stays
+        self.api = self.esm = self.moto = self.stores = self.stripe = self.catch_up = None  # Mixpanel's data stays
         self.esms = []
         _forget_clients()
         if self._saved_environ is not None:
@@ -586,7 +590,8 @@ class LocalStack:
                     self._settled.notify_all()
                 shown = ", ".join(names) if names else "nothing to count"
                 where = "the test project" if self._from_test_queue(record) else "Mixpanel"
-                self.say(f"→ {what}: delivered to {where}: {shown}")
+                local_stripe.say_delivered(self, key[1], names, f"→ {what}: delivered to {where}: {shown}")
+        local_stripe.say_backfilled(self)
 
     def _from_test_queue(self, record: dict[str, Any]) -> bool:
         """Whether a record came from the test lane's queue (the forwarder's second SQS event source)."""
@@ -712,6 +717,7 @@ class LocalStack:
             f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
             *self._sam_local_lines(),
             "",
+            *local_stripe.banner_lines(self),
         ]
         return "\n".join(lines)
 
@@ -765,30 +771,3 @@ class _Null(io.StringIO):
 
     def write(self, text: str) -> int:
         return len(text)
-
-
-class _FunctionOutput(io.TextIOBase):
-    """The functions' stdout: a log file while the stack runs, the real stdout after (loggers keep this object)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file: TextIO | None = path.open("a", encoding="utf-8")
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        # Once detached, follow whatever stdout is now (a test runner's capture, or the terminal).
-        target = self._file or (sys.stdout if sys.stdout is not self else sys.__stdout__)
-        if target is None:
-            return len(text)
-        target.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def detach_file(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()

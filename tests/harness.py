@@ -143,6 +143,7 @@ class Pipeline:
         forwarder_timeout_s: float | None = None,
         secret_values: dict[str, str] | None = None,
     ) -> None:
+        """`secret_values`: more secrets by logical id (a Stripe API key for a function that reads Stripe)."""
         self.template = Template(
             parameters={
                 "Mode": "any",

@@ -11,6 +11,7 @@ import pytest
 
 from devstack.catch_up import CatchUpSchedule, rate_seconds, stripe_api
 from devstack.lambda_runtime import LambdaContext
+from devstack.local_stripe import LocalStripe
 from devstack.template import Template
 
 
@@ -65,9 +66,8 @@ def test_the_stripe_api_is_the_environments_then_the_stand_ins_then_none() -> No
     stand_in = SimpleNamespace(
         environment=lambda: {"STRIPE_API_BASE": "http://127.0.0.1:3002", "STRIPE_API_KEY": "sk_test_local"}
     )
-    assert stripe_api(SimpleNamespace(options=SimpleNamespace(environ=given), stripe=stand_in)) == given
-    assert (
-        stripe_api(SimpleNamespace(options=SimpleNamespace(environ={}), stripe=stand_in))["STRIPE_API_KEY"]
-        == "sk_test_local"
-    )
-    assert stripe_api(SimpleNamespace(options=SimpleNamespace(environ={"STRIPE_API_KEY": "rk_test_half"}))) == {}
+    assert stripe_api(SimpleNamespace(stripe=LocalStripe(given).start())) == given
+    assert stripe_api(SimpleNamespace(stripe=stand_in))["STRIPE_API_KEY"] == "sk_test_local"
+    assert stripe_api(SimpleNamespace(stripe=None)) == {}
+    with pytest.raises(ValueError, match="needs both"):
+        LocalStripe({"STRIPE_API_KEY": "rk_test_half"})

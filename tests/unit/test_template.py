@@ -20,6 +20,7 @@ PUBLIC_IDS = {
     "RevenueCatWebhookSecret",
     "StandardWebhooksSecrets",
     "CatchUpFunction",
+    "ReconcileFunction",
     "StripeApiKey",
     "AppStoreConfig",
     "GooglePlayPushConfig",
@@ -213,9 +214,6 @@ def test_catch_up_runs_on_its_schedule_with_the_stripe_key_and_an_alarm_on_recov
         "Properties": {"Schedule": {"Ref": "CatchUpSchedule"}, "Description": event["Properties"]["Description"]},
     }
     assert template.doc["Parameters"]["CatchUpSchedule"]["Default"] == "rate(15 minutes)"
-    for function in ("CatchUpFunction", "ForwarderFunction"):
-        variables = template.variables(function)
-        assert variables["STRIPE_API_KEY_ID"] == {"Ref": "StripeApiKey"} and variables["STRIPE_API_BASE"] == ""
     assert template.properties("StripeApiKey")["SecretString"] == "none", "off until a key is put there"
     alarm = template.properties("EventsRecoveredAlarm")
     assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
@@ -225,3 +223,15 @@ def test_catch_up_runs_on_its_schedule_with_the_stripe_key_and_an_alarm_on_recov
     )
     timeout = int(template.function_setting("CatchUpFunction", "Timeout"))
     assert timeout < 15 * 60, "a run ends before the next one starts"
+
+
+def test_one_stripe_api_key_secret_read_by_every_function_that_reads_stripe() -> None:
+    template = Template()
+    secrets = [name for name, r in template.resources.items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    assert [name for name in secrets if "StripeApi" in name] == ["StripeApiKey"]
+    functions = [name for name, r in template.resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    readers = [name for name in functions if "STRIPE_API_KEY_ID" in template.variables(name)]
+    assert sorted(readers) == ["CatchUpFunction", "ForwarderFunction", "ReconcileFunction"]
+    for function in readers:
+        variables = template.variables(function)
+        assert variables["STRIPE_API_KEY_ID"] == {"Ref": "StripeApiKey"} and variables["STRIPE_API_BASE"] == ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import observability, providers
 from .adapters import aws as aws_clients
@@ -33,6 +33,9 @@ from .service.forwarder import Forwarder
 from .service.lanes import LIVE, TEST, Lanes
 from .service.ports import PaymentLookup
 from .service.receiver import Receiver
+
+if TYPE_CHECKING:  # the reconcile's modules load in ReconcileFunction only, never in the receiver's cold start
+    from .service.reconcile import Reconciler
 
 # What each function calls, created at init so the first webhook does not wait for it.
 RECEIVER_SERVICES = ("sqs", "secretsmanager")
@@ -234,6 +237,57 @@ def prepare_browser_proxy() -> None:
     """Init of BrowserProxyFunction: settings checked, the relay's session built (no connection opened yet)."""
     browser_proxy()
     register_snapstart_hooks()
+
+
+# ---- the daily reconcile (ReconcileFunction) -----------------------------------------------------------
+
+RECONCILER_SERVICES = ("secretsmanager", "dynamodb")
+RECONCILE_CONCURRENCY = 8
+
+
+def reconciler() -> Reconciler | None:
+    """Stripe (the StripeApiKey secret), the ledger and Mixpanel's export, compared; None without a usable key.
+
+    Built per invocation: it runs once a day, and the secrets may have changed since.
+    """
+    from .adapters.stripe_api import key_mode
+    from .adapters.stripe_reader import RateLimiter, StripeReader, default_rate, read_all
+    from .mixpanel.export import ExportClient, day, export_base_url
+    from .service.reconcile import KINDS, Reconciler
+
+    config = _checked_settings()
+    key = stripe_api_key()
+    if not key:
+        observability.logger.warning(
+            "no Stripe API key in StripeApiKey (STRIPE_API_KEY_ID): the daily reconcile is off; put a restricted "
+            "key (rk_live_...) in the secret, docs/operations.md lists its read permissions"
+        )
+        return None
+    # A test-mode key reads the test account: with a test lane, its project and ledger namespace are the test lane's.
+    test_lane = key_mode(key) == "test" and bool(config.test_events_queue_url)
+    secret_id = config.mixpanel_test_credentials_id if test_lane else config.mixpanel_credentials_id
+    credentials = Credentials.from_secret(secrets().string(secret_id))
+    exporter = ExportClient(export_base_url(config, config.mixpanel_export_url), credentials)
+    reader = StripeReader(
+        _stripe_client(key, config.stripe_api_base, config.stripe_timeout_s),
+        RateLimiter(default_rate(key)),
+        concurrency=RECONCILE_CONCURRENCY,
+    )
+    provider = providers.get_provider("stripe", config)
+    assert provider is not None
+    return Reconciler(
+        config,
+        provider,
+        lambda since, until: read_all(reader, KINDS, since, until),
+        lambda since, until, names: exporter.events(day(since), day(until - 1), names),
+        DynamoDbLedger(config.ledger_table, aws("dynamodb"), namespace=TEST if test_lane else ""),
+    )
+
+
+def prepare_reconciler() -> None:
+    """Init of ReconcileFunction: settings checked, clients built (no secret read before the first run)."""
+    providers.prepare_all(_checked_settings(), with_libraries=False)
+    _warm_up(RECONCILER_SERVICES)
 
 
 def prepare_receiver() -> None:

@@ -78,9 +78,10 @@ class Settings:
     group_key: str = ""
     company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
     company_fallback: str = "none"
-    # Stripe's API (catch-up; the forwarder's lookups of payments the ledger never saw): the StripeApiKey
-    # secret's id, and another API than Stripe's when set (the local stand-in). The key itself is never a
-    # setting: it is read from the secret, or from STRIPE_API_KEY by the CLI and the local stack.
+    # Stripe's API (catch-up, the forwarder's lookups of payments the ledger never saw, the daily reconcile, the
+    # operator tools): the StripeApiKey secret's id, and another API than Stripe's when set (the local stand-in).
+    # The key itself is never a setting: it is read from the secret, or from STRIPE_API_KEY by the CLI and the
+    # local stack.
     stripe_api_key_id: str = ""
     stripe_api_base: str = ""
     stripe_timeout_s: float = 30.0
@@ -88,6 +89,10 @@ class Settings:
     refund_wait_deliveries: int = 3
     catch_up_overlap_s: int = 3600
     catch_up_delay_s: int = 600
+    # The daily reconcile (ReconcileFunction): the days it checks, and where Mixpanel's export API is (empty:
+    # MIXPANEL_API_URL, else the residency's data host).
+    reconcile_days: int = 30
+    mixpanel_export_url: str = ""
     # App stores (docs/providers.md): where their trust anchors and APIs are. Only the local stack and the
     # tests change them; a deployment uses Apple's root shipped in the layer and Google's public endpoints.
     appstore_root_certificates: tuple[str, ...] = ()  # DER or PEM files; () is the shipped Apple Root CA - G3
@@ -123,12 +128,10 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     api_url = environ.get("MIXPANEL_API_URL", "")
     if api_url and not api_url.startswith(("https://", "http://")):
         raise ConfigError(f"MIXPANEL_API_URL={api_url!r}: expected an http(s) URL")
-    stripe_api_base = environ.get("STRIPE_API_BASE", "").strip()
-    if stripe_api_base and not stripe_api_base.startswith(("https://", "http://")):
-        raise ConfigError(f"STRIPE_API_BASE={stripe_api_base!r}: expected an http(s) URL")
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    stripe = _stripe_settings(environ)
     group_key = environ.get("GROUP_KEY", "").strip()
     if len(group_key) > 255 or group_key.startswith("$"):
         raise ConfigError(f"GROUP_KEY={group_key!r}: expected an event property name (not reserved, at most 255)")
@@ -143,6 +146,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
             raise ConfigError(f"BROWSER_PROXY_ORIGINS: {origin!r} is not an origin such as https://www.example.com")
     return Settings(
+        **stripe,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
         ledger_table=environ.get("LEDGER_TABLE", ""),
@@ -183,14 +187,26 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         group_key=group_key,
         company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
         company_fallback=company_fallback,
-        stripe_api_key_id=environ.get("STRIPE_API_KEY_ID", ""),
-        stripe_api_base=stripe_api_base,
-        stripe_timeout_s=_float(environ, "STRIPE_TIMEOUT_SECONDS", 30.0),
-        refund_wait_deliveries=_int(environ, "REFUND_WAIT_DELIVERIES", 3, minimum=1),
-        catch_up_overlap_s=_int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
-        catch_up_delay_s=_int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
         **_app_store_settings(environ),
     )
+
+
+def _stripe_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Stripe's API and what reads it (lookups, catch-up, the daily reconcile), checked like the rest."""
+    urls = {name: environ.get(name, "").strip() for name in ("STRIPE_API_BASE", "MIXPANEL_EXPORT_URL")}
+    for name, url in urls.items():
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r}: expected an http(s) URL")
+    return {
+        "stripe_api_key_id": environ.get("STRIPE_API_KEY_ID", "").strip(),
+        "stripe_api_base": urls["STRIPE_API_BASE"],
+        "stripe_timeout_s": _float(environ, "STRIPE_TIMEOUT_SECONDS", 30.0),
+        "refund_wait_deliveries": _int(environ, "REFUND_WAIT_DELIVERIES", 3, minimum=1),
+        "catch_up_overlap_s": _int(environ, "CATCH_UP_OVERLAP_SECONDS", 3600, minimum=0),
+        "catch_up_delay_s": _int(environ, "CATCH_UP_DELAY_SECONDS", 600, minimum=0),
+        "reconcile_days": _int(environ, "RECONCILE_DAYS", 30, minimum=1),
+        "mixpanel_export_url": urls["MIXPANEL_EXPORT_URL"],
+    }
 
 
 def _app_store_settings(environ: Mapping[str, str]) -> dict[str, Any]:

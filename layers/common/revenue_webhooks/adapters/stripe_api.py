@@ -42,6 +42,21 @@ def is_api_key(value: str) -> bool:
     return value.startswith(KEY_PREFIXES) and len(value) > len("sk_live_")
 
 
+def key_mode(api_key: str) -> str:
+    """`live` or `test`, from the key's prefix (sk_live_, rk_test_...); ValueError for anything else."""
+    for prefix in KEY_PREFIXES:
+        if api_key.startswith(prefix):
+            return prefix[3:-1]
+    raise ValueError(
+        "not a Stripe secret or restricted key: expected sk_live_..., rk_live_..., sk_test_... or rk_test_..."
+    )
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
+    """The pause before retry `attempt` (0, 1, ...): exponential from `base_s`, at most `cap_s`, jittered."""
+    return min(cap_s, base_s * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
+
+
 def rate_limited(
     call: Callable[[], T],
     *,
@@ -62,7 +77,7 @@ def rate_limited(
         try:
             return call()
         except stripe.RateLimitError:
-            delay = min(cap_s, base_s * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
+            delay = backoff_s(attempt, base_s, cap_s)
             if attempt == attempts - 1 or (deadline is not None and time.monotonic() + delay > deadline):
                 raise
             sleep(delay)
