@@ -51,6 +51,7 @@ from revenue_webhooks.domain.facts import Deferred, Fact
 from revenue_webhooks.domain.webhook import QueuedEvent
 from revenue_webhooks.providers._stripe_objects import ID_PREFIXES, KINDS, KINDS_BY_NAME, kind_of_id
 from revenue_webhooks.service.envelope import to_sqs
+from revenue_webhooks.service.recorded import held
 
 from .arguments import positive_int
 from .redrive import BATCH_BYTES, BATCH_ENTRIES
@@ -128,25 +129,24 @@ class Enqueuer:
             for event in KINDS_BY_NAME[kind].events(obj, api_version)
         ]
         chosen: list[QueuedEvent] = []
-        keys: dict[str, list[str]] = {}
+        checked: list[tuple[QueuedEvent, list[Any]]] = []  # mapped: the ledger is asked whether it holds them
         for item in queued:
             try:
-                mapped = self.provider.map(item)
+                mapped = list(self.provider.map(item))
             except Exception:  # the forwarder will dead-letter it with the reason: let it see it
                 chosen.append(item)
                 continue
-            facts = [f.key for f in mapped if isinstance(f, Fact)]
-            if not facts and not any(isinstance(f, Deferred) for f in mapped):
+            if not any(isinstance(f, Fact | Deferred) for f in mapped):
                 tally.nothing += 1
                 continue
-            chosen.append(item)
-            if facts and not any(isinstance(f, Deferred) for f in mapped):
-                keys[item.event_id] = facts
-        if self.ledger is not None and not self.include_recorded and keys:
-            known = self.ledger.facts({key for facts in keys.values() for key in facts})
-            recorded = {event_id for event_id, facts in keys.items() if all(key in known for key in facts)}
-            tally.recorded += sum(1 for item in chosen if item.event_id in recorded)
-            chosen = [item for item in chosen if item.event_id not in recorded]
+            checked.append((item, mapped))
+        if self.ledger is not None and not self.include_recorded and checked:
+            # The forwarder's and catch-up's answer (service/recorded.py): a payment recorded under its Checkout
+            # Session's or invoice's key is held for its PaymentIntent too, and the other way round.
+            found = held(self.ledger, [mapped for _, mapped in checked])
+            tally.recorded += sum(found)
+            checked = [pair for pair, recorded in zip(checked, found, strict=True) if not recorded]
+        chosen += [item for item, _ in checked]
         if chosen and not self.dry_run:
             self._send(chosen)
         tally.enqueued += len(chosen)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .shapes import Record, render
 from .store import Event, Store
-from .versions import LIBRARY_VERSION
+from .versions import BASIL, LIBRARY_VERSION, at_least
 
 Moment = int | datetime
 _ALPHABET = string.ascii_letters + string.digits
@@ -461,6 +461,12 @@ class StripeAccount:
         self._announce_payment(intent, charge, when)
         paid = self._emit("invoice.paid", invoice_id, when)
         self._emit("invoice.payment_succeeded", invoice_id, when)
+        if at_least(self.api_version, BASIL):
+            # From basil on, an invoice's payments are InvoicePayments, and `invoice_payment.paid` is the only
+            # webhook that says which invoice a PaymentIntent paid (the invoice and the intent no longer name it).
+            payment = {"object": "invoice_payment", "id": "inpay_" + invoice_id[3:], "_invoice": invoice_id}
+            self._save({**payment, "created": when, "livemode": self.livemode}, when)
+            self._emit("invoice_payment.paid", payment["id"], when)
         return {**invoice, "_event": paid.id}
 
     def renew(self, subscription: str, *, at: Moment) -> Event:

@@ -467,12 +467,21 @@ def invoice_payments(record: Record) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": False, "url": f"/v1/invoice_payments?invoice={record['id']}"}
 
 
+def _invoice_payment(record: Record, version: str, lookup: Lookup) -> dict[str, Any]:
+    """An invoice's payment (basil on) as `invoice_payment.paid` carries it: its invoice's `payments` entry."""
+    invoice = lookup(record["_invoice"])
+    assert invoice is not None, record["_invoice"]
+    payment: dict[str, Any] = invoice_payments(invoice)["data"][0]
+    return payment
+
+
 RENDERERS: dict[str, Callable[[Record, str, Lookup], dict[str, Any]]] = {
     "balance_transaction": _balance_transaction,
     "charge": _charge,
     "checkout.session": _checkout_session,
     "customer": _customer,
     "invoice": _invoice,
+    "invoice_payment": _invoice_payment,
     "payment_intent": _payment_intent,
     "refund": _refund,
     "subscription": _subscription,

@@ -7,11 +7,9 @@ The account (devstack/stripe_api `write_history`): six customers paying in USD, 
 Checkout (their own and as guests) and directly (PaymentIntents), three monthly subscriptions with renewals,
 an upgrade in month 6, refunds of payments three months old; in the outage, a second upgrade (its
 `Subscription Changed` exists only as an event: only catch-up can recover it; its proration invoice the
-backfill finds). At deployment the operator ran the backfill up to that day (the README's first day); at the
-end, catch-up and a backfill of everything.
-
-Some of what the story needs is built beside this branch (direct PaymentIntent payments, refunds of unseen
-payments, the scheduled catch-up): each assertion that needs a missing piece is skipped, naming it.
+backfill finds). At deployment the operator ran the backfill up to that day (the README's first day); then
+CatchUpFunction ran on its schedule (its last run before the outage left its checkpoint at the outage's start:
+the one run here stands for its runs since) and, at the end, a backfill of everything.
 """
 
 from __future__ import annotations
@@ -27,7 +25,9 @@ from typing import Any
 
 import pytest
 from harness import Pipeline
+from revenue_webhooks.adapters.checkpoints import DynamoDbCheckpoints
 from revenue_webhooks.providers.stripe import PRODUCES
+from revenue_webhooks.service.catchup import CHECKPOINT
 from stripe_history_rig import Rig, changed, objects_read
 
 from devstack.lambda_runtime import LambdaContext, load_handler
@@ -44,8 +44,6 @@ OUTAGE = (NOW - 20 * DAY, NOW - 17 * DAY)
 KEY = "sk_test_story_reader"
 SINCE = time.strftime("%Y-%m-%d", time.gmtime(START))
 UNTIL = time.strftime("%Y-%m-%d", time.gmtime(NOW))
-DIRECT_PAYMENTS = "payment_intent.succeeded" in PRODUCES
-NOT_YET_DIRECT = "direct PaymentIntent payments (payment_intent.succeeded) are not mapped on this branch: issue 15 item 1, branch pay-paths"
 CATCH_UP = "CatchUpFunction"
 
 
@@ -56,7 +54,7 @@ class Story:
     reference: dict[str, dict[str, Any]]
     reference_profiles: dict[str, Any]
     rig: Rig
-    caught_up: bool = False
+    caught_up: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -85,15 +83,18 @@ def delivered_live(account: StripeAccount) -> list[Event]:
     return twice
 
 
-def catch_up(rig: Rig) -> bool:
-    """Run the scheduled catch-up function once, if this branch has it (template.yaml's CatchUpFunction)."""
+def catch_up(rig: Rig) -> dict[str, Any]:
+    """One run of the scheduled CatchUpFunction (the real handler), from a checkpoint at the outage's start: where
+    its runs since deployment had left it when the webhooks stopped arriving."""
     template = Template(parameters=dict(rig.pipeline.template.parameters))
-    if CATCH_UP not in template.resources:
-        return False
     rig.pipeline.activate()
+    checkpoints = DynamoDbCheckpoints(rig.pipeline.resources.refs["LedgerTable"], rig.pipeline.dynamodb)
+    checkpoints.put(CHECKPOINT, {"origin": DEPLOYED, "until": OUTAGE[0]})
     handler = load_handler(template, CATCH_UP, rig.pipeline.environment)
-    handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, LambdaContext(CATCH_UP, 300))
-    return True
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    answer: dict[str, Any] = handler(event, LambdaContext(CATCH_UP, 300))
+    assert answer["status"] == "complete", answer
+    return answer
 
 
 def killed_then_resumed(rig: Rig, story: Story) -> None:
@@ -156,24 +157,12 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
 
 
 def webhook_only_before(story: Story) -> set[str]:
-    """Reference events no list can give back: plan changes before deployment (and in the outage, without catch-up)."""
-    found = set()
-    for key, event in story.reference.items():
-        if event["event"] != "Subscription Changed":
-            continue
-        in_outage = OUTAGE[0] <= event["properties"]["time"] < OUTAGE[1]
-        if event["properties"]["time"] < DEPLOYED or (in_outage and not story.caught_up):
-            found.add(key)
-    return found
-
-
-def direct(story: Story, object_id: str) -> bool:
-    """A direct PaymentIntent payment, or a refund of one."""
-    record = story.account.store.get(object_id) or {}
-    intent = record.get("payment_intent") if record.get("object") == "refund" else object_id
-    sessions = {s["payment_intent"] for s in story.account.store.objects("checkout.session")}
-    invoices = {i["_payment_intent"] for i in story.account.store.objects("invoice")}
-    return str(intent).startswith("pi_") and intent not in sessions | invoices
+    """Reference events no list can give back and no catch-up reaches: plan changes before deployment."""
+    return {
+        key
+        for key, event in story.reference.items()
+        if event["event"] == "Subscription Changed" and event["properties"]["time"] < DEPLOYED
+    }
 
 
 def test_mixpanel_holds_what_the_in_order_run_holds(story: Story) -> None:
@@ -194,38 +183,35 @@ def test_profiles_equal_the_in_order_runs(story: Story) -> None:
 
 
 def test_catch_up_recovered_the_webhooks_of_the_outage(story: Story) -> None:
-    if not story.caught_up:
-        pytest.skip(f"no {CATCH_UP} in template.yaml on this branch: issue 15 item 4, branch pay-paths")
+    in_outage = [e for e in story.account.events(since=OUTAGE[0], until=OUTAGE[1]) if e.type in PRODUCES]
+    assert 0 < story.caught_up["recovered"] <= len(in_outage), story.caught_up
     recovered = [k for k, e in story.events.items() if e["event"] == "Subscription Changed"]
     assert any(OUTAGE[0] <= story.events[k]["properties"]["time"] < OUTAGE[1] for k in recovered)
 
 
-def test_reconcile_finds_only_what_this_branch_does_not_map(story: Story) -> None:
+def test_reconcile_reports_zero_differences_per_currency_and_per_object(story: Story) -> None:
     code, report = story.reconcile
     assert set(report["currencies"]) == {"USD", "EUR", "JPY", "KWD"}
-    unexplained = [d for d in report["differences"] if not direct(story, d["object_id"])]
-    assert unexplained == []
-    if not DIRECT_PAYMENTS:
-        assert code == 1 and report["differences"]
-        assert {d["problem"] for d in report["differences"] if d["object_id"].startswith("pi_")} == {
-            "the pipeline maps no Purchase Completed from payment_intent.succeeded"
-        }
-
-
-def test_reconcile_reports_zero_differences_per_currency_and_per_object(story: Story) -> None:
-    if not DIRECT_PAYMENTS:
-        pytest.skip(NOT_YET_DIRECT)
-    code, report = story.reconcile
     assert (code, report["differences"]) == (0, [])
     for currency, sources in report["currencies"].items():
         assert sources["stripe"] == sources["ledger"] == sources["mixpanel"], currency
 
 
+def test_direct_payment_intents_count_once_beside_checkout_and_invoice_payments(story: Story) -> None:
+    """Every PaymentIntent paid something: a Checkout Session's and an invoice's count as that purchase, a direct
+    one as its own; each once, in the in-order run and after backfill, shuffled webhooks and catch-up alike."""
+    store = story.account.store
+    owned = {s["payment_intent"] for s in store.objects("checkout.session")} | {
+        i["_payment_intent"] for i in store.objects("invoice")
+    }
+    direct = {p["id"] for p in store.objects("payment_intent")} - owned
+    for events in (story.reference, story.events):
+        orders = Counter(e["properties"].get("Order ID") for e in events.values() if e["event"] == "Purchase Completed")
+        assert {order for order in orders if str(order).startswith("pi_")} == direct
+        assert set(orders.values()) == {1}
+
+
 def test_no_refund_of_an_unseen_payment_is_dead_lettered(story: Story) -> None:
-    kinds = Counter(m["MessageAttributes"]["event_type"]["StringValue"] for m in story.dead_letters)
-    if story.dead_letters and not DIRECT_PAYMENTS:
-        assert set(kinds) <= {"refund.created", "charge.refunded"}, kinds
-        pytest.skip(f"{sum(kinds.values())} refunds of direct payments dead-lettered: {NOT_YET_DIRECT}")
     assert story.dead_letters == []
 
 
@@ -238,7 +224,8 @@ def test_backfill_and_catch_up_again_change_nothing(story: Story) -> None:
     rig = story.rig
     code, out = rig.backfill("--since", SINCE, "--restart")
     assert code == 0 and "enqueued 0," in out, out
-    catch_up(rig)
+    again = catch_up(rig)  # the outage's events once more: all recorded now
+    assert again["recovered"] == 0 and again["checked"] >= story.caught_up["checked"] > 0, again
     rig.drain()
     assert rig.events() == story.events
     assert rig.ledger_facts() == story.facts

@@ -217,6 +217,16 @@ def test_spec_checker_accepts_stripes_examples_and_catches_a_wrong_shape() -> No
     broken = dict(examples["charge"], amount="1000", status="done")
     wrong = {(v.where, v.allowed) for v in checker.check_object(broken)}
     assert wrong == {(".amount", False), (".status", False)}
+    # InvoicePayment is newer than the spec: its fields and their types are those of Stripe's 2026 example.
+    paid = StripeAccount(seed=1)
+    buyer = paid.customer(at=NOW).object_id
+    paid.subscribe(buyer, paid.price(900, "usd"), at=NOW)
+    (payment,) = [e.object for e in paid.events(types=("invoice_payment.paid",))]
+    assert checker.check_object(payment) == []
+    assert {v.where for v in checker.check_object({**payment, "amount_requested": "900", "paid": True})} == {
+        ".amount_requested",
+        ".paid",
+    }
     strict = SpecChecker(later_examples={})
     current = StripeAccount(seed=1)
     customer = current.customer(at=NOW).object_id
@@ -231,6 +241,7 @@ def test_current_shapes_hold_only_fields_stripe_16_1_0_declares(account: StripeA
         "checkout.session": stripe.checkout.Session,
         "customer": stripe.Customer,
         "invoice": stripe.Invoice,
+        "invoice_payment": stripe.InvoicePayment,
         "payment_intent": stripe.PaymentIntent,
         "refund": stripe.Refund,
         "subscription": stripe.Subscription,

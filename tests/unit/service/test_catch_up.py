@@ -114,14 +114,14 @@ def test_only_the_events_no_webhook_delivered_are_enqueued() -> None:
 
 def meaningful(event: dict[str, Any], ledger: InMemoryLedger) -> bool:
     """Whether an event's loss changes anything (some events map to nothing, or to what another event recorded)."""
-    from revenue_webhooks.service.catchup import delivered
+    from revenue_webhooks.service.recorded import Holdings
 
     stripe = providers.get_provider("stripe", SETTINGS)
     assert stripe is not None
     from revenue_webhooks.domain.webhook import QueuedEvent
 
     items = stripe.map(QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode()))
-    return not delivered(items, set(ledger.events), ledger.owner_table)
+    return not Holdings(frozenset(ledger.events), ledger.owner_table).holds(items)
 
 
 def test_a_run_when_every_webhook_arrived_enqueues_nothing_and_writes_only_its_checkpoint() -> None:

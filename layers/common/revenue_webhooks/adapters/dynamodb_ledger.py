@@ -36,6 +36,7 @@ from ..domain.facts import Fact, Identity, PaymentOwner
 from ..domain.identity import payer
 from ..domain.totals import apply, apply_company, company_key, customer_key
 from ..service.ports import Ledger, LedgerUnavailable, Recorded
+from ..service.recorded import other_owner, recorded_under
 from .aws import error_code, error_detail
 
 MAX_CONFLICT_RETRIES = 20
@@ -444,10 +445,10 @@ def _decided(
 ) -> tuple[dict[str, Any] | None, bool] | None:
     """What a not yet recorded fact already is: its `same_as` fact's event, nothing (a payment another
     purchase linked), or None when it is new."""
-    for key in fact.same_as:
-        if key in recorded:
-            return recorded[key], False
-    if any(ref in owners and owners[ref] != fact.key for ref in fact.yields_to):
+    same = recorded_under(fact, recorded)
+    if same is not None:
+        return recorded[same], False
+    if other_owner(fact, owners) is not None:
         return None, False
     return None
 

@@ -4,7 +4,7 @@ Stripe disables an endpoint after days of failures and never resends what was cr
 can also be lost with a 200. Each run lists the mapped event types from Stripe's `GET /v1/events` created
 since the last run (less an overlap, for events listed late), up to `delay` ago (a webhook still in flight,
 or a message the forwarder holds for a moment, is not missed), maps each with the Stripe provider and asks
-the ledger whether its facts are recorded. That is reads only: a run in which every webhook arrived adds
+the ledger whether its facts are recorded (service/recorded.py, the forwarder's and the backfill's answer too). That is reads only: a run in which every webhook arrived adds
 no forwarder work and no writes but its checkpoint. The others are enqueued in the queue message format,
 as the receiver would have, and counted (`EventsRecovered`, with an alarm: the endpoint is losing events).
 
@@ -23,11 +23,11 @@ from typing import Any
 
 from .. import observability
 from ..config import Settings
-from ..domain.facts import Fact, PaymentOwner
 from ..domain.webhook import QueuedEvent
 from ..providers.base import Provider
 from .envelope import to_sqs
 from .ports import Checkpoints, Ledger, LookupUnavailable, MessageQueue, StripeEvents
+from .recorded import held
 
 logger = observability.logger
 
@@ -153,13 +153,8 @@ class CatchUp:
             for e in events
         ]
         mapped = [list(self.provider.map(q)) for q in queued]
-        keys = {k for items in mapped for f in items if isinstance(f, Fact) for k in (f.key, *f.same_as)}
-        refs = {r for items in mapped for f in items if isinstance(f, Fact) for r in f.yields_to}
-        refs |= {o.ref for items in mapped for o in items if isinstance(o, PaymentOwner)}
-        recorded = set(ledger.facts(keys)) if keys else set()
-        owners = ledger.link_owners(refs) if refs else {}
-        for event, items in zip(queued, mapped, strict=True):
-            if delivered(items, recorded, owners):
+        for event, delivered in zip(queued, held(ledger, mapped), strict=True):
+            if delivered:
                 continue
             self.queue.send_message(QueueUrl=self.settings.queue_for(livemode), **to_sqs(event))
             run.recovered += 1
@@ -167,19 +162,3 @@ class CatchUp:
                 "recovered a webhook Stripe never delivered",
                 extra={"event_id": event.event_id, "event_type": event.event_type},
             )
-
-
-def delivered(items: Sequence[Any], recorded: set[str], owners: dict[str, str]) -> bool:
-    """Whether what an event maps to is in the ledger already (or it maps to nothing, so nothing is missing):
-    each fact recorded under its key or a `same_as` key, or another purchase's payment, and each payment's
-    purchase known."""
-    for item in items:
-        if isinstance(item, Fact):
-            if item.key in recorded or any(key in recorded for key in item.same_as):
-                continue
-            if any(ref in owners and owners[ref] != item.key for ref in item.yields_to):
-                continue
-            return False
-        if isinstance(item, PaymentOwner) and item.ref not in owners:
-            return False
-    return True

@@ -25,6 +25,7 @@ from ..domain.facts import Fact, Identity, PaymentOwner, payment_id
 from ..domain.identity import payer
 from ..domain.outcomes import Outcome, Result
 from .ports import Ledger, LedgerUnavailable, LookupUnavailable, PaymentLookup
+from .recorded import other_owner
 
 logger = observability.logger
 
@@ -107,9 +108,10 @@ class Payments:
         """The purchase that owns this fact's payment; None when it is its own (or is held: see `message`)."""
         if any(recorded.get(ref) == fact.key for ref in fact.yields_to):
             return None  # recorded as its own before: a redelivery re-sends its event
+        owner = other_owner(fact, recorded)
+        if owner is not None:
+            return owner
         for ref in fact.yields_to:
-            if ref in recorded and recorded[ref] != fact.key:
-                return recorded[ref]
             others = in_batch.get(ref, set()) - {fact.key}
             if others:
                 return min(others)
