@@ -32,6 +32,7 @@ MAPPED = (
     "payment_intent.succeeded",
     "invoice.paid",
     "invoice.payment_succeeded",
+    "invoice_payment.paid",
     "refund.created",
     "charge.refunded",
     "customer.subscription.created",

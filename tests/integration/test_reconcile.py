@@ -88,11 +88,13 @@ def test_zero_differences_when_every_payment_landed(rig: Rig) -> None:
 
 def test_each_difference_names_the_object_and_its_repair_repairs_it(rig: Rig) -> None:
     account = rig.api.accounts["test"]
-    lost_payment = account.store.objects("checkout.session")[0]["id"]
+    session = account.store.objects("checkout.session")[0]
+    lost_payment = session["id"]
     refund = account.store.objects("refund")[0]
     lost_refund = refund["id"]
-    # The refund's webhooks: refund.created, and charge.refunded (which lists the charge's refunds here).
-    lost = (lost_payment, lost_refund, refund["charge"])
+    # The payment's webhooks: the session's and its PaymentIntent's (either counts it); the refund's:
+    # refund.created, and charge.refunded (which lists the charge's refunds here).
+    lost = (lost_payment, session["payment_intent"], lost_refund, refund["charge"])
     rig.deliver([e for e in account.events() if e.object_id not in lost])
     code, report = rig.reconcile_json("--since", SINCE, "--until", UNTIL)
     assert code == 1
@@ -177,13 +179,14 @@ def test_a_test_mode_key_backfills_and_reconciles_the_test_lane(tmp_path: Path) 
     try:
         rig = Rig(pipeline, api, tmp_path)
         account = api.accounts["test"]
-        lost = account.store.objects("checkout.session")[0]["id"]
-        rig.deliver([e for e in account.events() if e.object_id != lost])
+        session = account.store.objects("checkout.session")[0]
+        lost = session["id"]
+        rig.deliver([e for e in account.events() if e.object_id not in (lost, session["payment_intent"])])
         assert pipeline.test_project.events() and pipeline.mixpanel.events() == []
         code, report = rig.reconcile_json("--since", SINCE, "--until", UNTIL)
         assert code == 1 and [d["object_id"] for d in report["differences"]] == [lost]
         code, out = rig.backfill("--since", SINCE)
-        assert code == 0 and "enqueued 1," in out, out
+        assert code == 0 and "enqueued 2," in out, out  # the session and its PaymentIntent: one payment
         rig.drain()
         assert rig.reconcile("--since", SINCE, "--until", UNTIL)[0] == 0
         assert pipeline.mixpanel.events() == []  # nothing reached the production project

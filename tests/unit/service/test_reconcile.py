@@ -106,3 +106,17 @@ def test_mixpanel_events_are_read_as_its_queries_see_them() -> None:
         ("refund", Money(3, "JPY"), "re_1"),
         ("payment", Money(5120, "KWD"), "cs_9"),
     ]
+
+
+def test_a_payment_counted_under_its_payment_intent_agrees_and_counted_twice_does_not() -> None:
+    """A Checkout whose PaymentIntent's webhook came first is counted under the PaymentIntent's key (`same_as`):
+    the ledger and Mixpanel hold it there, and that is the payment, once; both keys in Mixpanel is twice."""
+    session = Expected(
+        "cs_1", "payment", Money(4900, "USD"), SINCE + 100, "stripe:payment:cs_1", "iid-cs_1", "",
+        (("stripe:payment:pi_1", "iid-pi_1"),),
+    )  # fmt: skip
+    as_intent = Held("iid-pi_1", "payment", session.money, session.time, "pi_1")
+    report = compare([session], {"stripe:payment:pi_1": as_intent}, [as_intent], SINCE, UNTIL)
+    assert report.agree and report.totals["USD"]["ledger"] == report.totals["USD"]["mixpanel"]
+    twice = compare([session], {"stripe:payment:pi_1": as_intent}, [as_intent, seen(session)], SINCE, UNTIL)
+    assert [d.problem for d in twice.differences] == ["2 events in Mixpanel (different time or user)"]

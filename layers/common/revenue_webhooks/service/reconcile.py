@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from .. import observability
 from ..config import Settings
 from ..domain import catalog as c
-from ..domain.facts import Fact
+from ..domain.facts import Fact, Identity
 from ..domain.money import Money, normalize_currency
 from ..domain.webhook import QueuedEvent
 from ..mixpanel.export import deduplicated
@@ -32,6 +32,7 @@ from ..mixpanel.rendering import insert_id
 from ..providers._stripe_objects import StripeMoney, money_in
 from ..providers.base import Provider
 from .ports import Ledger
+from .recorded import recorded_under
 
 SOURCES = ("stripe", "ledger", "mixpanel")
 MONEY_EVENTS = {"payment": c.PURCHASE_COMPLETED, "refund": c.REFUND_ISSUED}
@@ -51,6 +52,20 @@ class Expected:
     fact_key: str | None  # None: the webhooks' mapping counts nothing for it
     insert_id: str | None
     why_not_counted: str = ""
+    # The same money's other facts (`Fact.same_as`: a Checkout's or invoice's PaymentIntent), by key, with their
+    # `$insert_id`s: the ledger counts a payment under whichever of its objects came first (service/recorded.py).
+    twins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fact(self) -> Fact | None:
+        """Its keys as a fact, for the ledger's own question (`recorded_under`)."""
+        if self.fact_key is None:
+            return None
+        return Fact(self.fact_key, "", self.time, Identity(), same_as=tuple(key for key, _ in self.twins))
+
+    @property
+    def insert_ids(self) -> list[str]:
+        return [self.insert_id or "", *(twin for _, twin in self.twins)]
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,8 @@ def expected(
         amount = Money(item.minor, item.currency)
         if facts:
             fact = facts[0]
-            found.append(Expected(item.object_id, item.kind, amount, fact.time, fact.key, insert_id(fact)))
+            twins = tuple((key, insert_id(replace(fact, key=key))) for key in fact.same_as)
+            found.append(Expected(item.object_id, item.kind, amount, fact.time, fact.key, insert_id(fact), "", twins))
         else:
             why = f"the pipeline maps no {wanted} from {event['type']}"
             found.append(Expected(item.object_id, item.kind, amount, int(event["created"]), None, None, why))
@@ -229,7 +245,7 @@ def compare(
     by_insert: dict[str, list[Held]] = defaultdict(list)
     for event in mixpanel:
         by_insert[event.insert_id].append(event)
-    known = {item.insert_id for item in stripe if item.insert_id}
+    known = {id_ for item in stripe for id_ in item.insert_ids if id_}
 
     def totals(currency: str, source: str) -> Totals:
         return report.totals.setdefault(currency, {s: Totals() for s in SOURCES})[source]
@@ -239,10 +255,12 @@ def compare(
             continue
         currency = item.money.currency
         totals(currency, "stripe").add(item.kind, item.money.minor)
-        in_ledger = ledger.get(item.fact_key) if ledger is not None and item.fact_key else None
+        fact = item.fact
+        under = recorded_under(fact, ledger.keys()) if ledger is not None and fact is not None else None
+        in_ledger = ledger[under] if ledger is not None and under is not None else None
         if in_ledger is not None:
             totals(currency, "ledger").add(item.kind, in_ledger.money.minor)
-        copies = by_insert.get(item.insert_id or "", [])
+        copies = [copy for id_ in item.insert_ids if id_ for copy in by_insert.get(id_, [])]
         for copy in copies:
             totals(copy.money.currency, "mixpanel").add(item.kind, copy.money.minor)
         seen = _sum(copies)
@@ -344,7 +362,12 @@ class Reconciler:
         mixpanel_side = held(deduplicated(raw), self.settings)
         ledger_side: dict[str, Held] | None = None
         if self.ledger is not None:
-            keys = [item.fact_key for item in stripe_side if item.fact_key and since <= item.time < until]
+            keys = [
+                key
+                for item in stripe_side
+                if item.fact_key and since <= item.time < until
+                for key in (item.fact_key, *(twin for twin, _ in item.twins))
+            ]
             stored = self.ledger.facts(keys)
             ledger_side = {}
             for key, event in stored.items():

@@ -32,9 +32,7 @@ def other_owner(fact: Fact, owners: Mapping[str, str]) -> str | None:
 
 def recorded_under(fact: Fact, recorded: Collection[str]) -> str | None:
     """The key the ledger holds this fact's money under: its own, else a `same_as` key; None when neither."""
-    if fact.key in recorded:
-        return fact.key
-    return next((key for key in fact.same_as if key in recorded), None)
+    return next((key for key in (fact.key, *fact.same_as) if key in recorded), None)
 
 
 @dataclass(frozen=True)
