@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .background import Background
 from .lambda_runtime import Handler, LambdaContext, context_for, load_handler
 from .local_stripe import STRIPE_ENV
 from .template import Template
@@ -55,8 +56,10 @@ def scheduled_event(rule: str = "local-catch-up") -> dict[str, Any]:
     }
 
 
-class CatchUpSchedule:
+class CatchUpSchedule(Background):
     """Runs the handler every `every_s` seconds (first run after one period) until stopped."""
+
+    thread_name = "catch-up-schedule"
 
     def __init__(
         self,
@@ -74,8 +77,7 @@ class CatchUpSchedule:
         self.on_error = on_error
         self.runs = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def run_once(self) -> dict[str, Any]:
         """One invocation now (never two at once); returns the handler's answer."""
@@ -86,18 +88,7 @@ class CatchUpSchedule:
             self.on_run(answer)
         return answer
 
-    def start(self) -> CatchUpSchedule:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="catch-up-schedule", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
+    def _run(self) -> None:
         next_run = time.monotonic() + self.every_s
         while not self._stop.wait(max(0.0, next_run - time.monotonic())):
             next_run += self.every_s

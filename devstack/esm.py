@@ -11,11 +11,11 @@ an exception fails the whole batch.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .background import Background
 from .lambda_runtime import Handler, LambdaContext
 
 MAX_RECEIVE = 10  # SQS ReceiveMessage limit per call
@@ -61,7 +61,9 @@ def sqs_record(
     return record
 
 
-class EventSourceMapping:
+class EventSourceMapping(Background):
+    thread_name = "event-source-mapping"
+
     def __init__(
         self,
         sqs: Any,
@@ -85,8 +87,7 @@ class EventSourceMapping:
         self.report_batch_item_failures = report_batch_item_failures
         self.on_batch = on_batch
         self.invocations = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # ---- one poll ------------------------------------------------------------------------
 
@@ -177,17 +178,6 @@ class EventSourceMapping:
                     return True
                 time.sleep(0.2)
         return self.depth() == 0
-
-    def start(self) -> EventSourceMapping:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="event-source-mapping", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         while not self._stop.is_set():

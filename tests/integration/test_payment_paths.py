@@ -34,17 +34,6 @@ DAY = 86400
 NOW = int(time.time())
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Pipeline]:
-    # A refund naming its customer waits for its payment as long as one naming nobody: these shuffle a payment
-    # up to the whole history after its refund, and compare events byte for byte (REFUND_WAIT_DELIVERIES).
-    running = Pipeline(visibility_timeout_s=1, extra_env={"REFUND_WAIT_DELIVERIES": "5"})
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 def facts_of(event: dict[str, Any]) -> list[Fact]:
     provider = StripeProvider(from_environ({}))
     queued = QueuedEvent("stripe", event["id"], event["type"], 0, json.dumps(event).encode())
@@ -143,13 +132,6 @@ def account() -> StripeAccount:
     for event in story.events(types=("payment_intent.succeeded",)):
         story.refund(event.object_id, at=start + 10 * DAY)
     return story
-
-
-@pytest.fixture
-def api(account: StripeAccount) -> Iterator[StripeApiServer]:
-    with StripeApiServer(account, read_limits=None, validate_spec=True) as server:
-        yield server
-    assert server.spec_violations() == []
 
 
 def lookup(api: StripeApiServer) -> Any:

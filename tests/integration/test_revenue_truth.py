@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -34,17 +33,6 @@ EXPECTED_EVENTS = Counter(
         "Subscription Cancelled": 1,
     }
 )
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Pipeline]:
-    # A refund naming its customer waits for its payment as long as one naming nobody: these shuffle a payment
-    # up to the whole history after its refund, and compare events byte for byte (REFUND_WAIT_DELIVERIES).
-    running = Pipeline(visibility_timeout_s=1, extra_env={"REFUND_WAIT_DELIVERIES": "5"})
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def deliver(pipeline: Pipeline, events: list[dict[str, Any]], *, per_batch: int | None = None) -> None:
