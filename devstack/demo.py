@@ -49,9 +49,7 @@ def run(timeout_s: float = 80.0) -> int:
             mixpanel_port=0,
             state_dir=Path(state),
             persist_secrets=False,
-            stripe=StripeOptions(
-                port=0, history_end=first_day.history_end(), direct_payments=first_day.direct_payments_mapped()
-            ),
+            stripe=StripeOptions(port=0, history_end=first_day.history_end()),
         )
         out = sys.stdout  # the functions' own stdout goes to a log file while the stack runs
         try:

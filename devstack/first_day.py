@@ -30,23 +30,12 @@ def history_end() -> int:
     return first - first % 86400 - 1
 
 
-def direct_payments_mapped() -> bool:
-    """Whether the pipeline counts direct PaymentIntent payments (`payment_intent.succeeded`)."""
-    from revenue_webhooks.providers.stripe import PRODUCES
-
-    return "payment_intent.succeeded" in PRODUCES
-
-
 def run(stack: LocalStack, state: Path, wait: Callable[[str], None]) -> tuple[int, str]:
     """Backfill the history, let the last month's webhooks overlap it, reconcile; (reconcile's exit status, report)."""
     assert stack.stripe is not None and stack.stripe.account is not None and stack.api is not None
     account, environment = stack.stripe.account, tool_environment(stack)
     since, until = stack.stripe.period()
     stack.say(f"First day with a Stripe account: {stack.stripe.description()}")
-    if not direct_payments_mapped():
-        stack.say(
-            "  (its payments are Checkout and invoice ones: this pipeline does not map payment_intent.succeeded yet)"
-        )
     stack.say(f'$ make backfill ARGS="--since {since} --until {until}"')
     backfill = run_tool(
         "backfill", ["--since", since, "--until", until, "--state-dir", str(state / "backfill")], environment

@@ -42,7 +42,6 @@ class LocalStripe:
         port: int = DEFAULT_STRIPE_PORT,
         months: int = HISTORY_MONTHS,
         history_end: int | None = None,
-        direct_payments: bool = True,
         seed: int = 1,
     ) -> None:
         given = {name: environ.get(name, "").strip() for name in STRIPE_ENV}
@@ -53,7 +52,6 @@ class LocalStripe:
         self.port = port
         self.months = months
         self.history_end = history_end
-        self.direct_payments = direct_payments
         self.seed = seed
         self.server: StripeApiServer | None = None
         self.account: StripeAccount | None = None
@@ -73,7 +71,6 @@ class LocalStripe:
             customers=6,
             payments_per_month=4,
             seed=self.seed,
-            direct_payments=self.direct_payments,
         )
         self.server = StripeApiServer(self.account, port=self.port).start()
         return self
@@ -109,11 +106,10 @@ class LocalStripe:
 @dataclass
 class StripeOptions:
     """The local stack's Stripe account: the stand-in's port (None: STRIPE_PORT, else 3002), when its history
-    ends (None: now) and whether it holds direct PaymentIntent payments."""
+    ends (None: now)."""
 
     port: int | None = None
     history_end: int | None = None
-    direct_payments: bool = True
 
 
 def start_for(options: Any, error: type[Exception]) -> LocalStripe:
@@ -129,7 +125,6 @@ def start_for(options: Any, error: type[Exception]) -> LocalStripe:
             options.environ,
             port=port,
             history_end=options.stripe.history_end,
-            direct_payments=options.stripe.direct_payments,
         )
         return stripe.start()
     except ValueError as problem:
