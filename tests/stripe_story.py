@@ -108,7 +108,7 @@ class Story:
     ) -> dict[str, Any]:
         sub = _object("customer.subscription.created")
         item = sub["items"]["data"][0]
-        item["price"].update(id=price, nickname=plan_name, unit_amount=1000, currency="usd")
+        item["price"].update(id=price, nickname=plan_name, unit_amount=1000, unit_amount_decimal="1000", currency="usd")
         item["price"]["recurring"] = {**(item["price"].get("recurring") or {}), "interval": "month"}
         item["quantity"] = quantity
         sub.update(

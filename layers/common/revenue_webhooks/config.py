@@ -21,6 +21,9 @@ MIXPANEL_HOSTS = {
 MODES = ("live", "test", "any")
 ID_MERGE_MODES = ("simplified", "original")
 
+# The ECB's euro foreign exchange reference rates (docs/providers.md, "Reporting currency").
+ECB_RATES_URL = "https://www.ecb.europa.eu/stats/eurofxref/"
+
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
 
@@ -60,6 +63,11 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # One reporting currency (README "Reporting currency"): every money property also converted into it.
+    reporting_currency: str = ""
+    reporting_format: str = "{property} ({currency})"
+    reference_rates_url: str = ECB_RATES_URL
+    rates_timeout_s: float = 10.0
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -89,6 +97,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    reporting = _reporting(environ, profile_currency)
     return Settings(
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
@@ -121,7 +130,34 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
+        **reporting,
     )
+
+
+def _reporting(environ: Mapping[str, str], profile_currency: str) -> dict[str, Any]:
+    """REPORTING_CURRENCY (PROFILE_CURRENCY, deprecated, serves when it is unset), its property names and rates."""
+    currency = (environ.get("REPORTING_CURRENCY", "").strip() or profile_currency).upper()
+    if currency and (len(currency) != 3 or not currency.isascii() or not currency.isalpha()):
+        raise ConfigError(f"REPORTING_CURRENCY={currency!r}: expected an ISO 4217 code such as USD")
+    fmt = environ.get("REPORTING_PROPERTY_FORMAT", "").strip() or "{property} ({currency})"
+    try:
+        example = fmt.format(property="Revenue", currency="USD")
+    except (KeyError, IndexError, ValueError):
+        example = ""
+    if "Revenue" not in example or "{property}" not in fmt:
+        raise ConfigError(
+            f"REPORTING_PROPERTY_FORMAT={fmt!r}: expected a template with {{property}} and optionally {{currency}}, "
+            'such as "{property} ({currency})"'
+        )
+    url = environ.get("REFERENCE_RATES_URL", "").strip() or ECB_RATES_URL
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"REFERENCE_RATES_URL={url!r}: expected an http(s) URL")
+    return {
+        "reporting_currency": currency,
+        "reporting_format": fmt,
+        "reference_rates_url": url if url.endswith("/") else url + "/",
+        "rates_timeout_s": _float(environ, "REFERENCE_RATES_TIMEOUT_SECONDS", 10.0),
+    }
 
 
 @cache

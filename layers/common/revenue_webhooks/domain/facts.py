@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .amounts import Amounts
+from .fx import Conversion, Rate
 from .money import Money
+from .mrr import MrrChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,24 @@ class Fact:
     # References whose recorded identity this fact must take (a refund takes the user
     # of the payment it refunds); unresolved references defer the fact.
     identity_from: tuple[str, ...] = ()
+    # Subscription economics: the subscription's MRR after (and before) this event (domain/mrr.py); what a
+    # payment or refund was made of (amounts.py); the provider's own conversions of `money` into other
+    # currencies, and the reporting-currency rate the forwarder chose before rendering (fx.py).
+    mrr: MrrChange | None = None
+    amounts: Amounts | None = None
+    conversions: tuple[Conversion, ...] = ()
+    rate: Rate | None = None
 
     @property
     def provider(self) -> str:
         return self.key.split(":", 1)[0]
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of this fact's money (its payment's, else its subscription's MRR)."""
+        if self.money is not None:
+            return self.money.currency
+        return self.mrr.after.currency if self.mrr is not None else None
 
 
 def payment_ref(provider: str, payment_id: str) -> str:

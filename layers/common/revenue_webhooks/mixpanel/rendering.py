@@ -15,6 +15,7 @@ from ..domain import catalog as c
 from ..domain.facts import Fact
 from ..domain.identity import device_id, distinct_id
 from ..domain.money import Money
+from . import economics
 
 # Fixed namespace: changing it would change every $insert_id and break deduplication of replays.
 INSERT_ID_NAMESPACE = uuid.UUID("5b0f8a64-3c1e-4d1b-9a7e-2f8f9b6c1d20")
@@ -46,6 +47,8 @@ def mixpanel_event(fact: Fact, settings: Settings) -> dict[str, Any]:
     for name, value in fact.properties.items():
         if value is not None:
             properties[settings.property_names.get(name, name)] = value
+    for name, value in {**economics.event_properties(fact), **economics.reporting_properties(fact, settings)}.items():
+        properties[settings.property_names.get(name, name)] = value
     return {"event": settings.event_names.get(fact.event, fact.event), "properties": properties}
 
 
@@ -63,7 +66,7 @@ def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> di
     }
     for currency, minor in sorted(revenue.items()):
         values[f"{c.LIFETIME_REVENUE} {currency}"] = Money(int(minor), currency).revenue()
-    if settings.profile_currency:
+    if settings.profile_currency:  # deprecated (README, "Reporting currency"): this currency's revenue only
         values[c.LIFETIME_REVENUE] = Money(
             int(revenue.get(settings.profile_currency, 0)), settings.profile_currency
         ).revenue()
@@ -75,5 +78,6 @@ def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> di
         values[c.LAST_PURCHASE_DATE] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(totals["last_purchase_at"])))
     if settings.send_email and totals.get("email"):
         values["$email"] = totals["email"]
+    values.update(economics.profile_values(totals, settings))
     values = {settings.property_names.get(name, name): value for name, value in values.items()}
     return {"$token": token, "$distinct_id": distinct, "$ip": "0", "$ignore_time": True, "$set": values}
