@@ -47,7 +47,7 @@ def reporting_properties(fact: Fact, settings: Settings) -> dict[str, Any]:
     rate = fact.rate
     if not settings.reporting_currency or rate is None or rate.value is None:
         return {}
-    amounts = {}
+    amounts: dict[str, Money | None] = {}
     if fact.money is not None:
         amounts[c.REVENUE] = fact.money
         if fact.amounts is not None:

@@ -37,9 +37,9 @@ def subscription_mrr(sub: dict[str, Any]) -> Money | None:
     charges: list[Charge] = []
     for item in lines:
         charge = _charge(item, sub)
-        if charge is False:
+        if charge is UNREADABLE:
             return None
-        if charge is not None:
+        if isinstance(charge, Charge):
             charges.append(charge)
     discounts = _discounts(sub, currency)
     if discounts is None:
@@ -114,14 +114,17 @@ def _price(item: dict[str, Any]) -> dict[str, Any]:
     return obj(item.get("price")) or obj(item.get("plan"))
 
 
-def _charge(item: dict[str, Any], sub: dict[str, Any]) -> Charge | bool | None:
-    """One item's charge per period; None for a metered item (excluded from MRR); False when unreadable."""
+UNREADABLE = "unreadable"
+
+
+def _charge(item: dict[str, Any], sub: dict[str, Any]) -> Charge | str | None:
+    """One item's charge per period; None for a metered item (excluded from MRR); UNREADABLE when unreadable."""
     price = _price(item)
     recurring = obj(price.get("recurring"))
     if (recurring.get("usage_type") or price.get("usage_type")) == "metered":
         return None
     if price.get("billing_scheme") == "tiered":
-        return False  # the tiers are not in a webhook's price
+        return UNREADABLE  # the tiers are not in a webhook's price
     interval = billing_interval(
         recurring.get("interval") or price.get("interval"),
         recurring.get("interval_count") or price.get("interval_count") or 1,
@@ -129,7 +132,7 @@ def _charge(item: dict[str, Any], sub: dict[str, Any]) -> Charge | bool | None:
     unit = _unit_amount(price)
     quantity = _quantity(item, price)
     if interval is None or unit is None or quantity is None:
-        return False
+        return UNREADABLE
     amount = unit * quantity
     if price.get("tax_behavior") == "inclusive":
         inclusive = [
