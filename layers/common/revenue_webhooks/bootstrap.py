@@ -16,6 +16,8 @@ from typing import Any
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.rate_cache import DynamoDbRateCache
+from .adapters.reference_rates import EcbReferenceRates
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
 from .config import Settings, settings
@@ -23,6 +25,7 @@ from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
 from .service.forwarder import Forwarder
 from .service.receiver import Receiver
+from .service.reporting import ReportingRates
 
 # What each function calls, created at init so the first webhook does not wait for it.
 RECEIVER_SERVICES = ("sqs", "secretsmanager")
@@ -88,6 +91,7 @@ def forwarder() -> Forwarder:
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
+            rates=reporting_rates(),
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached
@@ -95,6 +99,19 @@ def forwarder() -> Forwarder:
 
 
 _FORWARDERS: dict[str, Forwarder] = {}
+
+
+@cache
+def reporting_rates() -> ReportingRates | None:
+    """The reporting currency's rates (ECB reference tables kept in the ledger's table); None when not configured."""
+    config = _checked_settings()
+    if not config.reporting_currency:
+        return None
+    return ReportingRates(
+        config.reporting_currency,
+        DynamoDbRateCache(config.ledger_table, aws("dynamodb")),
+        EcbReferenceRates(config.reference_rates_url, config.rates_timeout_s),
+    )
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -187,7 +204,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings, reporting_rates):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

@@ -29,7 +29,8 @@ from ..domain.webhook import QueuedEvent
 from ..mixpanel.rendering import mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
-from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
+from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue, RatesUnavailable
+from .reporting import ReportingRates
 
 logger = observability.logger
 
@@ -85,6 +86,8 @@ class Forwarder:
         sink: EventSink,
         dead_letters: MessageQueue,
         project_token: str,
+        *,
+        rates: ReportingRates | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -92,6 +95,7 @@ class Forwarder:
         self.sink = sink
         self.dead_letters = dead_letters
         self.project_token = project_token  # "" : profiles are not sent
+        self.rates = rates  # None: no reporting currency configured
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -102,6 +106,7 @@ class Forwarder:
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
+        self._attach_rates(messages)
         totals = self._record(messages)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
         # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
@@ -171,6 +176,33 @@ class Forwarder:
                     )
                 resolved.append(fact)
             message.facts = resolved
+
+    def _attach_rates(self, messages: list[Message]) -> None:
+        """The reporting currency's rate on every fact, before rendering (service/reporting.py).
+
+        While rates can be neither read nor fetched the messages wait; on their last attempt they go out
+        unconverted rather than to the dead-letter queue (their revenue matters more than its conversion).
+        """
+        pending = [m for m in messages if m.result is None and m.facts]
+        if self.rates is None or not pending:
+            return
+        try:
+            rated = self.rates.attach([fact for m in pending for fact in m.facts])
+        except RatesUnavailable as error:
+            logger.warning("reference rates unavailable", extra={"detail": str(error)})
+            observability.add("RatesUnavailable")
+            last = [m for m in pending if m.attempts >= self.settings.max_receive_count]
+            for message in pending:
+                if message not in last:
+                    message.decide(Result(Outcome.TRANSIENT, "rates_unavailable", str(error)))
+            pending = last
+            try:
+                rated = self.rates.attach([fact for m in pending for fact in m.facts], fetch=False)
+            except RatesUnavailable:
+                rated = [replace(fact, rate=None) for m in pending for fact in m.facts]
+        position = 0
+        for message in pending:
+            message.facts, position = rated[position : position + len(message.facts)], position + len(message.facts)
 
     def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.

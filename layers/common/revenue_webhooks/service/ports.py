@@ -5,10 +5,11 @@ in-memory fakes (tests/unit/service/)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..domain.facts import Fact, Identity
+from ..domain.fx import RateTable
 from ..domain.outcomes import Result
 
 # What `Ledger.record_all` says of each fact: (its canonical event, newly recorded), or the error that stopped it.
@@ -73,3 +74,31 @@ class WebhookSecrets(Protocol):
     """A route's signing secrets, several while one is rotated (adapters/secrets.py)."""
 
     def for_route(self, route: str) -> list[str]: ...
+
+
+# ---- the reporting currency (service/reporting.py) ---------------------------------------------
+
+
+class RatesUnavailable(Exception):
+    """Reference rates could be neither read from the cache nor fetched: retry, or render unconverted at the end."""
+
+
+class RateCache(Protocol):
+    """Reference tables kept per fact day (adapters/dynamodb_ledger.py): the first one stored for a day is the
+    one every later rendering uses, so a replay or redrive renders the same bytes."""
+
+    def rate_tables(self, source: str, days: Iterable[str]) -> dict[str, RateTable]: ...
+
+    def keep_rate_tables(self, source: str, tables: Mapping[str, RateTable]) -> dict[str, RateTable]:
+        """Store each day's table unless one is stored already; returns what is stored for those days."""
+        ...
+
+
+class RateSource(Protocol):
+    """Published reference tables (adapters/reference_rates.py: the ECB's); raises RatesUnavailable."""
+
+    name: str
+
+    def tables(self, days: Collection[str]) -> list[RateTable]:
+        """Every table published from a little before the oldest of `days` (YYYY-MM-DD) on."""
+        ...
