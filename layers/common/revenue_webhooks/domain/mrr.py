@@ -46,6 +46,14 @@ CONTRACTION = "Contraction"
 CHURN = "Churn"
 REACTIVATION = "Reactivation"
 MOVEMENTS = (NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION)
+# What each means here (docs/events.md): ChartMogul's meanings, applied to one subscription.
+MOVEMENT_MEANINGS = (
+    (NEW, "The subscription starts paying: created paying, or a trial converted. MRR Change = its MRR."),
+    (EXPANSION, "A paying subscription's MRR grows: more seats, a higher plan, a discount ending."),
+    (CONTRACTION, "It shrinks and stays above zero: fewer seats, a lower plan, a discount added."),
+    (CHURN, "It stops paying: cancelled and ended, paused. MRR Change = minus its MRR before."),
+    (REACTIVATION, "A subscription that had paid and stopped pays again (Paddle's resume)."),
+)
 
 # When two events about one subscription carry the same second, the later step of a lifecycle is its
 # newer state (a subscription created and upgraded in one second ends upgraded): the order of facts
