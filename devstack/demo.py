@@ -195,26 +195,29 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         ],
     )
 
+    reporting = stack.template.parameters.get("ReportingCurrency", "")
+    lines += _economics(events, reporting, stack.rates_description)
+
     profiles = mixpanel.profiles()
     lines += ["", f"Profiles ({len(profiles)}):", ""]
     rows = []
     for distinct_id, properties in sorted(profiles.items()):
-        revenue = "; ".join(
-            f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
-            for name, value in sorted(properties.items())
-            if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
-        )
         rows.append(
             [
                 distinct_id,
                 str(properties.get("Purchase Count", "")),
                 str(properties.get("Refund Count", "")),
-                revenue,
+                _per_currency(properties, "Lifetime Revenue "),
+                _per_currency(properties, "MRR "),
+                _reporting(properties, "Lifetime Revenue", reporting),
+                _reporting(properties, "MRR", reporting),
                 str(properties.get("Plan", "")),
                 str(properties.get("Subscription Status", "")),
             ]
         )
-    lines += _table(["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Subscription"], rows)
+    header = ["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "MRR"]
+    header += [f"Lifetime ({reporting})", f"MRR ({reporting})"] if reporting else ["", ""]
+    lines += _table([*header, "Plan", "Subscription"], rows)
 
     ignored = [s for s in sent if s.status == 200 and s.answer.get("status") == "ignored"]
     lines += ["", f"Ignored by the receiver (answered 200, not queued): {len(ignored)}", ""]
@@ -250,6 +253,80 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         f"{tally.retried} retries, 0 dead-lettered.",
     ]
     return "\n".join(lines)
+
+
+def _economics(events: list[dict[str, Any]], reporting: str, rates: str) -> list[str]:
+    """MRR movements by currency, and revenue in the reporting currency with where its rates came from."""
+    from revenue_webhooks.domain.money import exponent
+
+    movements: dict[tuple[str, str], list[float]] = {}
+    for event in events:
+        p = event["properties"]
+        if "MRR Movement" in p and isinstance(p.get("MRR Change"), int | float):
+            entry = movements.setdefault((p["MRR Movement"], p.get("Currency", "")), [0, 0.0])
+            entry[0] += 1
+            entry[1] += p["MRR Change"]
+    lines = ["", "MRR movements (sum of MRR Change by MRR Movement):", ""]
+    lines += _table(
+        ["Movement", "Currency", "Events", "MRR Change"],
+        [[m, cur, str(int(n)), _amount(total, exponent(cur))] for (m, cur), (n, total) in sorted(movements.items())],
+    )
+    if not reporting:
+        return lines
+    name = f"Revenue ({reporting})"
+    gross = refunds = 0.0
+    sources: dict[str, int] = {}
+    unconverted = 0
+    for event in events:
+        p = event["properties"]
+        if "Revenue" not in p or event["event"] not in ("Purchase Completed", "Refund Issued"):
+            continue
+        if name not in p:
+            unconverted += 1
+            continue
+        sources[p.get("Exchange Rate Source", "same currency")] = (
+            sources.get(p.get("Exchange Rate Source", "same currency"), 0) + 1
+        )
+        if event["event"] == "Refund Issued":
+            refunds += p[name]
+        else:
+            gross += p[name]
+    places = exponent(reporting)
+    lines += [
+        "",
+        f"Revenue in the reporting currency {reporting} (each event at its own rate; rates from {rates}):",
+        "",
+    ]
+    lines += _table(
+        ["Gross", "Refunds", "Net", "Converted by", "Unconverted"],
+        [
+            [
+                _amount(gross, places),
+                _amount(refunds, places),
+                _amount(gross - refunds, places),
+                ", ".join(f"{k} {v}" for k, v in sorted(sources.items())),
+                str(unconverted),
+            ]
+        ],
+    )
+    return lines
+
+
+def _per_currency(properties: dict[str, Any], prefix: str) -> str:
+    from revenue_webhooks.domain.money import exponent
+
+    return "; ".join(
+        f"{name[len(prefix) :]} {_amount(value, exponent(name[len(prefix) :]))}"
+        for name, value in sorted(properties.items())
+        if name.startswith(prefix) and len(name) == len(prefix) + 3 and isinstance(value, int | float)
+    )
+
+
+def _reporting(properties: dict[str, Any], name: str, currency: str) -> str:
+    from revenue_webhooks.domain.money import exponent
+
+    value = properties.get(f"{name} ({currency})") if currency else None
+    return _amount(value, exponent(currency)) if isinstance(value, int | float) else ""
 
 
 def _amount(value: float, decimals: int) -> str:

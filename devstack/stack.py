@@ -120,6 +120,9 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.reference_rates: Any = None  # devstack.reference_rates.ReferenceRatesServer when a stand-in serves
+        self.rates_description = ""
+        self.rates_url = ""
 
     # ---- start and stop ------------------------------------------------------------------
 
@@ -199,6 +202,7 @@ class LocalStack:
                 f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
             )
 
+        self._start_reference_rates()
         self._load_functions(api_url)
         from .esm import EventSourceMapping
 
@@ -217,7 +221,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, self.esm, self.mixpanel, self.reference_rates, self.moto):
             try:
                 if part is not None:
                     part.stop()
@@ -250,8 +254,27 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        parameters["ReportingCurrency"] = self.options.environ.get("REPORTING_CURRENCY", "USD").strip().upper()
         parameters.update(self.options.parameters)
         return parameters
+
+    def _start_reference_rates(self) -> None:
+        """With a reporting currency, the ECB's files from the local stand-in (devstack/reference_rates.py),
+        unless REFERENCE_RATES_URL names a source (the ECB's own: https://www.ecb.europa.eu/stats/eurofxref/)."""
+        if not self.template.parameters.get("ReportingCurrency"):
+            self.rates_description = "no ReportingCurrency: nothing converted"
+            return
+        self.rates_url = self.options.environ.get("REFERENCE_RATES_URL", "").strip()
+        if self.rates_url:
+            self.rates_description = f"{self.rates_url} (REFERENCE_RATES_URL)"
+            return
+        from .reference_rates import ReferenceRatesServer
+
+        self.reference_rates = ReferenceRatesServer().start()
+        self.rates_url = self.reference_rates.base_url
+        self.rates_description = (
+            f"local ECB stand-in at {self.reference_rates.base_url} (the ECB's 2024-06-28 table on every business day)"
+        )
 
     @property
     def senders(self) -> list[str]:
@@ -357,6 +380,7 @@ class LocalStack:
             **self.template.function_environment(FORWARDER, resolve),
             **local,
             "MIXPANEL_API_URL": mixpanel_url,
+            **({"REFERENCE_RATES_URL": self.rates_url} if self.rates_url else {}),
         }
         from revenue_webhooks.config import ConfigError, from_environ
 
@@ -537,6 +561,8 @@ class LocalStack:
             "  and start this stack with the secret it prints: STRIPE_WEBHOOK_SECRET=$(stripe listen --print-secret) make dev",
             "",
             f"Mixpanel: {self.mixpanel_description}",
+            f"Reporting currency {self.template.parameters.get('ReportingCurrency') or '(none)'}: "
+            f"rates from {self.rates_description}",
             f"Queue: {self.source.queue} (VisibilityTimeout {self.queue_attributes.get('VisibilityTimeout')} s, "
             f"maxReceiveCount {json.loads(self.queue_attributes.get('RedrivePolicy') or '{}').get('maxReceiveCount')}"
             f" -> {self.dead_letter_queue}); {FORWARDER} batches of up to {self.source.batch_size}, "

@@ -26,7 +26,7 @@ NAMESPACE = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 RECENT_FILE = "eurofxref-hist-90d.xml"
 HISTORY_FILE = "eurofxref-hist.xml"
 RECENT_DAYS = 90 - MAX_TABLE_AGE_DAYS - 2  # days the 90-day file surely covers, with the table before them
-MAX_BYTES = 8_000_000  # the whole history is ~2 MB; anything far larger is not the ECB's file
+MAX_BYTES = 32_000_000  # the whole history is ~8 MB (since 1999); anything far larger is not the ECB's file
 
 
 class EcbReferenceRates(RateSource):
