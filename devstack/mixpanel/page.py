@@ -44,6 +44,12 @@ class RevenueView:
     amount_property: str = "Revenue"
     currency_property: str = "Currency"
     refund_events: tuple[str, ...] = ("Refund Issued",)
+    # MRR (docs/events.md "MRR, movements and the reporting currency")
+    mrr_property: str = "MRR"
+    mrr_change_property: str = "MRR Change"
+    movement_property: str = "MRR Movement"
+    subscription_property: str = "Subscription ID"
+    provider_property: str = "Provider"
 
 
 CATALOG_REVENUE_VIEW = RevenueView()
@@ -67,6 +73,38 @@ def daily_revenue(rows: Iterable[sqlite3.Row], view: RevenueView) -> list[dict[s
         entry["net"] += -abs(amount) if refund else amount
         entry["events"] += 1
     return [totals[key] for key in sorted(totals)]
+
+
+def daily_mrr(rows: Iterable[sqlite3.Row], view: RevenueView) -> dict[str, Any]:
+    """MRR at the end of each UTC day per currency (each subscription's newest `MRR`, summed), and the day's
+    `MRR Change` by `MRR Movement`; from the deduplicated events, in event-time order."""
+    events = []
+    for row in rows:
+        props = json.loads(row["properties"])
+        mrr, currency = props.get(view.mrr_property), props.get(view.currency_property)
+        subscription = props.get(view.subscription_property)
+        if not is_number(mrr) or not isinstance(currency, str) or not currency or subscription is None:
+            continue
+        events.append((row["time_ms"], row["seq"], props, currency.upper()))
+    state: dict[str, dict[tuple[Any, Any], float]] = {}
+    totals: dict[tuple[str, str], float] = {}
+    movements: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for time_ms, _, props, currency in sorted(events, key=lambda e: (e[0], e[1])):
+        day = datetime.fromtimestamp(time_ms / 1000, UTC).date().isoformat()
+        subscriptions = state.setdefault(currency, {})
+        subscriptions[(props.get(view.provider_property), props[view.subscription_property])] = props[view.mrr_property]
+        totals[(day, currency)] = sum(subscriptions.values())
+        change, movement = props.get(view.mrr_change_property), props.get(view.movement_property)
+        if is_number(change) and isinstance(movement, str) and movement:
+            entry = movements.setdefault(
+                (day, currency, movement), {"day": day, "currency": currency, "movement": movement, "change": 0.0}
+            )
+            entry["change"] += change
+    return {
+        "mrr": [{"day": d, "currency": cur, "mrr": round(v, 6)} for (d, cur), v in sorted(totals.items())],
+        "movements": [movements[key] for key in sorted(movements)],
+        "currencies": sorted(state),
+    }
 
 
 def events_json(rows: list[sqlite3.Row], query: dict[str, str], view: RevenueView) -> dict[str, Any]:

@@ -117,6 +117,10 @@ class MixpanelServer(LocalServer):
         """Revenue per UTC day and currency from the deduplicated events: gross, refunds, net and event count."""
         return page.daily_revenue(self._store.event_rows(), self.revenue_view)
 
+    def mrr(self) -> dict[str, Any]:
+        """MRR per day and currency, and the day's MRR Change by movement (the page's MRR charts)."""
+        return page.daily_mrr(self._store.event_rows(), self.revenue_view)
+
     def reset(self) -> None:
         """Forget everything: events, profiles, requests, spec violations, faults and their counters."""
         self._store.reset()
@@ -131,6 +135,7 @@ class MixpanelServer(LocalServer):
         page_json: dict[str, Callable[[dict[str, str]], Any]] = {
             "/api/events": lambda q: page.events_json(self._store.event_rows(), q, self.revenue_view),
             "/api/revenue": lambda _q: page.revenue_json(self.revenue()),
+            "/api/mrr": lambda _q: self.mrr(),
             "/api/profiles": lambda _q: {"profiles": self._store.recently_updated_profiles()},
             "/api/dead-letters": lambda _q: page.dead_letters_json(self.dead_letters),
             "/api/requests": lambda _q: {

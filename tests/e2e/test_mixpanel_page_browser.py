@@ -212,3 +212,46 @@ def test_dead_letters_not_connected(browser: Browser) -> None:
         expect(tab.locator("#dead-letters")).to_have_text("not connected")
         expect(tab.locator("#events")).to_contain_text("No events yet.")
         tab.close()
+
+
+def subscription_event(insert_id: str, sub_id: str, days_ago: int, mrr: float, change: float, movement: str) -> dict:
+    return {
+        "event": "Subscription Changed",
+        "properties": {
+            "time": NOW - days_ago * DAY,
+            "distinct_id": "user-9",
+            "$insert_id": insert_id,
+            "Subscription ID": sub_id,
+            "MRR": mrr,
+            "MRR Change": change,
+            "MRR Movement": movement,
+            "Currency": "EUR",
+            "Provider": "stripe",
+        },
+    }
+
+
+def test_mrr_is_charted_over_time_with_its_movements_by_type(browser: Browser) -> None:
+    with MixpanelServer() as mixpanel:
+        send(
+            mixpanel,
+            [
+                subscription_event("m1", "sub_a", 3, 20, 20, "New"),
+                subscription_event("m2", "sub_b", 2, 50, 50, "New"),
+                subscription_event("m3", "sub_a", 1, 40, 20, "Expansion"),
+                subscription_event("m4", "sub_b", 0, 0, -50, "Churn"),
+            ],
+        )
+        tab = browser.new_page()
+        tab.goto(mixpanel.url)
+        tab.wait_for_selector("body[data-loaded='1']")
+        line = tab.locator("svg.mrr-line[data-mrr-currency='EUR']")
+        expect(line.locator("circle.mrr-point")).to_have_count(4)  # one point a day
+        expect(tab.locator(".chart", has=line)).to_contain_text("€40.00")  # sub_a 40 + sub_b 0, today
+        bars = tab.locator("svg.mrr-movements[data-mrr-currency='EUR'] rect.movement")
+        assert sorted(bars.evaluate_all("bars => bars.map(b => b.dataset.movement)")) == [
+            "Churn", "Expansion", "New", "New"
+        ]  # fmt: skip
+        expect(tab.locator(".chart", has=tab.locator("svg.mrr-movements"))).to_contain_text("net new €40.00")
+        tab.screenshot(path=str(SCREENSHOT.with_name("mixpanel-page-mrr.png")), full_page=True)
+        tab.close()
