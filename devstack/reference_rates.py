@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app: ReferenceRatesServer = self.server.app
-        name = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
+        name = self.path.split("?", 1)[0].removeprefix("/")
         app.requests.append(name)
         if app.down:
             self._answer(503, b"unavailable", "text/plain")
