@@ -13,11 +13,13 @@ import os
 import re
 import subprocess
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 import stripe
 
+from devstack.reference_rates import STAND_IN_RATES
 from devstack.samples import EVENTS_DIR, SQS_DIR, samples
 from devstack.template import ROOT
 
@@ -79,9 +81,36 @@ def test_the_table_has_revenue_per_currency_in_its_own_decimals(demo: subprocess
     assert float(usd[1].replace(",", "")) - float(usd[3].replace(",", "")) == pytest.approx(19.0)
 
 
+def _sample(name: str) -> dict:
+    return json.loads((EVENTS_DIR / "stripe" / f"{name}.json").read_text())["data"]["object"]
+
+
 def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[str]) -> None:
-    assert _row(demo.stdout, "user_1001") == ["user_1001", "3", "1", "USD 60.00", "Team Monthly", "active"]
-    assert _row(demo.stdout, "user_2002") == ["user_2002", "1", "0", "JPY 3,000"]
+    team = _sample("customer.subscription.updated.plan_change")["items"]["data"][0]
+    mrr = team["price"]["unit_amount"] * team["quantity"] / 100  # Team Monthly: 49.00 a month
+    assert _row(demo.stdout, "user_1001") == [
+        "user_1001", "3", "1", "USD 60.00", f"USD {mrr:.2f}", "60.00", f"{mrr:.2f}", "Team Monthly", "active"
+    ]  # fmt: skip
+    # Haruki's ¥3,000 in USD at the local ECB stand-in's rates (USD and JPY per euro), crossed through the euro.
+    usd = Decimal(3000) / Decimal(STAND_IN_RATES["JPY"]) * Decimal(STAND_IN_RATES["USD"])
+    assert _row(demo.stdout, "user_2002") == [
+        "user_2002",
+        "1",
+        "0",
+        "JPY 3,000",
+        f"{usd.quantize(Decimal('0.01'), ROUND_HALF_UP)}",
+    ]
+
+
+def test_the_table_has_mrr_movements(demo: subprocess.CompletedProcess[str]) -> None:
+    pro = _sample("customer.subscription.created")["items"]["data"][0]["price"]["unit_amount"] / 100  # 15.00
+    team = _sample("customer.subscription.updated.plan_change")["items"]["data"][0]["price"]["unit_amount"] / 100
+    assert _row(demo.stdout, "Expansion") == ["Expansion", "USD", "1", f"{team - pro:.2f}"]  # Pro to Team
+    revenuecat = json.loads((EVENTS_DIR / "revenuecat" / "INITIAL_PURCHASE.json").read_text())["event"]
+    weekly = Decimal(str(revenuecat["price_in_purchased_currency"])) * 52 / 12  # a weekly product, per month
+    new = Decimal(str(pro)) + weekly.quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert _row(demo.stdout, "New") == ["New", "USD", "2", f"{new:.2f}"]
+    assert "Revenue in the reporting currency USD" in demo.stdout
 
 
 def test_the_table_says_what_was_ignored_and_rejected_and_why(demo: subprocess.CompletedProcess[str]) -> None:
