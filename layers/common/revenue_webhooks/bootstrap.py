@@ -91,7 +91,7 @@ def forwarder() -> Forwarder:
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
-            rates=reporting_rates(),
+            enrichers=[rates] if (rates := reporting_rates()) else [],
         )
         _FORWARDERS.clear()
         _FORWARDERS[credentials_json] = cached

@@ -40,7 +40,7 @@ class RatesRig(Rig):
         super().__init__(settings=SETTINGS)
         self.source = source or PublishedRates(published())
         self.cache = cache or InMemoryRateCache()
-        self.forwarder.rates = ReportingRates("USD", self.cache, self.source)
+        self.forwarder.enrichers = [ReportingRates("USD", self.cache, self.source)]
 
     def send(self, events: list[dict[str, Any]], *, attempts: int = 1) -> list[str]:
         return self.run(

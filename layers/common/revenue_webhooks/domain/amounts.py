@@ -8,8 +8,10 @@ Nothing is estimated: a provider that does not state the tax gets no `Tax` and n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
+from .fx import Conversion
 from .money import Money
 
 
@@ -31,3 +33,32 @@ class Amounts:
         if self.tax is None or self.tax.currency != revenue.currency:
             return None
         return revenue - self.tax
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What the processor's own books say of a payment or refund (Stripe's balance transaction): the amount
+    as it entered the merchant's balance, the processor's fee and what was left, in the balance's currency."""
+
+    gross: Money
+    fee: Money
+    net: Money
+    source: str  # e.g. "stripe_balance_transaction"
+
+
+def settled(amounts: Amounts | None, paid: Money, settlement: Settlement) -> tuple[Amounts, Conversion | None]:
+    """`amounts` with the processor's fee (in the payment's currency, at the processor's own rate when it
+    settled in another one) and the settled amount; and the processor's conversion of the payment, if any."""
+    base = amounts or Amounts()
+    gross, fee = abs(settlement.gross.minor), abs(settlement.fee.minor)
+    if settlement.gross.currency == paid.currency:
+        return replace(base, fee=Money(fee, paid.currency), settlement=_abs(settlement.net)), None
+    if gross == 0:
+        return replace(base, settlement=_abs(settlement.net)), None
+    fee_paid = Money.rounded(Decimal(fee) * Decimal(abs(paid.minor)) / Decimal(gross), paid.currency)
+    conversion = Conversion(_abs(paid), Money(gross, settlement.gross.currency), settlement.source)
+    return replace(base, fee=fee_paid, settlement=_abs(settlement.net)), conversion
+
+
+def _abs(money: Money) -> Money:
+    return Money(abs(money.minor), money.currency)

@@ -83,6 +83,9 @@ class Fact:
     amounts: Amounts | None = None
     conversions: tuple[Conversion, ...] = ()
     rate: Rate | None = None
+    # A payment or refund the provider's API can state the settlement of (Stripe: a PaymentIntent, charge or
+    # balance transaction id); the forwarder looks it up before rendering when an API key is configured.
+    settlement_ref: str | None = None
 
     @property
     def provider(self) -> str:

@@ -193,6 +193,7 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             ip=e.ip(metadata),
             email=dig(session, "customer_details", "email") or session.get("customer_email"),
             amounts=checkout_amounts(session, money),
+            settlement_ref=payment_intent,
             links=(payment_ref(NAME, payment_intent),) if payment_intent else (),  # what its refunds will name
         )
     ]
@@ -237,6 +238,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
             amounts=invoice_amounts(invoice, money),
+            settlement_ref=next((ref for ref in refs if ref), None),
             links=tuple(payment_ref(NAME, ref) for ref in refs if ref),
         )
     ]
@@ -296,6 +298,7 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
             properties={c.REFUND_ID: refund_id, **({c.REASON: refund["reason"]} if refund.get("reason") else {})},
             profile=ProfileEffect(refunds=1, revenue=-money),
             identity_from=tuple(payment_ref(NAME, ref) for ref in (payment_intent, charge_id) if ref),
+            settlement_ref=_id_of(refund.get("balance_transaction")),
         )
     ]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,8 +29,7 @@ from ..domain.webhook import QueuedEvent
 from ..mixpanel.rendering import mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
-from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue, RatesUnavailable
-from .reporting import ReportingRates
+from .ports import EnrichmentUnavailable, EventSink, FactEnricher, Ledger, LedgerUnavailable, MessageQueue
 
 logger = observability.logger
 
@@ -87,7 +86,7 @@ class Forwarder:
         dead_letters: MessageQueue,
         project_token: str,
         *,
-        rates: ReportingRates | None = None,
+        enrichers: Sequence[FactEnricher] = (),
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -95,7 +94,9 @@ class Forwarder:
         self.sink = sink
         self.dead_letters = dead_letters
         self.project_token = project_token  # "" : profiles are not sent
-        self.rates = rates  # None: no reporting currency configured
+        # Lookups each fact needs before rendering, in order: settlements (service/settlements.py), then the
+        # reporting currency's rates (service/reporting.py); none when neither is configured.
+        self.enrichers = list(enrichers)
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -106,7 +107,7 @@ class Forwarder:
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
-        self._attach_rates(messages)
+        self._enrich(messages)
         totals = self._record(messages)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
         # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
@@ -177,32 +178,34 @@ class Forwarder:
                 resolved.append(fact)
             message.facts = resolved
 
-    def _attach_rates(self, messages: list[Message]) -> None:
-        """The reporting currency's rate on every fact, before rendering (service/reporting.py).
+    def _enrich(self, messages: list[Message]) -> None:
+        """What each fact needs looked up before it is rendered: a settlement, the reporting currency's rate.
 
-        While rates can be neither read nor fetched the messages wait; on their last attempt they go out
-        unconverted rather than to the dead-letter queue (their revenue matters more than its conversion).
+        While a lookup fails the messages wait; on their last attempt they go out without it rather than to
+        the dead-letter queue (their revenue matters more than its conversion or fee).
         """
-        pending = [m for m in messages if m.result is None and m.facts]
-        if self.rates is None or not pending:
-            return
-        try:
-            rated = self.rates.attach([fact for m in pending for fact in m.facts])
-        except RatesUnavailable as error:
-            logger.warning("reference rates unavailable", extra={"detail": str(error)})
-            observability.add("RatesUnavailable")
-            last = [m for m in pending if m.attempts >= self.settings.max_receive_count]
-            for message in pending:
-                if message not in last:
-                    message.decide(Result(Outcome.TRANSIENT, "rates_unavailable", str(error)))
-            pending = last
+        for enricher in self.enrichers:
+            pending = [m for m in messages if m.result is None and m.facts]
+            if not pending:
+                return
             try:
-                rated = self.rates.attach([fact for m in pending for fact in m.facts], fetch=False)
-            except RatesUnavailable:
-                rated = [replace(fact, rate=None) for m in pending for fact in m.facts]
-        position = 0
-        for message in pending:
-            message.facts, position = rated[position : position + len(message.facts)], position + len(message.facts)
+                enriched = enricher.attach([fact for m in pending for fact in m.facts])
+            except EnrichmentUnavailable as error:
+                logger.warning("lookup unavailable", extra={"reason": error.reason, "detail": str(error)})
+                observability.add(type(error).__name__)
+                last = [m for m in pending if m.attempts >= self.settings.max_receive_count]
+                for message in pending:
+                    if message not in last:
+                        message.decide(Result(Outcome.TRANSIENT, error.reason, str(error)))
+                pending = last
+                try:
+                    enriched = enricher.attach([fact for m in pending for fact in m.facts], fetch=False)
+                except EnrichmentUnavailable:
+                    enriched = [fact for m in pending for fact in m.facts]
+            position = 0
+            for message in pending:
+                count = len(message.facts)
+                message.facts, position = enriched[position : position + count], position + count
 
     def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.

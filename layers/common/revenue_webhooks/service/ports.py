@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..domain.amounts import Settlement
 from ..domain.facts import Fact, Identity
 from ..domain.fx import RateTable
 from ..domain.outcomes import Result
@@ -76,11 +77,27 @@ class WebhookSecrets(Protocol):
     def for_route(self, route: str) -> list[str]: ...
 
 
-# ---- the reporting currency (service/reporting.py) ---------------------------------------------
+# ---- what a fact needs looked up before it is rendered (service/reporting.py, service/settlements.py) -------
 
 
-class RatesUnavailable(Exception):
+class EnrichmentUnavailable(Exception):
+    """A lookup a fact's rendering needs failed: the message waits, and on its last attempt goes out without it."""
+
+    reason = "lookup_unavailable"  # the retry reason logged and, when retries run out, never a dead letter
+
+
+class FactEnricher(Protocol):
+    """Adds to facts what a lookup says (a rate, a settlement) before they are rendered."""
+
+    def attach(self, facts: Sequence[Fact], *, fetch: bool = True) -> list[Fact]:
+        """`facts` with what is known; without `fetch`, only what needs no remote call (the last attempt)."""
+        ...
+
+
+class RatesUnavailable(EnrichmentUnavailable):
     """Reference rates could be neither read from the cache nor fetched: retry, or render unconverted at the end."""
+
+    reason = "rates_unavailable"
 
 
 class RateCache(Protocol):
@@ -101,4 +118,19 @@ class RateSource(Protocol):
 
     def tables(self, days: Collection[str]) -> list[RateTable]:
         """Every table published from a little before the oldest of `days` (YYYY-MM-DD) on."""
+        ...
+
+
+class SettlementsUnavailable(EnrichmentUnavailable):
+    """The provider's API could not say how a payment settled (unreachable, rate-limited, refused)."""
+
+    reason = "settlements_unavailable"
+
+
+class SettlementLookup(Protocol):
+    """The provider's own books (adapters/stripe_settlements.py: Stripe's balance transactions)."""
+
+    def settlements(self, refs: Sequence[str]) -> dict[str, Settlement]:
+        """The settlement of each reference that has one (a pending payment has none yet); raises
+        SettlementsUnavailable when the API cannot be asked."""
         ...
