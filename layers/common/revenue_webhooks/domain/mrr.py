@@ -158,6 +158,19 @@ class MrrChange:
             return None
         return movement(self.before.minor, self.after.minor, was_paying=self.was_paying)
 
+    @classmethod
+    def started(cls, subscription: str, after: Money | None) -> MrrChange | None:
+        """A subscription's first state: from zero (None when its MRR could not be read)."""
+        return cls(subscription, after, Money(0, after.currency)) if after is not None else None
+
+    @classmethod
+    def ended(cls, subscription: str, before: Money | None, *, was_paying: bool = True) -> MrrChange | None:
+        """A subscription's end: to zero, from what it billed (from zero when it never paid)."""
+        if before is None:
+            return None
+        zero = Money(0, before.currency)
+        return cls(subscription, zero, before if was_paying else zero)
+
     def without_change(self) -> MrrChange:
         """The same state carrying no change: for a second fact of one webhook (its change counts once)."""
         return MrrChange(self.subscription, self.after, self.after, False)

@@ -228,7 +228,7 @@ def _subscription_created(e: _Event) -> list[Fact | Deferred]:
             e.time("started_at", "created_at"),
             properties,
             ProfileEffect(status=status, plan=plan),
-            MrrChange(sub["id"], after, Money(0, after.currency)) if after is not None else None,
+            MrrChange.started(sub["id"], after),
         )
     ]
 
@@ -265,10 +265,8 @@ def _subscription_canceled(e: _Event) -> list[Fact | Deferred]:
         properties[c.PLAN] = plan
     canceled_at = e.time("canceled_at")
     was = subscription_mrr(sub, status="active")
-    mrr = None
-    if was is not None:
-        never_paying = was_in_trial(sub, canceled_at) or bool(sub.get("paused_at"))  # trial, or paused (at 0)
-        mrr = MrrChange(sub["id"], Money(0, was.currency), Money(0, was.currency) if never_paying else was)
+    never_paying = was_in_trial(sub, canceled_at) or bool(sub.get("paused_at"))  # trial, or paused (at 0)
+    mrr = MrrChange.ended(sub["id"], was, was_paying=not never_paying)
     return [
         _subscription_fact(
             e,
@@ -297,7 +295,7 @@ def _subscription_activated(e: _Event) -> list[Fact | Deferred]:
             e.time("first_billed_at", "updated_at"),
             {c.SUBSCRIPTION_ID: sub["id"], **({c.PLAN: plan} if plan else {})},
             ProfileEffect(status="active"),
-            MrrChange(sub["id"], after, Money(0, after.currency)) if after is not None else None,
+            MrrChange.started(sub["id"], after),
         )
     ]
 

@@ -205,7 +205,7 @@ def _purchase(e: _Event, purchase_type: str) -> list[Fact | Deferred]:
                     identity=e.identity,
                     properties={c.SUBSCRIPTION_ID: e.subscription, **({c.PLAN: e.product} if e.product else {})},
                     profile=ProfileEffect(status="active"),
-                    mrr=MrrChange(e.subscription, after, Money(0, after.currency)) if after is not None else None,
+                    mrr=MrrChange.started(e.subscription, after),
                 )
             )
         facts.append(
@@ -245,7 +245,7 @@ def _initial_purchase(e: _Event) -> list[Fact | Deferred]:
                 identity=e.identity,
                 properties=properties,
                 profile=ProfileEffect(status=status, plan=e.product),
-                mrr=MrrChange(e.subscription, after, Money(0, after.currency)) if after is not None else None,
+                mrr=MrrChange.started(e.subscription, after),
             )
         )
     return _purchase(e, c.SUBSCRIPTION_INITIAL) + started

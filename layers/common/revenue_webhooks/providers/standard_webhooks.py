@@ -420,12 +420,12 @@ class _Reading:
         def monthly(money: Money) -> Money:
             return monthly_recurring([Charge(Decimal(money.minor), *interval)], money.currency)
 
-        recurring, zero = monthly(per_period), Money(0, per_period.currency)
+        recurring = monthly(per_period)
         event = self.rule.event
         if event in (c.SUBSCRIPTION_STARTED, c.TRIAL_CONVERTED):
-            return MrrChange(subscription, recurring, zero)
+            return MrrChange.started(subscription, recurring)
         if event == c.SUBSCRIPTION_CANCELLED:
-            return MrrChange(subscription, zero, recurring)
+            return MrrChange.ended(subscription, recurring)
         previous = self.money("previous_recurring_amount")
         return MrrChange(subscription, recurring, monthly(previous) if previous is not None else None)
 

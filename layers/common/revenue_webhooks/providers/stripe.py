@@ -23,7 +23,6 @@ from ..config import Settings
 from ..domain import catalog as c
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..domain.identity import buyer_ip, resolve
-from ..domain.money import Money
 from ..domain.mrr import MrrChange
 from ..domain.webhook import QueuedEvent
 from ._common import check_window, iso_utc, minor_money
@@ -307,8 +306,7 @@ def _subscription_created(e: _Event) -> list[Fact | Deferred]:
     if e.obj.get("status") not in STARTED_STATUSES:
         return []  # incomplete: started by the update that activates it
     after = subscription_mrr(e.obj)
-    mrr = MrrChange(e.obj["id"], after, Money(0, after.currency)) if after is not None else None
-    return [replace(_subscription_started(e), mrr=mrr)]
+    return [replace(_subscription_started(e), mrr=MrrChange.started(e.obj["id"], after))]
 
 
 def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
@@ -405,9 +403,7 @@ def _subscription_deleted(e: _Event) -> list[Fact | Deferred]:
     )
     # The deleted object says `canceled`; what it billed until then is its items (none while still in trial).
     was = subscription_mrr({**sub, "status": "active"})
-    mrr = None
-    if was is not None:
-        mrr = MrrChange(sub["id"], Money(0, was.currency), Money(0, was.currency) if ended_in_trial(sub) else was)
+    mrr = MrrChange.ended(sub["id"], was, was_paying=not ended_in_trial(sub))
     return [replace(fact, time=ended, mrr=mrr)]
 
 
