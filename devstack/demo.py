@@ -219,6 +219,40 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
     header += [f"Lifetime ({reporting})", f"MRR ({reporting})"] if reporting else ["", ""]
     lines += _table([*header, "Plan", "Subscription"], rows)
 
+    companies = mixpanel.groups()
+    lines += ["", f"Company profiles (Group Analytics, {len(companies)}):", ""]
+    lines += _table(
+        ["Company", "Purchases", "Refunds", "Lifetime revenue", "MRR", "Plan", "Seats", "Subscription"],
+        [
+            [
+                f"{key}={group_id}",
+                str(properties.get("Purchase Count", "")),
+                str(properties.get("Refund Count", "")),
+                _per_currency(properties, "Lifetime Revenue "),
+                _per_currency(properties, "MRR "),
+                str(properties.get("Plan", "")),
+                str(properties.get("Seats", "")),
+                str(properties.get("Subscription Status", "")),
+            ]
+            for (key, group_id), properties in sorted(companies.items())
+        ],
+    )
+    for project in mixpanel.projects[1:]:
+        routed = project.events()
+        lines += ["", f"Test project (project {project.project_id}: test-mode webhooks, {len(routed)} events):", ""]
+        lines += _table(
+            ["Event", "Distinct ID", "Order ID", "Revenue"],
+            [
+                [
+                    e["event"],
+                    str(e["properties"].get("distinct_id", "")),
+                    str(e["properties"].get("Order ID", "")),
+                    f"{e['properties'].get('Currency', '')} {e['properties'].get('Revenue', '')}".strip(),
+                ]
+                for e in routed
+            ],
+        )
+
     ignored = [s for s in sent if s.status == 200 and s.answer.get("status") == "ignored"]
     lines += ["", f"Ignored by the receiver (answered 200, not queued): {len(ignored)}", ""]
     lines += _table(
@@ -242,7 +276,7 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
             [[d["provider"], d["event_type"], d["event_id"], f"{d['reason']}: {d['detail']}"] for d in dead],
         )
         raise DemoFailed("\n".join(lines) + f"\n\n{len(dead)} sample(s) were dead-lettered: see the reasons above")
-    violations = mixpanel.spec_violations()
+    violations = [v for project in mixpanel.projects for v in project.spec_violations()]
     if violations:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally

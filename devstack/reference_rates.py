@@ -16,6 +16,7 @@ GET only; any other path answers 404, as the ECB's site does.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -84,6 +85,18 @@ class ReferenceRatesServer(LocalServer):
 
     def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
         return _Handler, self
+
+
+def for_stack(reporting_currency: str, environ: Mapping[str, str]) -> tuple[ReferenceRatesServer | None, str, str]:
+    """(the stand-in it started, REFERENCE_RATES_URL, how the banner says it) for a local stack: none without a
+    reporting currency, the source REFERENCE_RATES_URL names (the ECB's own, or a mirror), else the stand-in."""
+    if not reporting_currency:
+        return None, "", "no ReportingCurrency: nothing converted"
+    given = environ.get("REFERENCE_RATES_URL", "").strip()
+    if given:
+        return None, given, f"{given} (REFERENCE_RATES_URL)"
+    server = ReferenceRatesServer().start()
+    return server, server.base_url, f"local ECB stand-in at {server.base_url} (the ECB's 2024-06-28 table daily)"
 
 
 class _Handler(BaseHTTPRequestHandler):
