@@ -114,12 +114,15 @@ def test_the_table_has_mrr_movements(demo: subprocess.CompletedProcess[str]) -> 
 
 
 def test_the_table_has_the_company_profile_of_adas_subscription(demo: subprocess.CompletedProcess[str]) -> None:
-    # Her subscription's metadata names company_id acme-corp: its two paid invoices ($15 each) and its plan.
+    # Her subscription's metadata names company_id acme-corp: its two paid invoices ($15 each), its plan, and the
+    # subscription's MRR after the move to Team Monthly (its unit amount x quantity, monthly).
+    team = _sample("customer.subscription.updated.plan_change")["items"]["data"][0]
     assert _row(demo.stdout, "company_id=acme-corp") == [
         "company_id=acme-corp",
         "2",
         "0",
         "USD 30.00",
+        f"USD {team['price']['unit_amount'] * team['quantity'] / 100:.2f}",
         "Team Monthly",
         "1",
         "active",
