@@ -16,7 +16,7 @@ GET only; any other path answers 404, as the ECB's site does.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -87,16 +87,44 @@ class ReferenceRatesServer(LocalServer):
         return _Handler, self
 
 
-def for_stack(reporting_currency: str, environ: Mapping[str, str]) -> tuple[ReferenceRatesServer | None, str, str]:
-    """(the stand-in it started, REFERENCE_RATES_URL, how the banner says it) for a local stack: none without a
-    reporting currency, the source REFERENCE_RATES_URL names (the ECB's own, or a mirror), else the stand-in."""
-    if not reporting_currency:
-        return None, "", "no ReportingCurrency: nothing converted"
-    given = environ.get("REFERENCE_RATES_URL", "").strip()
-    if given:
-        return None, given, f"{given} (REFERENCE_RATES_URL)"
-    server = ReferenceRatesServer().start()
-    return server, server.base_url, f"local ECB stand-in at {server.base_url} (the ECB's 2024-06-28 table daily)"
+@dataclass
+class LocalRates:
+    """Where a local stack's reference rates come from: none without a reporting currency, the source
+    REFERENCE_RATES_URL names (the ECB's own, or a mirror), else the stand-in, started here."""
+
+    server: ReferenceRatesServer | None = None
+    url: str = ""  # REFERENCE_RATES_URL for the forwarder; "" is the layer's default (the ECB)
+    description: str = "no ReportingCurrency: nothing converted"  # how the banner and the demo say it
+
+    @classmethod
+    def start_for(cls, stack: Any) -> LocalRates:
+        """For a `devstack.stack.LocalStack` whose template parameters are set (ReportingCurrency)."""
+        if not stack.template.parameters.get("ReportingCurrency", ""):
+            return cls()
+        given = stack.options.environ.get("REFERENCE_RATES_URL", "").strip()
+        if given:
+            return cls(None, given, f"{given} (REFERENCE_RATES_URL)")
+        server = ReferenceRatesServer().start()
+        rates = cls(
+            server, server.base_url, f"local ECB stand-in at {server.base_url} (the ECB's 2024-06-28 table daily)"
+        )
+        stack._listen_on_bridge(server, server.port, "the ECB stand-in")
+        return rates
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def environment(self) -> dict[str, str]:
+        """The forwarder's variables."""
+        return {"REFERENCE_RATES_URL": self.url} if self.url else {}
+
+    def moved(self, host: str) -> dict[str, str]:
+        """The stand-in's address as a `sam local` container reaches it (devstack/sam_env.py)."""
+        return {self.server.url: f"http://{host}:{self.server.port}"} if self.server is not None else {}
+
+    def banner_line(self, currency: str) -> str:
+        return f"Reporting currency {currency or '(none)'}: rates from {self.description}"
 
 
 class _Handler(BaseHTTPRequestHandler):

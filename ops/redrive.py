@@ -41,6 +41,7 @@ from revenue_webhooks.service.envelope import (
 )
 
 from .arguments import positive_int
+from .targets import UsageError, stack_outputs
 
 # What `--reason` matches for messages the SQS redrive policy moved: they carry no reason.
 NO_REASON = "none"
@@ -56,10 +57,6 @@ TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 
 STACK_OUTPUTS = {"queue": "EventsQueueUrl", "dead_letter_queue": "EventsDeadLetterQueueUrl"}
 ENV = {"queue": "EVENTS_QUEUE_URL", "dead_letter_queue": "DEAD_LETTER_QUEUE_URL"}
-
-
-class UsageError(Exception):
-    """A flag or queue setting is missing or wrong; the message says which."""
 
 
 # ---- the dead letter --------------------------------------------------------------------
@@ -545,7 +542,7 @@ def queue_urls(args: argparse.Namespace, environ: Mapping[str, str], cloudformat
     """(dead-letter queue URL, EventsQueue URL): flags first, then the stack's outputs, then the environment."""
     dead_letter_queue, queue = args.dead_letter_queue_url or "", args.queue_url or ""
     if args.stack and not (dead_letter_queue and queue):
-        outputs = _stack_outputs(args.stack, cloudformation)
+        outputs = stack_outputs(args.stack, cloudformation)
         dead_letter_queue = dead_letter_queue or outputs.get(STACK_OUTPUTS["dead_letter_queue"], "")
         queue = queue or outputs.get(STACK_OUTPUTS["queue"], "")
         if not dead_letter_queue:
@@ -557,20 +554,6 @@ def queue_urls(args: argparse.Namespace, environ: Mapping[str, str], cloudformat
             f"which dead-letter queue? Pass --dead-letter-queue-url, --stack NAME or set {ENV['dead_letter_queue']}"
         )
     return dead_letter_queue, queue
-
-
-def _stack_outputs(stack: str, cloudformation: Any) -> dict[str, str]:
-    from botocore.exceptions import ClientError
-
-    if cloudformation is None:
-        import boto3
-
-        cloudformation = boto3.client("cloudformation")
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except ClientError as error:
-        raise UsageError(f"stack {stack}: {error.response.get('Error', {}).get('Message', error)}") from None
-    return {output["OutputKey"]: output.get("OutputValue", "") for output in stacks[0].get("Outputs") or []}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -176,3 +176,18 @@ class PublishedRates:
         if self.down:
             raise RatesUnavailable("the reference source is unreachable")
         return list(self.published)
+
+
+@dataclass
+class ScriptedLookups:
+    """The providers' APIs (the `PurchaseLookups` port): documents by lookup, or a scripted failure for all."""
+
+    documents: dict[Any, Any] = field(default_factory=dict)
+    failure: Any = None  # a LookupFailed every lookup gets while set
+    calls: list[list[Any]] = field(default_factory=list)
+
+    def fetch(self, lookups: Sequence[Any]) -> dict[Any, Any]:
+        self.calls.append(list(lookups))
+        if self.failure is not None:
+            return dict.fromkeys(lookups, self.failure)
+        return {lookup: self.documents[lookup] for lookup in lookups if lookup in self.documents}

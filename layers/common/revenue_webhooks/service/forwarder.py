@@ -23,13 +23,22 @@ from typing import Any
 from .. import observability
 from ..config import Settings
 from ..domain.facts import Deferred, Fact, Identity
+from ..domain.lookups import Lookup, LookupFailed
 from ..domain.outcomes import Outcome, Result, worst
 from ..domain.totals import company_key, customer_key
 from ..domain.webhook import QueuedEvent
 from ..mixpanel.rendering import group_update, mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
-from .ports import EnrichmentUnavailable, EventSink, FactEnricher, Ledger, LedgerUnavailable, MessageQueue
+from .ports import (
+    EnrichmentUnavailable,
+    EventSink,
+    FactEnricher,
+    Ledger,
+    LedgerUnavailable,
+    MessageQueue,
+    PurchaseLookups,
+)
 
 logger = observability.logger
 
@@ -49,6 +58,7 @@ class Message:
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
+    wanted: tuple[Lookup, ...] = ()  # what its mapping needs from the provider's API first
     companies: set[str] = field(default_factory=set)  # whose company totals its facts changed (Group Analytics)
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
@@ -89,6 +99,7 @@ class Forwarder:
         *,
         mode: str = "live",
         dead_letter_queue_url: str = "",
+        lookups: PurchaseLookups | None = None,
         enrichers: Sequence[FactEnricher] = (),
     ) -> None:
         self.settings = settings
@@ -99,6 +110,7 @@ class Forwarder:
         self.project_token = project_token  # "" : profiles are not sent
         self.mode = mode  # the lane: live, or test (test-mode webhooks, their own project and dead letters)
         self.dead_letter_queue_url = dead_letter_queue_url or settings.dead_letter_queue_url
+        self.lookups = lookups  # the providers' APIs (Google Play), for mappings that need a document first
         # Lookups each fact needs before rendering, in order: settlements (service/settlements.py), then the
         # reporting currency's rates (service/reporting.py); none when neither is configured.
         self.enrichers = list(enrichers)
@@ -111,6 +123,7 @@ class Forwarder:
         observability.add("MessagesProcessed", len(messages))
         for message in messages:
             self._map(message)
+        self._look_up(messages)
         self._resolve_identities(messages)
         self._enrich(messages)
         companies: dict[str, dict[str, Any]] = {}
@@ -147,15 +160,54 @@ class Forwarder:
             if provider is None:
                 message.decide(Result(Outcome.INVALID, "unknown_provider", message.queued.provider))
                 return
+            message.wanted = provider.lookups(message.queued)
+            if message.wanted:
+                return  # mapped by `_look_up`, once what it needs is fetched
             mapped = provider.map(message.queued)
         except Exception as error:  # a bug or an unexpected shape: isolate this message, keep the batch
             logger.exception("mapping failed", extra=self._log_context(message))
             message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
             return
+        self._take(message, mapped)
+
+    def _take(self, message: Message, mapped: list[Fact | Deferred]) -> None:
         deferred = [item for item in mapped if isinstance(item, Deferred)]
         if deferred:
             message.decide(Result(Outcome.TRANSIENT, "deferred", deferred[0].reason))
         message.facts = [item for item in mapped if isinstance(item, Fact)]
+
+    def _look_up(self, messages: list[Message]) -> None:
+        """Fetch what the batch's mappings need from the providers' APIs (all at once), then map those messages.
+
+        An API outage is transient (the message is retried, and dead-lettered with the reason when its retries
+        run out); an answer that the purchase does not exist is not.
+        """
+        waiting = [m for m in messages if m.result is None and m.wanted]
+        if not waiting:
+            return
+        if self.lookups is None:
+            for message in waiting:
+                message.decide(Result(Outcome.TRANSIENT, "lookups_not_configured", f"{message.label[0]} needs its API"))
+            return
+        found = self.lookups.fetch(sorted({lookup for m in waiting for lookup in m.wanted}, key=repr))
+        for message in waiting:
+            failures = [found.get(lookup) for lookup in message.wanted if not _fetched(found, lookup)]
+            if failures:
+                failure = next((f for f in failures if isinstance(f, LookupFailed)), None)
+                failure = failure or LookupFailed("lookup_missing", "the API port gave no answer")
+                outcome = Outcome.TRANSIENT if failure.transient else Outcome.INVALID
+                message.decide(Result(outcome, failure.reason, failure.detail))
+                continue
+            assert message.queued is not None
+            provider = self.providers(message.queued.provider)
+            try:
+                assert provider is not None
+                mapped = provider.map_with(message.queued, {lookup: found[lookup] for lookup in message.wanted})
+            except Exception as error:  # a bug or an unexpected document: isolate this message
+                logger.exception("mapping failed", extra=self._log_context(message))
+                message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
+                continue
+            self._take(message, mapped)
 
     def _resolve_identities(self, messages: list[Message]) -> None:
         """Facts that must take another fact's user (a refund takes its payment's) look it up now."""
@@ -415,6 +467,10 @@ class Forwarder:
         if message.queued:
             context["event_id"] = message.queued.event_id
         return context
+
+
+def _fetched(found: dict[Lookup, Any], lookup: Lookup) -> bool:
+    return lookup in found and not isinstance(found[lookup], LookupFailed)
 
 
 def _merge(link: Identity, own: Identity) -> Identity:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from ..domain.amounts import Settlement
 from ..domain.facts import Fact, Identity
 from ..domain.fx import RateTable
+from ..domain.lookups import Found, Lookup
 from ..domain.outcomes import Result
 
 # What `Ledger.record_all` says of each fact: (its canonical event, newly recorded), or the error that stopped it.
@@ -159,3 +160,10 @@ class SettlementLookup(Protocol):
         """The settlement of each reference that has one (a pending payment has none yet); raises
         SettlementsUnavailable when the API cannot be asked."""
         ...
+
+
+class PurchaseLookups(Protocol):
+    """A provider's API, for the documents its mappings need (adapters/google_play.py): one answer per lookup,
+    the document or a `LookupFailed`; never raises for one lookup's trouble."""
+
+    def fetch(self, lookups: Sequence[Lookup]) -> Found: ...
