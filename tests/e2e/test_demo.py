@@ -102,6 +102,14 @@ def test_the_table_has_revenue_per_currency_in_its_own_decimals(demo: subprocess
     assert float(usd[1].replace(",", "")) - float(usd[3].replace(",", "")) == pytest.approx(19.0)
 
 
+def _play_mrr() -> Decimal:
+    """The Google Play sample subscription's MRR by hand: its monthly order line's total minus its tax."""
+    orders = json.loads((EVENTS_DIR / "googleplay" / "play-api" / "orders.json").read_text())
+    line = orders["GPA.3312-4455-6677-88990"]["lineItems"][0]
+    total, tax = (Decimal(line[k]["units"]) + Decimal(line[k]["nanos"]) / 10**9 for k in ("total", "tax"))
+    return total - tax
+
+
 def _sample(name: str) -> dict:
     return json.loads((EVENTS_DIR / "stripe" / f"{name}.json").read_text())["data"]["object"]
 
@@ -125,16 +133,23 @@ def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[
         "JPY 3,000",
         f"{usd.quantize(Decimal('0.01'), ROUND_HALF_UP)}",
     ]
-    # The App Store subscriber (appAccountToken) renewed once, then let the subscription expire.
+    # The App Store subscriber (appAccountToken) renewed once, then let the subscription expire; Apple's
+    # notifications state no tax, so no MRR is claimed (docs/providers.md, "Subscription economics").
     subscriber = _row(demo.stdout, "7e3fb20b-4cdb-47cc-936d-99d65f608138")
     assert subscriber == [
         "7e3fb20b-4cdb-47cc-936d-99d65f608138",
         "2",
         "0",
         "USD 19.98",
+        "19.98",
         "com.example.pro.monthly",
         "canceled",
     ]
+    # The Google Play subscriber: its order's total with tax, and its MRR without (the line's total - tax, monthly).
+    play_mrr = _play_mrr()
+    assert _row(demo.stdout, "user-7f3a") == [
+        "user-7f3a", "1", "0", "USD 10.69", f"USD {play_mrr:.2f}", "10.69", f"{play_mrr:.2f}", "pro_monthly", "active"
+    ]  # fmt: skip
     assert _row(demo.stdout, "user-kw-01") == ["user-kw-01", "1", "0", "KWD 1.250"]  # obfuscatedExternalAccountId
 
 
@@ -144,8 +159,8 @@ def test_the_table_has_mrr_movements(demo: subprocess.CompletedProcess[str]) -> 
     assert _row(demo.stdout, "Expansion") == ["Expansion", "USD", "1", f"{team - pro:.2f}"]  # Pro to Team
     revenuecat = json.loads((EVENTS_DIR / "revenuecat" / "INITIAL_PURCHASE.json").read_text())["event"]
     weekly = Decimal(str(revenuecat["price_in_purchased_currency"])) * 52 / 12  # a weekly product, per month
-    new = Decimal(str(pro)) + weekly.quantize(Decimal("0.01"), ROUND_HALF_UP)
-    assert _row(demo.stdout, "New") == ["New", "USD", "2", f"{new:.2f}"]
+    new = Decimal(str(pro)) + weekly.quantize(Decimal("0.01"), ROUND_HALF_UP) + _play_mrr()
+    assert _row(demo.stdout, "New") == ["New", "USD", "3", f"{new:.2f}"]
     assert "Revenue in the reporting currency USD" in demo.stdout
 
 

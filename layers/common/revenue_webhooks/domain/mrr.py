@@ -105,6 +105,25 @@ def billing_interval(interval: object, count: object = 1) -> tuple[str, int] | N
     return name, count
 
 
+# Store periods (App Store, Google Play, RevenueCat) are not stated as an interval, only as a period's start and
+# end: whole days read as the interval they are (a month is 28 to 31 days).
+PERIODS_BY_DAYS = (
+    (range(6, 9), ("week", 1)),
+    (range(28, 32), ("month", 1)),
+    (range(59, 63), ("month", 2)),
+    (range(89, 93), ("month", 3)),
+    (range(180, 185), ("month", 6)),
+    (range(364, 367), ("year", 1)),
+)
+
+
+def interval_of(start_s: int, end_s: int) -> tuple[str, int] | None:
+    """The billing interval a period from `start_s` to `end_s` (Unix seconds) is; None for one it does not know
+    (sandbox's accelerated periods, a prorated part period)."""
+    days = round((end_s - start_s) / 86_400)
+    return next((interval for span, interval in PERIODS_BY_DAYS if days in span), None)
+
+
 def monthly_recurring(charges: Sequence[Charge], currency: str, discounts: Sequence[Discount] = ()) -> Money:
     """The MRR of these charges: each normalised to a month, discounts applied in order, never below zero.
 

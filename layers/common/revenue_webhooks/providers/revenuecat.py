@@ -29,7 +29,7 @@ from ..domain.facts import Deferred, Fact, Identity, ProfileEffect
 from ..domain.fx import Conversion
 from ..domain.identity import resolve
 from ..domain.money import Money
-from ..domain.mrr import Charge, MrrChange, monthly_recurring
+from ..domain.mrr import Charge, MrrChange, interval_of, monthly_recurring
 from ..domain.webhook import QueuedEvent
 from ._common import as_id, iso_utc, major_money
 from .base import (
@@ -60,15 +60,6 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 }
 REFUND_REASON = "CUSTOMER_SUPPORT"
 USD_SOURCE = "revenuecat_price_usd"
-# A store period is not in the payload; it is read from purchased_at_ms..expiration_at_ms, in whole days.
-PERIODS_BY_DAYS = (
-    (range(6, 9), ("week", 1)),
-    (range(28, 32), ("month", 1)),
-    (range(59, 63), ("month", 2)),
-    (range(89, 93), ("month", 3)),
-    (range(180, 185), ("month", 6)),
-    (range(364, 367), ("year", 1)),
-)
 
 
 def create(settings: Settings) -> RevenueCatProvider:
@@ -161,8 +152,7 @@ class _Event:
         start, end = self.event.get("purchased_at_ms"), self.event.get("expiration_at_ms")
         if money is None or money.minor <= 0 or not isinstance(start, int) or not isinstance(end, int):
             return None
-        days = round((end - start) / 86_400_000)
-        period = next((interval for span, interval in PERIODS_BY_DAYS if days in span), None)
+        period = interval_of(start // 1000, end // 1000)  # a store period is not in the payload, only its dates
         if period is None:
             return None  # sandbox's accelerated periods, or a period this table does not know
         tax = self.share(money, "tax_percentage") or Money(0, money.currency)
