@@ -203,24 +203,14 @@ def test_paddle_approved_refund_states_its_tax_fee_and_earnings(paddle, fixture_
 # ---- RevenueCat ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def revenuecat(fixture_json):
-    def make(number: int, **event: Any) -> dict[str, Any]:
-        body = copy.deepcopy(fixture_json(f"revenuecat/sample-events_{number}.json"))
-        body["event"].update(event)
-        return body
-
-    return make
-
-
 def rc(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rendered(mapped("revenuecat", body, body["event"]["type"]))
 
 
-def test_revenuecat_weekly_purchase_is_new_mrr_of_its_period(revenuecat):
-    sample = revenuecat(1)["event"]
+def test_revenuecat_weekly_purchase_is_new_mrr_of_its_period(revenuecat_sample):
+    sample = revenuecat_sample(1)["event"]
     assert (sample["expiration_at_ms"] - sample["purchased_at_ms"]) == 7 * 86_400_000  # a weekly product
-    by_event = dict(rc(revenuecat(1)))
+    by_event = dict(rc(revenuecat_sample(1)))
     weekly = half_up(Decimal(499) * 52 / 12)  # 4.99 USD a week, tax 0: 21.62 a month
     assert economics(by_event[c.SUBSCRIPTION_STARTED]) == (weekly / 100, weekly / 100, "New")
     purchase = by_event[c.PURCHASE_COMPLETED]
@@ -228,48 +218,50 @@ def test_revenuecat_weekly_purchase_is_new_mrr_of_its_period(revenuecat):
     assert purchase[c.FEE] == half_up(Decimal(499) * Decimal("0.3")) / 100  # RevenueCat's 30% commission estimate
 
 
-def test_revenuecat_yearly_and_yen_periods(revenuecat):
+def test_revenuecat_yearly_and_yen_periods(revenuecat_sample):
     year_ms = 365 * 86_400_000
-    yearly = revenuecat(1, price_in_purchased_currency=59.99, price=59.99, expiration_at_ms=1658726374000 + year_ms)
+    yearly = revenuecat_sample(
+        1, price_in_purchased_currency=59.99, price=59.99, expiration_at_ms=1658726374000 + year_ms
+    )
     assert economics(dict(rc(yearly))[c.SUBSCRIPTION_STARTED])[0] == half_up(Decimal(5999) / 12) / 100  # 5.00
-    yen = revenuecat(1, currency="JPY", price_in_purchased_currency=1200, price=8.71,
+    yen = revenuecat_sample(1, currency="JPY", price_in_purchased_currency=1200, price=8.71,
                      expiration_at_ms=1658726374000 + 30 * 86_400_000)  # fmt: skip
     started = dict(rc(yen))[c.SUBSCRIPTION_STARTED]
     assert (economics(started), started[c.CURRENCY]) == ((1200, 1200, "New"), "JPY")
     assert dict(rc(yen))[c.PURCHASE_COMPLETED]["Revenue (USD)"] == 8.71, "RevenueCat's own USD price"
 
 
-def test_revenuecat_estimated_tax_leaves_mrr(revenuecat):
-    taxed = revenuecat(1, tax_percentage=0.2)
+def test_revenuecat_estimated_tax_leaves_mrr(revenuecat_sample):
+    taxed = revenuecat_sample(1, tax_percentage=0.2)
     expected = half_up((Decimal(499) - half_up(Decimal(499) * Decimal("0.2"))) * 52 / 12)  # 4.99 less 1.00 tax
     assert economics(dict(rc(taxed))[c.SUBSCRIPTION_STARTED])[0] == expected / 100
 
 
-def test_revenuecat_trial_is_zero_until_its_renewal_converts_it(revenuecat):
-    assert economics(dict(rc(revenuecat(11)))[c.SUBSCRIPTION_STARTED]) == (0, 0, None)  # PHP trial at price 0
-    conversion = dict(rc(revenuecat(2, is_trial_conversion=True)))
+def test_revenuecat_trial_is_zero_until_its_renewal_converts_it(revenuecat_sample):
+    assert economics(dict(rc(revenuecat_sample(11)))[c.SUBSCRIPTION_STARTED]) == (0, 0, None)  # PHP trial at price 0
+    conversion = dict(rc(revenuecat_sample(2, is_trial_conversion=True)))
     weekly_eur = half_up(Decimal(799) * 52 / 12)  # 7.99 EUR a week
     assert economics(conversion[c.TRIAL_CONVERTED]) == (weekly_eur / 100, weekly_eur / 100, "New")
     assert economics(conversion[c.SUBSCRIPTION_RENEWED]) == (weekly_eur / 100, None, None)
 
 
-def test_revenuecat_renewal_has_mrr_without_a_change_and_its_usd_price(revenuecat):
-    sample = revenuecat(2)["event"]
-    renewal = dict(rc(revenuecat(2)))
+def test_revenuecat_renewal_has_mrr_without_a_change_and_its_usd_price(revenuecat_sample):
+    sample = revenuecat_sample(2)["event"]
+    renewal = dict(rc(revenuecat_sample(2)))
     assert economics(renewal[c.SUBSCRIPTION_RENEWED]) == (half_up(Decimal(799) * 52 / 12) / 100, None, None)
     purchase = renewal[c.PURCHASE_COMPLETED]
     assert (purchase[c.REVENUE], purchase[c.CURRENCY], purchase["Revenue (USD)"]) == (7.99, "EUR", sample["price"])
     assert purchase[c.EXCHANGE_RATE_SOURCE] == "revenuecat_price_usd"
 
 
-def test_revenuecat_expiration_is_zero_mrr_with_no_claimed_change(revenuecat):
-    ((name, p),) = rc(revenuecat(13))
+def test_revenuecat_expiration_is_zero_mrr_with_no_claimed_change(revenuecat_sample):
+    ((name, p),) = rc(revenuecat_sample(13))
     assert (name, *economics(p)) == (c.SUBSCRIPTION_CANCELLED, 0, None, None)
 
 
-def test_revenuecat_refund_states_estimated_tax_and_commission(revenuecat):
-    event = revenuecat(9)["event"]
-    ((name, p),) = rc(revenuecat(9))
+def test_revenuecat_refund_states_estimated_tax_and_commission(revenuecat_sample):
+    event = revenuecat_sample(9)["event"]
+    ((name, p),) = rc(revenuecat_sample(9))
     tax = half_up(Decimal(999) * Decimal(str(event["tax_percentage"])))  # 9.99 x 11.09% = 1.11
     assert (name, p[c.REVENUE], p[c.TAX], p[c.NET_REVENUE]) == (c.REFUND_ISSUED, 9.99, tax / 100, (999 - tax) / 100)
     assert p[c.FEE] == half_up(Decimal(999) * Decimal("0.3")) / 100
