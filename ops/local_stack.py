@@ -106,10 +106,7 @@ def find(environ: Mapping[str, str]) -> tuple[LocalStackState | None, str]:
     except LocalStackError as error:
         return None, str(error)
     if not _alive(state.pid):
-        return (
-            None,
-            f"the local stack that wrote {_shown(path)} (process {state.pid}) is not running; `make dev` starts one",
-        )
+        return None, f"the local stack that wrote {_shown(path)} (process {state.pid}) is not running"
     return state, ""
 
 
