@@ -19,7 +19,7 @@ import pytest
 import stripe
 
 from devstack.samples import EVENTS_DIR, SQS_DIR, samples
-from devstack.template import ROOT
+from devstack.template import ROOT, Template
 
 DEMO_TIMEOUT_S = 90  # the demo itself keeps under ~60 s: two batching windows of 10 s plus start-up
 
@@ -59,6 +59,18 @@ def test_the_demo_exits_0_and_nothing_was_dead_lettered(demo: subprocess.Complet
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Dead-lettered: 0" in demo.stdout
     assert "make demo: done in" in demo.stdout
+
+
+def test_the_demo_says_what_it_sends_and_why_it_waits(demo: subprocess.CompletedProcess[str]) -> None:
+    served = samples()  # every route in events/ is served by the local stack (the demo sender included)
+    announced = re.search(r"sending the (\d+) sample webhooks of events/", demo.stdout)
+    assert announced and int(announced.group(1)) == len(served), demo.stdout
+    sent = re.search(r"(\d+) webhooks sent \((\d+) samples and (\d+) wrongly signed\)", demo.stdout)
+    assert sent and (int(sent.group(2)), int(sent.group(3))) == (len(served), 1), demo.stdout
+    assert int(sent.group(1)) == len(served) + 1
+    window = Template().parameters["ForwarderBatchingWindowSeconds"]
+    assert f"batching window ({window} s, ForwarderBatchingWindowSeconds)" in demo.stdout
+    assert demo.stdout.rstrip().endswith("nothing was sent beyond 127.0.0.1.")
 
 
 def test_the_table_counts_the_mixpanel_events(demo: subprocess.CompletedProcess[str]) -> None:
