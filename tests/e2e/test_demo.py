@@ -21,8 +21,6 @@ import stripe
 from devstack.samples import EVENTS_DIR, SQS_DIR, samples
 from devstack.template import ROOT, Template
 
-DEMO_TIMEOUT_S = 90  # the demo itself keeps under ~60 s: two batching windows of 10 s plus start-up
-
 
 def _env(**extra: str) -> dict[str, str]:
     env = {
@@ -34,16 +32,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devstack.cli", "demo"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT_S,
-        check=False,
-    )
+def demo(demo_run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """`make demo`, run once for this file and the README's commands (tests/e2e/conftest.py)."""
+    return demo_run
 
 
 def _row(output: str, first_cell: str) -> list[str]:
