@@ -6,8 +6,8 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from json_server import JsonServer
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.domain import catalog as catalog
 from revenue_webhooks.providers import get_provider
@@ -45,25 +45,8 @@ class Endpoint:
         self.requests = 0
         self.unavailable_first = unavailable_first
         self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                status, answer = endpoint.handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = JsonServer(self.handle)
+        self.url = f"{self._server.base_url}/webhooks"
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
         with self._lock:
@@ -87,5 +70,4 @@ class Endpoint:
         return Counter(body for _, _, body in self.verified)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from json_server import JsonServer
 
 from devstack.template import ROOT
 
@@ -48,30 +47,17 @@ class Osv:
         self.vulns: dict[str, list[dict[str, Any]]] = {}
         self.status = 200
         self.queries: list[dict[str, Any]] = []
-        osv = self
+        self._server = JsonServer(self.answer)
+        self.url = f"{self._server.base_url}/v1/query"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                query = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                osv.queries.append(query)
-                found = osv.vulns.get(query["package"]["name"], [])
-                payload = json.dumps({"vulns": found} if found else {}).encode()
-                self.send_response(osv.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/query"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        query = json.loads(body)
+        self.queries.append(query)
+        found = self.vulns.get(query["package"]["name"], [])
+        return self.status, ({"vulns": found} if found else {})
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ the tools' calls (DescribeStacks, DescribeStackResource, GetSecretValue) are the
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -32,18 +31,6 @@ from ops.deployed_stack import STANDARD_WEBHOOKS_SECRETS_RESOURCE
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FAST = ["--wait-seconds", "0", "--empty-receives", "2"]
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -84,8 +71,13 @@ def running(
     tmp_path: Path, moto_endpoint: str, endpoint: Endpoint, queues: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> local_stack.LocalStackState:
     """A state file as `make dev` writes it, for a stack that is running (this process), and no AWS in the shell."""
-    for name in [n for n in os.environ if n.startswith("AWS_")] + [n for n in os.environ if n.endswith("_SECRET")]:
-        monkeypatch.delenv(name)
+    for name in list(os.environ):  # what other tests of this process may have left, and a developer's shell
+        if (
+            name.startswith("AWS_")
+            or name.endswith("_SECRET")
+            or name in (redrive.ENV["queue"], redrive.ENV["dead_letter_queue"])
+        ):
+            monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("DEVSTACK_DIR", str(tmp_path))
     state = local_stack.LocalStackState(
