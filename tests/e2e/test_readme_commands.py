@@ -20,7 +20,6 @@ import secrets
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import make_is_ready, reader_environment
+from reader_shell import VENV, make_is_ready, reader_environment
 from revenue_webhooks.config import from_environ
 from revenue_webhooks.providers import get_provider
 from revenue_webhooks.providers.base import WebhookRequest
@@ -39,11 +38,10 @@ from devstack.template import ROOT
 from ops import local_stack
 
 README = ROOT / "README.md"
-VENV = Path(sys.prefix)  # make runs with VENV set to it (reader_environment)
 START_TIMEOUT_S = 60
 COMMAND_TIMEOUT_S = 90
 # What `make test` runs itself (its prerequisites): a README block naming one is covered by the suite.
-MAKE_TEST_PARTS = ("lint", "docs-check", "unit", "integration", "fuzz", "e2e", "template", "build", "security")
+MAKE_TEST_PARTS = ("lint", "docs-check", "unit", "integration", "fuzz", "e2e", "template", "security")
 
 
 @dataclass(frozen=True)
@@ -219,10 +217,12 @@ def check_dev(command: Command, request: pytest.FixtureRequest, tmp_path: Path) 
     assert not (stack.state / local_stack.FILE_NAME).exists()
 
 
-def check_sam_build(command: Command, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """With the venv's tools first on PATH, as the Deploy section asks (`.venv/bin` has sam and a python3.13)."""
+def check_build(command: Command, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`sam build` with the venv's tools first on PATH, as the Deploy section asks (`.venv/bin` has sam and a
+    python3.13); `make build` as it is."""
     env = reader_environment(tmp_path)
-    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    if command.program[0] == "sam":
+        env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     done = run(command, env, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (ROOT / ".aws-sam" / "build" / "template.yaml").is_file()
@@ -269,12 +269,18 @@ Check = Callable[[Command, pytest.FixtureRequest, Path], None]
 
 def classify(command: Command) -> Check | str:
     """How a command is checked here, or why it cannot run on this machine (the skip's reason)."""
-    program, options = command.program, command.assignments
+    program = command.program
     if not program:
         return "an assignment only"
+    if "$(stripe " in command.text:
+        return "needs the Stripe CLI and a Stripe account (it gives the secret)"
+    if program[0] in ("export", "cd", "source", "."):
+        return f"{program[0]} sets up the reader's shell for the commands after it"
+    if program[0] == "docker":
+        return "needs Docker"
     if program[0] == "sam":
         if program[1:2] == ["build"]:
-            return check_sam_build
+            return check_build
         if program[1:2] == ["local"]:
             return "sam local: needs Docker (make sam-local-test runs it)"
         return f"sam {' '.join(program[1:2])}: needs an AWS account"
@@ -296,10 +302,11 @@ def classify(command: Command) -> Check | str:
         return f"make test runs `make {target}`"
     if target == "sam-local-test":
         return "needs Docker (make sam-local-test)"
-    if target == "dev" and ("SAM_LOCAL" in options or "--sam-local" in command.text):
+    if target == "dev" and ("SAM_LOCAL" in command.text or "--sam-local" in command.text):
         return "make dev for sam local: needs Docker"
     checks: dict[str, Check] = {
         "help": check_help,
+        "build": check_build,
         "demo": check_demo,
         "dev": check_dev,
         "event": check_event,
@@ -307,6 +314,12 @@ def classify(command: Command) -> Check | str:
         "redrive": check_redrive,
     }
     return checks.get(target, f"unknown make target {target!r}")
+
+
+def test_make_help_lists_every_target_it_documents(tmp_path: Path) -> None:
+    """The README names `make help` in its text (Quick start), not in a block."""
+    assert "`make help` lists every command" in README.read_text()
+    check_help(Command("make help", "Quick start"), None, tmp_path)
 
 
 def test_the_readme_has_commands_and_each_is_known() -> None:
