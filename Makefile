@@ -11,10 +11,12 @@ PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 	"$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 BOOTSTRAP_PYTHON ?= $(or $(PYTHON313),python3)
 PYTEST_ARGS ?=
+# template.yaml's Architecture parameter, for the build (the layer's wheels) and the parameter override alike.
+ARCHITECTURE ?= arm64
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security
+.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security sam-local-test
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
@@ -34,7 +36,7 @@ venv: $(VENV)/.installed ## create .venv with the project and its tools
 demo: venv ## run the whole pipeline locally on the sample events and print what reached Mixpanel
 	$(PY) -m devstack.cli demo
 
-dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C
+dev: venv ## start the local stack (receiver on :3000, local Mixpanel on :3001) until Ctrl-C; SAM_LOCAL=1 for sam local
 	$(PY) -m devstack.cli dev
 
 test: venv lint docs-check unit integration fuzz e2e template build security ## everything CI runs
@@ -61,8 +63,11 @@ template: venv ## cfn-lint and sam validate
 	$(BIN)/sam validate --lint
 	$(BIN)/sam validate --region us-east-1
 
-build: venv ## sam build (needs python3.13, which the venv provides)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+build: venv ## sam build (needs python3.13, which the venv provides); ARCHITECTURE=x86_64 for x86 machines
+	PATH="$(abspath $(BIN)):$$PATH" ARCHITECTURE=$(ARCHITECTURE) $(BIN)/sam build --parameter-overrides Architecture=$(ARCHITECTURE)
+
+sam-local-test: venv ## sam build, sam local invoke of both functions and start-api in Docker against make dev's services (root on Linux; skips elsewhere)
+	RUN_SAM_LOCAL=1 $(PY) -m pytest tests/sam_local -q -s -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv ## benchmarks vs the alternatives, same run: prints tables, writes bench/results/*.json (docs/performance.md)
 	$(PY) -m bench

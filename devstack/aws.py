@@ -52,6 +52,7 @@ class MotoServer:
         _serialize_dynamodb()
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._more: list[tuple[Any, threading.Thread]] = []
 
     @property
     def endpoint(self) -> str:
@@ -62,7 +63,28 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
+        for server, thread in self._more:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        self._more.clear()
         self._server.stop()
+
+    def listen_also(self, sock: socket.socket) -> None:
+        """Serve the same moto (its state is per process) on another listening socket: docker's bridge, devstack.bridge."""
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import ThreadedWSGIServer
+
+        host, port = sock.getsockname()[:2]
+        try:  # werkzeug serves a duplicate of the descriptor
+            server = ThreadedWSGIServer(
+                host, port, DomainDispatcherApplication(create_backend_app), MotoRequestHandler, fd=sock.fileno()
+            )
+        finally:
+            sock.close()
+        thread = threading.Thread(target=server.serve_forever, name=f"moto:{host}:{port}", daemon=True)
+        thread.start()
+        self._more.append((server, thread))
 
     def environment(self) -> dict[str, str]:
         """What a process needs to reach this server with boto3."""

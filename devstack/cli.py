@@ -1,6 +1,7 @@
 """`revenue-webhooks-dev <command>`: the local stack, the demo, signed sample events, and the operator tools.
 
-revenue-webhooks-dev dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change)
+revenue-webhooks-dev dev        the whole pipeline on 127.0.0.1 until Ctrl-C (PORT, MIXPANEL_PORT to change;
+                                --sam-local or SAM_LOCAL=1: also for `sam local`'s containers, on docker's bridge)
 revenue-webhooks-dev demo       the sample events through the local pipeline, then a table of what reached Mixpanel
 revenue-webhooks-dev event      a freshly signed API Gateway event for `sam local invoke`
 revenue-webhooks-dev redrive    the operator tools (ops/), as `revenue-webhooks redrive` runs them
@@ -34,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dev = commands.add_parser("dev", help="run the local stack until Ctrl-C")
     dev.add_argument("--verbose", action="store_true", help="also show the functions' JSON logs and metrics")
+    dev.add_argument(
+        "--sam-local",
+        action="store_true",
+        help="moto and the local Mixpanel also listen on docker's bridge (for `sam local`), "
+        "and .devstack/sam-env.json is written for --env-vars (same as SAM_LOCAL=1)",
+    )
     dev.add_argument("--template", type=Path, help="another template file (default: the repository's template.yaml)")
     dev.add_argument(
         "--parameter",
@@ -74,6 +81,7 @@ def dev_command(args: argparse.Namespace) -> int:
     try:
         options = Options.from_environ(os.environ)
         options.verbose = args.verbose
+        options.sam_local = options.sam_local or args.sam_local
         if args.template:
             options.template_path = args.template.resolve()
         for item in args.parameter:

@@ -23,11 +23,23 @@ class ClosingHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: Any) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        app: Any,
+        *,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Bind `address`, or serve `sock`, a socket already bound and listening (devstack.bridge)."""
         self.app = app
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -63,6 +75,7 @@ class LocalServer:
         self._stopping = threading.Event()
         self._httpd: ClosingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._more: list[tuple[ClosingHTTPServer, threading.Thread]] = []
 
     def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
         raise NotImplementedError
@@ -97,11 +110,28 @@ class LocalServer:
         if httpd is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server, thread in [(httpd, self._thread), *self._more]:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
+        self._more.clear()
+
+    def listen_also(self, sock: socket.socket) -> None:
+        """Serve on another listening socket as well, until stop(): docker's bridge for `sam local` (devstack.bridge)."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        handler, app = self._handler_and_app()
+        server = ClosingHTTPServer(sock.getsockname()[:2], handler, app, sock=sock)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.thread_name}:{sock.getsockname()}",
+            daemon=True,
+        )
+        thread.start()
+        self._more.append((server, thread))
 
     def __enter__(self) -> Self:
         return self.start()

@@ -7,6 +7,9 @@ batch size, batching window and ReportBatchItemFailures feeds the real Forwarder
 which sends to the built-in local Mixpanel (or to a real project when credentials are given). Local
 choices are parameter overrides and a few variables, each said at start-up: MODE=any (test-mode
 events count), a demo Standard Webhooks sender, and quiet function logs unless --verbose.
+With SAM_LOCAL=1 (--sam-local), moto and the local Mixpanel also listen on docker's bridge, for
+functions that `sam local` runs in containers, and .devstack/sam-env.json is their --env-vars file
+(devstack.bridge, devstack.sam_env).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Options:
     verbose: bool = False
     environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
     persist_secrets: bool = True
+    sam_local: bool = False  # also listen on docker's bridge and write the `sam local --env-vars` file
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Options:
@@ -83,6 +87,7 @@ class Options:
             port=port("PORT", DEFAULT_PORT),
             mixpanel_port=port("MIXPANEL_PORT", DEFAULT_MIXPANEL_PORT),
             moto_port=port("MOTO_PORT", 0),
+            sam_local=environ.get("SAM_LOCAL", "").strip().lower() in ("1", "true", "yes", "on"),
             state_dir=Path(state) if state else TEMPLATE.parent / ".devstack",
             environ=dict(environ),
         )
@@ -120,6 +125,8 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.container_route: Any = None  # devstack.bridge.ContainerRoute with SAM_LOCAL
+        self.sam_env_path: Path | None = None
 
     # ---- start and stop ------------------------------------------------------------------
 
@@ -135,6 +142,7 @@ class LocalStack:
     def _start(self) -> None:
         options = self.options
         options.state_dir.mkdir(parents=True, exist_ok=True)
+        self._find_container_route()
         self._saved_environ = dict(os.environ)
         for name in [*_FOREIGN_AWS, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
             os.environ.pop(name, None)
@@ -158,6 +166,7 @@ class LocalStack:
 
         credentials, api_url = self._mixpanel_target()
         self.moto = MotoServer(options.moto_port).start()
+        self._listen_on_bridge(self.moto, self.moto.port, "moto")
         self.webhook_secrets = self._webhook_secrets()
         secret_ids = self._secret_logical_ids()
         secret_values = {
@@ -195,11 +204,13 @@ class LocalStack:
                     f"port {options.mixpanel_port} is not free ({error.strerror}): set MIXPANEL_PORT to another one"
                 ) from None
             api_url = self.mixpanel.url
+            self._listen_on_bridge(self.mixpanel, self.mixpanel.port, "the local Mixpanel")
             self.mixpanel_description = (
                 f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
             )
 
         self._load_functions(api_url)
+        self._write_sam_env()
         from .esm import EventSourceMapping
 
         self.esm = EventSourceMapping(
@@ -271,7 +282,7 @@ class LocalStack:
 
     def _ref(self, function_id: str, variable: str) -> str:
         """The logical id a function's variable references (`!Ref StripeWebhookSecret`), from the template."""
-        ref = _unresolved(self.template, function_id).get(variable)
+        ref = self.template.variables(function_id).get(variable)
         if not (isinstance(ref, dict) and "Ref" in ref):
             raise StackError(f"{function_id}: {variable} is not a !Ref in the template ({ref!r})")
         return str(ref["Ref"])
@@ -367,6 +378,60 @@ class LocalStack:
             self.forwarder_settings = from_environ(self.forwarder_environment)
         except ConfigError as error:
             raise StackError(f"the functions refuse their configuration: {error}") from None
+
+    # ---- sam local ------------------------------------------------------------------------
+
+    def _find_container_route(self) -> None:
+        """With SAM_LOCAL, where containers reach this machine; a stale --env-vars file goes either way."""
+        from .bridge import BridgeError, container_route
+        from .sam_env import ENV_FILE
+
+        (self.options.state_dir / ENV_FILE).unlink(missing_ok=True)
+        if not self.options.sam_local:
+            return
+        try:
+            self.container_route = container_route(self.options.environ)
+        except BridgeError as error:
+            raise StackError(f"SAM_LOCAL: {error}") from None
+
+    def _listen_on_bridge(self, server: Any, port: int, what: str) -> None:
+        route = self.container_route
+        if route is None or route.device is None:
+            return
+        from .bridge import bridge_socket
+
+        try:
+            server.listen_also(bridge_socket(route, port))
+        except OSError as error:
+            raise StackError(f"SAM_LOCAL: {what} cannot listen on {route.host}:{port} ({error.strerror})") from None
+
+    def _write_sam_env(self) -> None:
+        """The `--env-vars` file: each function's declared variables, local endpoints moved to the container route."""
+        if self.container_route is None or self.moto is None:
+            return
+        from .sam_env import ENV_FILE, env_vars, write
+
+        host = self.container_route.host
+        moved = {self.moto.endpoint: f"http://{host}:{self.moto.port}"}
+        if self.mixpanel is not None:
+            moved[self.mixpanel.url] = f"http://{host}:{self.mixpanel.port}"
+        environments = {RECEIVER: self.receiver_environment, FORWARDER: self.forwarder_environment}
+        self.sam_env_path = write(self.options.state_dir / ENV_FILE, env_vars(self.template, environments, moved))
+
+    def _sam_local_lines(self) -> list[str]:
+        if self.container_route is None or self.sam_env_path is None:
+            return [
+                "sam local (Docker): `make dev SAM_LOCAL=1` also listens where containers reach this machine and "
+                'writes the --env-vars file (README "With Docker: sam local")'
+            ]
+        from .sam_env import SamCommands, native_architecture
+
+        commands = SamCommands(_shown(self.sam_env_path), REGION, native_architecture())
+        return [
+            f"sam local (Docker): containers reach this stack at {self.container_route.describe()}; "
+            f"--env-vars {_shown(self.sam_env_path)}",
+            *(f"  {line}" for line in commands.lines(self.webhook_secrets.get("stripe", ""))),
+        ]
 
     # ---- the functions -------------------------------------------------------------------
 
@@ -546,6 +611,7 @@ class LocalStack:
             f"AWS (moto) at {self.moto.endpoint if self.moto else '?'} (keys local/local, {REGION}); "
             f"make event, make replay and make redrive find this stack by themselves "
             f"({_shown(self.options.state_dir / 'stack.json')}), e.g. make redrive ARGS=--list",
+            *self._sam_local_lines(),
             "",
         ]
         return "\n".join(lines)
@@ -621,14 +687,6 @@ def _forget_clients() -> None:
     """Drop the layer's per-process clients: after a stack stops they point at a stopped endpoint."""
     if "revenue_webhooks.bootstrap" in sys.modules:
         sys.modules["revenue_webhooks.bootstrap"].reset()
-
-
-def _unresolved(template: Template, function_id: str) -> dict[str, Any]:
-    merged = dict(
-        ((template.doc.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
-    )
-    merged.update((template.properties(function_id).get("Environment") or {}).get("Variables", {}))
-    return merged
 
 
 def _depth(sqs: Any, url: str) -> int:

@@ -68,13 +68,17 @@ class Template:
     def properties(self, logical_id: str) -> dict[str, Any]:
         return self.resources[logical_id].get("Properties") or {}
 
-    def function_environment(self, logical_id: str, resolve: Callable[[Any], Any]) -> dict[str, str]:
-        """Globals' variables overlaid with the function's own, resolved."""
+    def variables(self, logical_id: str) -> dict[str, Any]:
+        """A function's environment as declared: Globals' variables overlaid with its own, unresolved."""
         merged = dict(
             ((self.doc.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
         )
         merged.update((self.properties(logical_id).get("Environment") or {}).get("Variables", {}))
-        return {name: str(resolve(value)) for name, value in merged.items()}
+        return merged
+
+    def function_environment(self, logical_id: str, resolve: Callable[[Any], Any]) -> dict[str, str]:
+        """Globals' variables overlaid with the function's own, resolved."""
+        return {name: str(resolve(value)) for name, value in self.variables(logical_id).items()}
 
     def function_setting(self, logical_id: str, name: str) -> Any:
         own = self.properties(logical_id).get(name)

@@ -1,13 +1,13 @@
 """Every command in the README's shell blocks, run as written where this machine can, each skip with its reason.
 
 The commands are extracted from README.md's ```bash / ```sh blocks and each is one test. They run
-through bash from the repository's root, as a reader pastes them, with three differences said here:
-`make dev` listens on free ports with its state in a temporary folder (PORT, MIXPANEL_PORT and
-DEVSTACK_DIR, which it documents), so a developer's own `make dev` is never disturbed; a file
-under /tmp/ is written under the test's temporary folder instead; and `whsec_...` stands for a
-generated secret. The tools (`make event`, `make replay`, `make redrive`) find that running stack by
-themselves, as they would in a reader's second terminal. A command this file does not know fails the
-test until a rule says how to run it or why it cannot run here.
+through bash from the repository's root, as a reader pastes them, with these differences: `make dev`
+listens on free ports with its state in a temporary folder (PORT, MIXPANEL_PORT and DEVSTACK_DIR,
+which it documents), so a developer's own `make dev` is never disturbed; a path under /tmp/ is in the
+test's temporary folder, and one under .devstack/ in that stack's state folder; `whsec_...` stands
+for a generated secret. The tools (`make event`, `make replay`, `make redrive`) find that running
+stack by themselves, as they would in a reader's second terminal. A command this file does not know
+fails the test until a rule says how to run it or why it cannot run here.
 """
 
 from __future__ import annotations
@@ -176,8 +176,13 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack.stop()
 
 
+def rewritten(text: str, env: dict[str, str], tmp_path: Path) -> str:
+    """/tmp/ is the test's folder, and .devstack/ the running stack's state folder (DEVSTACK_DIR)."""
+    return text.replace("/tmp/", f"{tmp_path}/").replace(".devstack/", f"{env['DEVSTACK_DIR']}/")
+
+
 def run(command: Command, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    text = command.text.replace("/tmp/", f"{tmp_path}/")
+    text = rewritten(command.text, env, tmp_path)
     return subprocess.run(
         ["bash", "-c", text], cwd=ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
     )
@@ -234,7 +239,7 @@ def check_event(command: Command, request: pytest.FixtureRequest, tmp_path: Path
     done = run(command, dev.env, tmp_path)
     assert done.returncode == 0, done.stderr
     written = re.search(r">\s*(\S+)", command.text)
-    text = Path(written.group(1).replace("/tmp/", f"{tmp_path}/")).read_text() if written else done.stdout
+    text = Path(rewritten(written.group(1), dev.env, tmp_path)).read_text() if written else done.stdout
     event = json.loads(text)
     assert event["version"] == "2.0" and event["requestContext"]["http"]["method"] == "POST"
     route = event["pathParameters"]["provider"]

@@ -60,10 +60,41 @@ def test_webhook_route_and_output() -> None:
     assert "WebhookUrl" in template.doc["Outputs"]
 
 
-def test_runtime_and_architecture() -> None:
+def test_runtime_and_one_architecture_for_functions_and_layer() -> None:
     template = Template()
     assert template.function_setting("ReceiverFunction", "Runtime") == "python3.13"
-    assert template.function_setting("ForwarderFunction", "Architectures") == ["arm64"]
+    parameter = template.doc["Parameters"]["Architecture"]
+    assert parameter["Default"] == "arm64" and sorted(parameter["AllowedValues"]) == ["arm64", "x86_64"]
+    architecture = {"Ref": "Architecture"}
+    for function in ("ReceiverFunction", "ForwarderFunction"):
+        assert template.function_setting(function, "Architectures") == [architecture]
+    layer = template.resources["CommonLayer"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
+    assert layer["Metadata"]["BuildArchitecture"] == architecture
+
+
+def test_variables_for_sam_local_are_declared_empty_and_empty_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sam local --env-vars` only sets declared variables; deployed, their empty values must mean "unset"."""
+    from revenue_webhooks.adapters import aws
+    from revenue_webhooks.config import MIXPANEL_HOSTS, from_environ
+
+    template = Template()
+
+    def resolve(value: object) -> object:  # parameters by their defaults, resources by their logical ids
+        return template.parameters.get(value["Ref"], value["Ref"]) if isinstance(value, dict) else value
+
+    receiver = template.function_environment("ReceiverFunction", resolve)
+    forwarder = template.function_environment("ForwarderFunction", resolve)
+    assert receiver["AWS_ENDPOINT_URL"] == forwarder["AWS_ENDPOINT_URL"] == ""
+    assert forwarder["MIXPANEL_API_URL"] == ""
+    assert from_environ(forwarder).mixpanel_base_url == MIXPANEL_HOSTS[template.parameters["MixpanelRegion"]]
+    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", receiver["AWS_ENDPOINT_URL"])  # as the deployed function has it
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unused")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unused")
+    assert aws.client("sqs").meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
 
 
 def _transformed(monkeypatch: pytest.MonkeyPatch, **parameters: str) -> dict:
