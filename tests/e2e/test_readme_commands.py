@@ -339,5 +339,5 @@ def test_readme_command(command: Command, request: pytest.FixtureRequest, tmp_pa
     if isinstance(how, str):
         if "unknown" in how:
             pytest.fail(f"{command}: {how}")
-        pytest.skip(f"{command.program[0]}: {how}")
+        pytest.skip(f"{command.text.split('#')[0].strip()[:60]}: {how}")
     how(command, request, tmp_path)
