@@ -19,9 +19,10 @@ HARNESS = Path(__file__).with_name("atheris_receiver.py")
 RUNS = 2000
 
 
-def test_a_short_coverage_guided_run_breaks_no_property() -> None:
+def test_a_short_coverage_guided_run_breaks_no_property(tmp_path: Path) -> None:
+    # A failing input is written where libFuzzer is told (by default the working directory: the repository).
     child = subprocess.run(
-        [sys.executable, str(HARNESS), f"-runs={RUNS}", "-seed=1", "-max_len=4096"],
+        [sys.executable, str(HARNESS), f"-runs={RUNS}", "-seed=1", "-max_len=4096", f"-artifact_prefix={tmp_path}/"],
         capture_output=True,
         text=True,
         timeout=300,
