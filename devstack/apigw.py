@@ -47,6 +47,15 @@ class Route:
     def key(self) -> str:
         return f"{self.method} {self.path}"
 
+    @property
+    def specificity(self) -> tuple[int, int, int]:
+        """How API Gateway ranks routes that match one request: more literal segments first, then fewer greedy
+        variables, then a route of the request's own method over `ANY`."""
+        parts = [part for part in self.path.split("/") if part]
+        literal = sum(1 for part in parts if not part.startswith("{"))
+        greedy = sum(1 for part in parts if part.endswith("+}"))
+        return (literal, -greedy, 0 if self.method == "ANY" else 1)
+
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """Path parameters when the request matches this route (case-sensitive, like API Gateway)."""
         if self.method not in ("ANY", method.upper()):
@@ -233,10 +242,14 @@ class HttpApi:
         source_ip: str,
     ) -> Exchange:
         split = urlsplit(target)
-        for route, invoke in self.routes.items():
-            parameters = route.match(method, split.path)
-            if parameters is None:
-                continue
+        matching = [(route, route.match(method, split.path)) for route in self.routes]
+        ranked = sorted(
+            ((route, parameters) for route, parameters in matching if parameters is not None),
+            key=lambda pair: pair[0].specificity,
+            reverse=True,
+        )
+        for route, parameters in ranked[:1]:
+            invoke = self.routes[route]
             event = http_api_event(
                 route,
                 method=method,

@@ -222,22 +222,50 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
     lines += ["", f"Profiles ({len(profiles)}):", ""]
     rows = []
     for distinct_id, properties in sorted(profiles.items()):
-        revenue = "; ".join(
-            f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
-            for name, value in sorted(properties.items())
-            if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
-        )
         rows.append(
             [
                 distinct_id,
                 str(properties.get("Purchase Count", "")),
                 str(properties.get("Refund Count", "")),
-                revenue,
+                _revenue(properties),
                 str(properties.get("Plan", "")),
                 str(properties.get("Subscription Status", "")),
             ]
         )
     lines += _table(["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Subscription"], rows)
+
+    companies = mixpanel.groups()
+    lines += ["", f"Company profiles (Group Analytics, {len(companies)}):", ""]
+    lines += _table(
+        ["Company", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Seats", "Subscription"],
+        [
+            [
+                f"{key}={group_id}",
+                str(properties.get("Purchase Count", "")),
+                str(properties.get("Refund Count", "")),
+                _revenue(properties),
+                str(properties.get("Plan", "")),
+                str(properties.get("Seats", "")),
+                str(properties.get("Subscription Status", "")),
+            ]
+            for (key, group_id), properties in sorted(companies.items())
+        ],
+    )
+    for project in mixpanel.projects[1:]:
+        routed = project.events()
+        lines += ["", f"Test project (project {project.project_id}: test-mode webhooks, {len(routed)} events):", ""]
+        lines += _table(
+            ["Event", "Distinct ID", "Order ID", "Revenue"],
+            [
+                [
+                    e["event"],
+                    str(e["properties"].get("distinct_id", "")),
+                    str(e["properties"].get("Order ID", "")),
+                    f"{e['properties'].get('Currency', '')} {e['properties'].get('Revenue', '')}".strip(),
+                ]
+                for e in routed
+            ],
+        )
 
     ignored = [s for s in sent if s.status == 200 and s.answer.get("status") == "ignored"]
     lines += ["", f"Ignored by the receiver (answered 200, not queued): {len(ignored)}", ""]
@@ -262,7 +290,7 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
             [[d["provider"], d["event_type"], d["event_id"], f"{d['reason']}: {d['detail']}"] for d in dead],
         )
         raise DemoFailed("\n".join(lines) + f"\n\n{len(dead)} sample(s) were dead-lettered: see the reasons above")
-    violations = mixpanel.spec_violations()
+    violations = [v for project in mixpanel.projects for v in project.spec_violations()]
     if violations:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally
@@ -275,6 +303,17 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         f"{tally.retried} retries, 0 dead-lettered.",
     ]
     return "\n".join(lines)
+
+
+def _revenue(properties: dict[str, Any]) -> str:
+    """`Lifetime Revenue <CUR>` properties as "USD 60.00; JPY 3,000", each in its currency's decimals."""
+    from revenue_webhooks.domain.money import exponent
+
+    return "; ".join(
+        f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
+        for name, value in sorted(properties.items())
+        if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
+    )
 
 
 def _amount(value: float, decimals: int) -> str:

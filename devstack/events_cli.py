@@ -164,7 +164,7 @@ def sqs_event(sample: Sample, *, stack: str = DEFAULT_STACK_NAME, received_at_ms
 
 def _sender_mapping(route: str) -> str:
     """A Standard Webhooks sender's route only parses when the mapping names it."""
-    from .stack import demo_sender_mapping
+    from .demo_sender import demo_sender_mapping
 
     mapping = demo_sender_mapping()
     return json.dumps(mapping) if route in mapping else "{}"

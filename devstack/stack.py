@@ -36,15 +36,17 @@ from ops.arguments import secret_variable
 
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
+from .demo_sender import demo_sender_mapping
 from .lambda_runtime import context_for, load_handler
 from .samples import describe
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
 FORWARDER = "ForwarderFunction"
+BROWSER_PROXY = "BrowserProxyFunction"
 DEFAULT_PORT = 3000
 DEFAULT_MIXPANEL_PORT = 3001
-DEMO_SENDER = "demo-billing"
+DEMO_GROUP_KEY = "company_id"  # Group Analytics in the local stack: the demo's payments name their company
 SERVICE_ACCOUNT_ENV = ("MIXPANEL_PROJECT_ID", "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET")
 TOKEN_ENV = "MIXPANEL_PROJECT_TOKEN"
 DEAD_LETTER_PEEK_LIMIT = 100
@@ -122,6 +124,10 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
         self.esm: Any = None
+        self.esms: list[Any] = []  # one per SQS event source of the forwarder: EventsQueue, EventsTestQueue
+        self.proxy_routes: list[Route] = []  # the browser proxy's, when BrowserProxyOrigins turns it on
+        self.browser_proxy: Any = None
+        self.dead_letter_urls: list[str] = []  # their dead-letter queues, in the same order
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
@@ -159,6 +165,12 @@ class LocalStack:
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
         if not routes:
             raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
+        self.proxy_routes = [
+            Route(method, path)
+            for method, path in self.template.http_routes(BROWSER_PROXY)
+            if BROWSER_PROXY in self.template.resources and self.template.condition_holds(BROWSER_PROXY)
+        ]
+        routes.update(dict.fromkeys(self.proxy_routes, self._invoke_browser_proxy))
         try:
             self.api = HttpApi(routes, port=options.port, on_exchange=self._on_exchange)
         except OSError as error:
@@ -175,6 +187,11 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        if api_url is None:
+            from .mixpanel import DEMO_TEST_CREDENTIALS
+
+            test_secret = self._ref(FORWARDER, "MIXPANEL_TEST_CREDENTIALS_ID")
+            secret_values[test_secret] = json.dumps(DEMO_TEST_CREDENTIALS.secret_value())
         self.resources = provision(
             self.template, self.moto.endpoint, stack=options.stack_name, secret_values=secret_values
         )
@@ -187,15 +204,20 @@ class LocalStack:
         ]
         self.dead_letter_queue = self._dead_letter_queue_id()
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
-
+        # The test lane's queue and dead letters (used when TestEventsTo=test-project), as the template declares.
+        self.sources = self.template.sqs_event_sources(FORWARDER, self.resources.resolve)
+        self.dead_letter_urls = [self.dead_letter_url] + [
+            self.resources.queue_url(self._dead_letter_queue_id(source.queue)) for source in self.sources[1:]
+        ]
         if api_url is None:
-            from .mixpanel import DEMO_CREDENTIALS, MixpanelServer
+            from .mixpanel import DEMO_CREDENTIALS, DEMO_TEST_CREDENTIALS, MixpanelServer
 
             self.mixpanel = MixpanelServer(
                 port=options.mixpanel_port,
                 db_path=str(options.state_dir / "mixpanel.sqlite"),
                 credentials=DEMO_CREDENTIALS,
                 dead_letters=self.dead_letters,
+                more_projects=[DEMO_TEST_CREDENTIALS],
             )
             try:
                 self.mixpanel.start()
@@ -206,35 +228,42 @@ class LocalStack:
             api_url = self.mixpanel.url
             self._listen_on_bridge(self.mixpanel, self.mixpanel.port, "the local Mixpanel")
             self.mixpanel_description = (
-                f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')})"
+                f"local, page {self.mixpanel.url}/ (data in {_shown(options.state_dir / 'mixpanel.sqlite')}); "
+                f"production project {DEMO_CREDENTIALS.project_id}, test project {DEMO_TEST_CREDENTIALS.project_id}"
+                f" ({self.mixpanel.url}/?project={DEMO_TEST_CREDENTIALS.project_id})"
             )
 
         self._load_functions(api_url)
         self._write_sam_env()
         from .esm import EventSourceMapping
 
-        self.esm = EventSourceMapping(
-            self.sqs,
-            self.queue_url,
-            self.resources.attributes[(self.source.queue, "Arn")],
-            self._invoke_forwarder,
-            lambda: context_for(self.template, FORWARDER),
-            batch_size=self.source.batch_size,
-            batching_window_s=self.source.batching_window_s,
-            report_batch_item_failures=self.source.report_batch_item_failures,
-            on_batch=self._on_batch,
-        ).start()
+        self.esms = [
+            EventSourceMapping(
+                self.sqs,
+                self.resources.queue_url(source.queue),
+                self.resources.attributes[(source.queue, "Arn")],
+                self._invoke_forwarder,
+                lambda: context_for(self.template, FORWARDER),
+                batch_size=source.batch_size,
+                batching_window_s=source.batching_window_s,
+                report_batch_item_failures=source.report_batch_item_failures,
+                on_batch=self._on_batch,
+            ).start()
+            for source in self.sources
+        ]
+        self.esm = self.esms[0]
         self.api.start()
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.esm, self.mixpanel, self.moto):
+        for part in (self.api, *self.esms, self.mixpanel, self.moto):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
         self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.esms = []
         _forget_clients()
         if self._saved_environ is not None:
             os.environ.clear()
@@ -256,11 +285,16 @@ class LocalStack:
 
     def _parameters(self) -> dict[str, str]:
         """Template parameter overrides of the local stack, like `sam deploy --parameter-overrides`."""
-        parameters = {"Mode": "any"}
+        parameters = {"Mode": "any", "GroupKey": DEMO_GROUP_KEY}
+        if self._real_mixpanel():  # a real project was named and no test project: test events go to it
+            parameters["TestEventsTo"] = "production"
         region = self.options.environ.get("MIXPANEL_REGION", "").strip().upper()
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        origins = self.options.environ.get("BROWSER_PROXY_ORIGINS", "").strip()
+        if origins:  # the pages that may use the browser proxy (README, "Browser proxy")
+            parameters["BrowserProxyOrigins"] = origins
         parameters.update(self.options.parameters)
         return parameters
 
@@ -293,12 +327,18 @@ class LocalStack:
 
         return {route: self._ref(RECEIVER, spec.signing.variable) for route, spec in specs().items()}
 
-    def _dead_letter_queue_id(self) -> str:
-        policy = self.template.properties(self.source.queue).get("RedrivePolicy") or {}
+    def _dead_letter_queue_id(self, queue: str | None = None) -> str:
+        queue = queue or self.source.queue
+        policy = self.template.properties(queue).get("RedrivePolicy") or {}
         target = policy.get("deadLetterTargetArn")
         if isinstance(target, dict) and "Fn::GetAtt" in target:
             return str(target["Fn::GetAtt"][0])
-        raise StackError(f"{self.source.queue} has no RedrivePolicy naming a dead-letter queue in the template")
+        raise StackError(f"{queue} has no RedrivePolicy naming a dead-letter queue in the template")
+
+    def _real_mixpanel(self) -> bool:
+        """Whether the environment names a real Mixpanel project (then there is no local test project)."""
+        env = self.options.environ
+        return any(env.get(name, "").strip() for name in (*SERVICE_ACCOUNT_ENV, TOKEN_ENV))
 
     def _webhook_secrets(self) -> dict[str, str]:
         """Each route's signing secret: the environment's (STRIPE_WEBHOOK_SECRET...), else one kept in state_dir."""
@@ -372,6 +412,13 @@ class LocalStack:
         from revenue_webhooks.config import ConfigError, from_environ
 
         try:
+            if self.proxy_routes:
+                self.proxy_environment = {
+                    **self.template.function_environment(BROWSER_PROXY, resolve),
+                    **local,
+                    "MIXPANEL_API_URL": mixpanel_url,
+                }
+                self.browser_proxy = load_handler(self.template, BROWSER_PROXY, self.proxy_environment)
             self.receiver = load_handler(self.template, RECEIVER, self.receiver_environment)
             self.forwarder = load_handler(self.template, FORWARDER, self.forwarder_environment)
             self.receiver_settings = from_environ(self.receiver_environment)
@@ -416,6 +463,8 @@ class LocalStack:
         if self.mixpanel is not None:
             moved[self.mixpanel.url] = f"http://{host}:{self.mixpanel.port}"
         environments = {RECEIVER: self.receiver_environment, FORWARDER: self.forwarder_environment}
+        if self.proxy_routes:
+            environments[BROWSER_PROXY] = self.proxy_environment
         self.sam_env_path = write(self.options.state_dir / ENV_FILE, env_vars(self.template, environments, moved))
 
     def _sam_local_lines(self) -> list[str]:
@@ -438,6 +487,9 @@ class LocalStack:
     def _invoke_receiver(self, event: dict[str, Any]) -> Any:
         return self.receiver(event, context_for(self.template, RECEIVER))
 
+    def _invoke_browser_proxy(self, event: dict[str, Any]) -> Any:
+        return self.browser_proxy(event, context_for(self.template, BROWSER_PROXY))
+
     def _invoke_forwarder(self, event: dict[str, Any], context: Any) -> Any:
         try:
             return self.forwarder(event, context)
@@ -453,6 +505,9 @@ class LocalStack:
             why = json.loads(response.body or b"{}").get("message", "")
             routes = ", ".join(r.key for r in self.api_routes)
             self.say(f"← {exchange.method} {exchange.path}: {response.status} {why} (the API serves {routes})")
+            return
+        if exchange.route in self.proxy_routes:
+            self.say(f"← browser {exchange.method} {exchange.path}: {response.status} (the browser proxy)")
             return
         route = exchange.path_parameters.get("provider", "?")
         event_type, event_id = describe(route, exchange.body, exchange.headers, self.receiver_settings)
@@ -507,7 +562,12 @@ class LocalStack:
                     self.tally.delivered += 1
                     self._settled.notify_all()
                 shown = ", ".join(names) if names else "nothing to count"
-                self.say(f"→ {what}: delivered to Mixpanel: {shown}")
+                where = "the test project" if self._from_test_queue(record) else "Mixpanel"
+                self.say(f"→ {what}: delivered to {where}: {shown}")
+
+    def _from_test_queue(self, record: dict[str, Any]) -> bool:
+        """Whether a record came from the test lane's queue (the forwarder's second SQS event source)."""
+        return len(self.esms) > 1 and record.get("eventSourceARN") == self.esms[1].queue_arn
 
     def _mixpanel_events(self, record: dict[str, Any]) -> list[str]:
         """The event names a message became, by the provider's own mapping (display only)."""
@@ -525,7 +585,7 @@ class LocalStack:
 
     def _new_dead_letters(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
         """Dead letters that appeared since the last batch, by (provider, event id)."""
-        if _depth(self.sqs, self.dead_letter_url) == 0:
+        if all(_depth(self.sqs, url) == 0 for url in self.dead_letter_urls):
             return {}
         fresh = {}
         for letter in self.dead_letters():
@@ -539,11 +599,16 @@ class LocalStack:
         from ops.redrive import Redrive
 
         with self._peek_lock:
-            letters = Redrive(
-                self.sqs, self.dead_letter_url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
-            ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
+            letters = [
+                (lane, letter)
+                for lane, url in zip(("live", "test"), self.dead_letter_urls, strict=False)
+                for letter in Redrive(
+                    self.sqs, url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
+                ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
+            ]
         return [
             {
+                "lane": lane,
                 "id": letter.message_id,
                 "reason": letter.reason,
                 "detail": letter.detail,
@@ -556,7 +621,7 @@ class LocalStack:
                 "received_at": letter.received_at,
                 "body": letter.body[:4000],
             }
-            for letter in letters
+            for lane, letter in letters
         ]
 
     def wait_settled(self, timeout_s: float) -> bool:
@@ -568,7 +633,7 @@ class LocalStack:
                 if not done:
                     self._settled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                     continue
-            if _depth(self.sqs, self.queue_url) == 0:
+            if all(_depth(self.sqs, esm.queue_url) == 0 for esm in self.esms):
                 return True
             time.sleep(0.2)
         return False
@@ -595,6 +660,13 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        if self.proxy_routes:
+            prefix = self.template.parameters.get("BrowserProxyPrefix", "mp")
+            lines += [
+                "",
+                f"Browser proxy: api_host http://{base}/{prefix} for pages at "
+                f"{self.template.parameters.get('BrowserProxyOrigins')}",
+            ]
         lines += [
             "",
             "Stripe CLI (test mode):",
@@ -638,49 +710,6 @@ def generate_secret(route: str) -> str:
     if spec is not None:
         return spec.signing.prefix + secrets.token_hex(16)
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-# A fictional billing service that signs with Standard Webhooks: its payloads are in events/demo-billing/.
-DEMO_SENDER_MAPPING: dict[str, Any] = {
-    DEMO_SENDER: {
-        "type_path": "type",
-        "events": {
-            "invoice.paid": {
-                "event": "Purchase Completed",
-                "purchase_type": "invoice",
-                "time": "data.paid_at",
-                "order_id": "data.invoice_id",
-                "amount": "data.amount",
-                "currency": "data.currency",
-                "amount_unit": "minor",
-                "user_id": "data.customer.external_id",
-                "customer_id": "data.customer.id",
-                "livemode": "data.livemode",
-            },
-            "invoice.refunded": {
-                "event": "Refund Issued",
-                "time": "data.refunded_at",
-                "refund_id": "data.refund_id",
-                "order_id": "data.invoice_id",
-                "amount": "data.amount_refunded",
-                "currency": "data.currency",
-                "amount_unit": "minor",
-                "user_id": "data.customer.external_id",
-                "customer_id": "data.customer.id",
-                "livemode": "data.livemode",
-            },
-        },
-    }
-}
-
-
-def demo_sender_mapping() -> dict[str, Any]:
-    """StandardWebhooksMapping of the demo sender, validated."""
-    from revenue_webhooks.providers import specs
-    from revenue_webhooks.providers.standard_webhooks import validate_mapping
-
-    validate_mapping(DEMO_SENDER_MAPPING, reserved=specs())
-    return DEMO_SENDER_MAPPING
 
 
 def _forget_clients() -> None:

@@ -1,7 +1,7 @@
 """Read template.yaml as the truth about resources, so the local stack cannot drift from `sam deploy`.
 
 Understands the intrinsic functions the template uses (Ref, Fn::GetAtt, Fn::Sub, Fn::If,
-Fn::Not, Fn::Equals) well enough to resolve environment variables, queue attributes,
+Fn::Not, Fn::And, Fn::Or, Fn::Equals) well enough to resolve environment variables, queue attributes,
 table keys and the forwarder's event source mapping against local resources.
 """
 
@@ -85,18 +85,37 @@ class Template:
         return own if own is not None else ((self.doc.get("Globals") or {}).get("Function") or {}).get(name)
 
     def sqs_event_source(self, function_id: str, resolve: Callable[[Any], Any]) -> EventSource:
+        """The function's first SQS event source (the forwarder's: EventsQueue)."""
+        sources = self.sqs_event_sources(function_id, resolve)
+        if not sources:
+            raise LookupError(f"{function_id} has no SQS event source in the template")
+        return sources[0]
+
+    def sqs_event_sources(self, function_id: str, resolve: Callable[[Any], Any]) -> list[EventSource]:
+        """Every SQS event source of a function, in template order (the forwarder's: EventsQueue, EventsTestQueue)."""
+        sources = []
         for event in (self.properties(function_id).get("Events") or {}).values():
             if event.get("Type") == "SQS":
                 props = event["Properties"]
                 queue = props["Queue"]
                 queue_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) and "Fn::GetAtt" in queue else str(queue)
-                return EventSource(
-                    queue=queue_id,
-                    batch_size=int(resolve(props.get("BatchSize", 10))),
-                    batching_window_s=int(resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
-                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                sources.append(
+                    EventSource(
+                        queue=queue_id,
+                        batch_size=int(resolve(props.get("BatchSize", 10))),
+                        batching_window_s=int(resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (props.get("FunctionResponseTypes") or []),
+                    )
                 )
-        raise LookupError(f"{function_id} has no SQS event source in the template")
+        return sources
+
+    def condition_holds(self, logical_id: str) -> bool:
+        """Whether a resource exists with these parameters (its `Condition`, if any, is true)."""
+        condition = self.resources[logical_id].get("Condition")
+        if condition is None:
+            return True
+        return bool(Resolver(self, {}, {}, {})(self.doc["Conditions"][condition]))
 
     def http_routes(self, function_id: str) -> list[tuple[str, str]]:
         """(method, path) of each HttpApi event of a function."""
@@ -141,6 +160,10 @@ class Resolver:
             return str(left) == str(right)
         if key == "Fn::Not":
             return not self(arg[0])
+        if key == "Fn::And":
+            return all(self(item) for item in arg)
+        if key == "Fn::Or":
+            return any(self(item) for item in arg)
         if key == "Fn::If":
             condition, when_true, when_false = arg
             return self(when_true) if self._condition(condition) else self(when_false)

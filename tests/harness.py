@@ -24,7 +24,13 @@ from devstack import apigw
 from devstack.aws import MotoServer, provision
 from devstack.esm import EventSourceMapping
 from devstack.lambda_runtime import LambdaContext, context_for, load_handler
-from devstack.mixpanel import DEMO_CREDENTIALS, MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, MixpanelServer
+from devstack.mixpanel import (
+    DEMO_CREDENTIALS,
+    DEMO_TEST_CREDENTIALS,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    MixpanelServer,
+)
 from devstack.template import Template
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -118,7 +124,14 @@ def http_api_event(path: str, body: bytes, headers: dict[str, str], *, base64_bo
 
 
 class Pipeline:
-    """Receiver, queue, forwarder and Mixpanel, wired as the template wires them."""
+    """Receiver, queues, forwarder and Mixpanel, wired as the template wires them.
+
+    The local Mixpanel hosts the production project and the test project (MixpanelTestCredentials), and an event
+    source mapping drains each of the forwarder's queues. Unless a test asks for the test lane
+    (`parameters={"TestEventsTo": "test-project"}`), the pipeline runs with TestEventsTo=production: most suites
+    post Stripe's own test-mode fixtures and read them in the production project, as a Mode=any deployment
+    without a test project does.
+    """
 
     def __init__(
         self,
@@ -132,12 +145,14 @@ class Pipeline:
         self.template = Template(
             parameters={
                 "Mode": "any",
+                "TestEventsTo": "production",
                 "StandardWebhooksMapping": documented_standard_webhooks_mapping(),
                 **(parameters or {}),
             }
         )
         self.moto = MotoServer().start()
-        self.mixpanel = MixpanelServer(credentials=DEMO_CREDENTIALS).start()
+        self.mixpanel = MixpanelServer(credentials=DEMO_CREDENTIALS, more_projects=[DEMO_TEST_CREDENTIALS]).start()
+        self.test_project = self.mixpanel.project(DEMO_TEST_CREDENTIALS.project_id)
         creds = mixpanel_credentials or DEMO_CREDENTIALS.secret_value()
         self.resources = provision(
             self.template,
@@ -147,8 +162,11 @@ class Pipeline:
                 **{logical: SECRETS[route] for route, logical in SECRET_LOGICAL_IDS.items()},
                 "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
                 "MixpanelCredentials": json.dumps(creds),
+                "MixpanelTestCredentials": json.dumps(DEMO_TEST_CREDENTIALS.secret_value()),
             },
-            queue_overrides={"EventsQueue": {"VisibilityTimeout": str(visibility_timeout_s)}},
+            queue_overrides={
+                queue: {"VisibilityTimeout": str(visibility_timeout_s)} for queue in ("EventsQueue", "EventsTestQueue")
+            },
         )
         resolve = self.resources.resolver
         env = {**self.moto.environment(), "MIXPANEL_API_URL": self.mixpanel.url, **FAST_BACKOFF, **(extra_env or {})}
@@ -164,7 +182,9 @@ class Pipeline:
         self.dynamodb = boto3.client("dynamodb", endpoint_url=self.moto.endpoint)
         self.queue_url = self.resources.queue_url("EventsQueue")
         self.dlq_url = self.resources.queue_url("EventsDeadLetterQueue")
-        source = self.template.sqs_event_source("ForwarderFunction", resolve)
+        self.test_queue_url = self.resources.queue_url("EventsTestQueue")
+        self.test_dlq_url = self.resources.queue_url("EventsTestDeadLetterQueue")
+        source, test_source = self.template.sqs_event_sources("ForwarderFunction", resolve)
 
         def context() -> LambdaContext:
             # A shorter Timeout than the template's compresses the time the forwarder may spend backing off.
@@ -181,6 +201,16 @@ class Pipeline:
             batch_size=source.batch_size,
             batching_window_s=0,
             report_batch_item_failures=source.report_batch_item_failures,
+        )
+        self.test_esm = EventSourceMapping(
+            self.sqs,
+            self.test_queue_url,
+            self.resources.attributes[(test_source.queue, "Arn")],
+            self.forwarder,
+            context,
+            batch_size=test_source.batch_size,
+            batching_window_s=0,
+            report_batch_item_failures=test_source.report_batch_item_failures,
         )
 
     def close(self) -> None:
@@ -212,9 +242,27 @@ class Pipeline:
     def post_stripe(self, body: bytes, *, secret: str = STRIPE_SECRET, timestamp: int | None = None) -> dict[str, Any]:
         return self.post("stripe", body, sign("stripe", body, secret, timestamp))
 
+    def deliver_stripe(
+        self, events: list[dict[str, Any]], *, per_batch: int | None = None, timeout_s: float = 60
+    ) -> None:
+        """Post each Stripe webhook (freshly signed), letting the forwarder run every `per_batch` webhooks, then drain."""
+        for position, event in enumerate(events, 1):
+            assert self.post_stripe(json.dumps(event).encode())["statusCode"] == 200
+            if per_batch and position % per_batch == 0:
+                self.esm.poll_once(0)
+        assert self.drain(timeout_s)
+
     def drain(self, timeout_s: float = 30) -> bool:
+        """Until both queues are empty (the test lane's is only used with TestEventsTo=test-project)."""
         self.activate()
-        return self.esm.drain(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            live = self.esm.drain(max(0.1, deadline - time.monotonic()))
+            test = self.test_esm.drain(max(0.1, deadline - time.monotonic()))
+            if live and test and self.queue_depth() == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     # ---- looking -----------------------------------------------------------------------
 
@@ -225,12 +273,13 @@ class Pipeline:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        """Every message in the DLQ (received, then made visible again)."""
+    def dead_letters(self, url: str | None = None) -> list[dict[str, Any]]:
+        """Every message in the DLQ (received, then made visible again); `url` another one (the test lane's)."""
+        url = url or self.dlq_url
         found: dict[str, dict[str, Any]] = {}
         for _ in range(100):  # up to 1000 messages
             batch = self.sqs.receive_message(
-                QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=5
+                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=5
             ).get("Messages", [])
             if not batch:
                 break
@@ -238,7 +287,7 @@ class Pipeline:
                 found[message["MessageId"]] = message
         for message in found.values():
             self.sqs.change_message_visibility(
-                QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
         return list(found.values())
 
@@ -270,7 +319,8 @@ class Pipeline:
 
     def reset(self) -> None:
         """Empty queues, ledger and Mixpanel: a fresh deployment for the next example."""
-        for url in (self.queue_url, self.dlq_url):  # PurgeQueue is limited to once a minute: delete instead
+        # PurgeQueue is limited to once a minute: delete instead.
+        for url in (self.queue_url, self.dlq_url, self.test_queue_url, self.test_dlq_url):
             while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
                 for message in messages:
                     self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,4 +1,4 @@
-"""A local Mixpanel: `/import` and `/engage` over real HTTP, validating the way Mixpanel documents.
+"""A local Mixpanel: `/import`, `/engage`, `/groups` and `/track` over real HTTP, validating the way Mixpanel documents.
 
 One server, three uses, so what the tests check is what the local stack and the benchmarks run:
 - the Mixpanel test server (tests reach Mixpanel only over HTTP, never by patching `requests`);
@@ -14,12 +14,13 @@ The rooms, each importing only those listed before it:
 - `rules`: Mixpanel's ingestion limits and validation, and what a profile update does (pure);
 - `messages`: `Request`/`Reply` and Mixpanel's error shapes; `bodies`: request bodies decoded into records;
 - `faults`: failures a test scripts for the next requests; `spec`: the check against the OpenAPI spec;
-- `store`: SQLite; `ingestion`: what `/import` and `/engage` do; `page`: the page's files and JSON;
+- `store`: SQLite; `ingestion`: what each endpoint does; `page`: the page's files and JSON;
+- `projects`: one project's credentials, store and read API (a server hosts one or more);
 - `http_adapter`: `http.server` in and out; `server`: `MixpanelServer`, its route table and lifecycle.
 `python -m devstack.mixpanel` runs it alone (`__main__`).
 """
 
-from .auth import DEMO_CREDENTIALS, Credentials
+from .auth import DEMO_CREDENTIALS, DEMO_TEST_CREDENTIALS, Credentials
 from .faults import HTTP_FAULT_STATUSES, RANDOM_FAULT_NAMES, Fault, FaultPlan
 from .page import RevenueView
 from .rules import (
@@ -39,6 +40,7 @@ from .spec import SPEC_ALLOWANCES, SPEC_PATH, SpecChecker, spec_checker
 
 __all__ = [
     "DEMO_CREDENTIALS",
+    "DEMO_TEST_CREDENTIALS",
     "ENGAGE_OPERATIONS",
     "HTTP_FAULT_STATUSES",
     "MAX_EVENTS_PER_REQUEST",

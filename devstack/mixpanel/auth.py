@@ -67,6 +67,15 @@ DEMO_CREDENTIALS = Credentials(
 )
 
 
+# The local stack's test project (test-mode webhooks, with TestEventsTo=test-project), beside the demo one.
+DEMO_TEST_CREDENTIALS = Credentials(
+    project_id="2",
+    username="devstack-test.2.mp-service-account",
+    secret="devstack-test-secret",
+    project_token="devstack-test-token",
+)
+
+
 def same_secret(given: str, expected: str) -> bool:
     """Compare in constant time, so a wrong credential or `$token` leaks nothing through timing."""
     return hmac.compare_digest(given.encode(), expected.encode())

@@ -35,14 +35,9 @@ def parse_import(request: Request) -> Parsed:
     encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
     if encoding not in ("", "identity", "gzip"):
         return Parsed(None, f"unsupported Content-Encoding {encoding!r}")
-    body = request.body
-    if encoding == "gzip":
-        try:
-            body = _gunzip(body, MAX_REQUEST_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            return Parsed(None, f"could not decompress the gzip body: {exc}")
-    if len(body) > MAX_REQUEST_BYTES:
-        return Parsed(None, f"request exceeds max limit of {MAX_REQUEST_BYTES} bytes", 413, len(body))
+    body = _inflated(request.body, encoding)
+    if isinstance(body, Parsed):
+        return body
     media = media_type(request.headers)
     try:
         text = body.decode("utf-8")
@@ -63,11 +58,25 @@ def parse_import(request: Request) -> Parsed:
 
 
 def parse_engage(request: Request) -> Parsed:
-    """An `/engage` body: a JSON array or object, or form `data=` (plain or base64 JSON); never compressed."""
+    """An `/engage` or `/groups` body: a JSON array or object, or form `data=` (plain or base64 JSON); never
+    compressed ("This API does not support gzip encoding")."""
+    return _parse_records(request, gzip_allowed=False)
+
+
+def parse_track(request: Request) -> Parsed:
+    """A `/track` body as the browser SDK sends it (form `data=`, base64 JSON by default) or a JSON array;
+    `/track` takes gzip too ("Gzip allowed")."""
+    return _parse_records(request, gzip_allowed=True)
+
+
+def _parse_records(request: Request, *, gzip_allowed: bool) -> Parsed:
     encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
-    if encoding not in ("", "identity"):
-        return Parsed(None, f"Content-Encoding {encoding!r} is not supported by /engage (send it uncompressed)")
-    body, media, form = request.body, media_type(request.headers), {}
+    if encoding not in ("", "identity", *(("gzip",) if gzip_allowed else ())):
+        return Parsed(None, f"Content-Encoding {encoding!r} is not supported by {request.path} (send it uncompressed)")
+    body = _inflated(request.body, encoding) if encoding == "gzip" else request.body
+    if isinstance(body, Parsed):
+        return body
+    media, form = media_type(request.headers), {}
     try:
         text = body.decode("utf-8")
         if media == FORM_TYPE:
@@ -84,8 +93,20 @@ def parse_engage(request: Request) -> Parsed:
     if isinstance(records, dict):
         records = [records]
     if not isinstance(records, list):
-        return Parsed(None, "request body must be a JSON array of profile updates", 400, len(body), form)
+        return Parsed(None, "request body must be a JSON array of records", 400, len(body), form)
     return Parsed(records, uncompressed_bytes=len(body), form=form)
+
+
+def _inflated(body: bytes, encoding: str) -> bytes | Parsed:
+    """The body, gunzipped when `encoding` says so, within Mixpanel's request limit; else why not."""
+    if encoding == "gzip":
+        try:
+            body = _gunzip(body, MAX_REQUEST_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            return Parsed(None, f"could not decompress the gzip body: {exc}")
+    if len(body) > MAX_REQUEST_BYTES:
+        return Parsed(None, f"request exceeds max limit of {MAX_REQUEST_BYTES} bytes", 413, len(body))
+    return body
 
 
 def media_type(headers: Message) -> str:

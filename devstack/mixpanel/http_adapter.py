@@ -55,7 +55,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(import_error(True, exc.status, str(exc)))
             return
         request = Request(
-            self.command, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), self.headers, body
+            self.command,
+            split.path,
+            dict(parse_qsl(split.query, keep_blank_values=True)),
+            self.headers,
+            body,
+            self.client_address[0],
         )
         try:
             reply = self.server.app(request)

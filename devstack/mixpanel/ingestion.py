@@ -7,6 +7,8 @@ these functions are the part that differs per endpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .bodies import Parsed
@@ -15,17 +17,26 @@ from .messages import Reply, import_error
 from .rules import (
     MAX_EVENT_BYTES,
     MAX_EVENTS_PER_REQUEST,
+    MAX_GROUP_UPDATES_PER_REQUEST,
     MAX_PROFILE_UPDATES_PER_REQUEST,
     FailedRecord,
     truncated,
     validate_event,
+    validate_group_update,
     validate_profile_update,
+    validate_track_event,
 )
 from .store import Store
 
 
 def import_events(
-    parsed: Parsed, auth: str | None, strict: bool, store: Store, request_id: int, reject: Fault | None
+    parsed: Parsed,
+    auth: str | None,
+    strict: bool,
+    store: Store,
+    request_id: int,
+    reject: Fault | None,
+    request_ip: str | None = None,
 ) -> Reply:
     """`/import`: store the valid events (even when others fail) and answer strict or lenient, as Mixpanel does."""
     if auth is None:
@@ -50,7 +61,8 @@ def import_events(
         else:
             failures.append(failure)
     if valid:  # Mixpanel ingests the valid events of a request even when others fail
-        store.add_events(request_id, valid)
+        # "If you do not supply an ip property ... the IP address of the request will be used"; "0" turns it off.
+        store.add_events(request_id, valid, [_event_ip(e, request_ip) for e in valid])
     if not strict:
         if valid:
             return Reply.json(200, {"status": 1})
@@ -79,7 +91,48 @@ def update_profiles(
     reject: Fault | None,
 ) -> Reply:
     """`/engage`: apply the valid profile updates in order; `params` are the query and form fields together."""
-    verbose = params.get("verbose", "0")
+    kind = _Updates("Engage", "profile", MAX_PROFILE_UPDATES_PER_REQUEST, validate_profile_update)
+    return _update(
+        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_profile_updates(request_id, valid)
+    )
+
+
+def update_groups(
+    parsed: Parsed,
+    params: dict[str, str],
+    auth: str | None,
+    project_token: str,
+    store: Store,
+    request_id: int,
+    reject: Fault | None,
+) -> Reply:
+    """`/groups`: apply the valid group updates in order, answering as `/engage` does (`verbose`, `strict`)."""
+    kind = _Updates("Groups", "group", MAX_GROUP_UPDATES_PER_REQUEST, validate_group_update)
+    return _update(
+        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_group_updates(request_id, valid)
+    )
+
+
+@dataclass(frozen=True)
+class _Updates:
+    """What differs between `/engage` and `/groups`: the error prefix, the noun, the limit and the rules."""
+
+    api: str
+    noun: str
+    limit: int
+    validate: Callable[[Any, str, bool], str | None]
+
+
+def _update(
+    kind: _Updates,
+    parsed: Parsed,
+    params: dict[str, str],
+    auth: str | None,
+    project_token: str,
+    reject: Fault | None,
+    apply: Callable[[list[dict[str, Any]]], None],
+) -> Reply:
+    """Validate each update (a scripted rejection counts as invalid), apply the valid ones, answer as Mixpanel."""
     if auth is None:
         return Reply.json(401, {"error": "Invalid credentials", "status": "error"})
     if parsed.records is None:
@@ -87,23 +140,67 @@ def update_profiles(
     records = parsed.records
     errors: list[tuple[int, str]] = []
     if not records:
-        errors.append((0, "Engage API error: no profile updates in the request"))
-    elif len(records) > MAX_PROFILE_UPDATES_PER_REQUEST:
-        errors.append((0, f"Engage API error: more than {MAX_PROFILE_UPDATES_PER_REQUEST} updates in one request"))
+        errors.append((0, f"{kind.api} API error: no {kind.noun} updates in the request"))
+    elif len(records) > kind.limit:
+        errors.append((0, f"{kind.api} API error: more than {kind.limit} updates in one request"))
     valid: list[dict[str, Any]] = []
     if not errors:
         authenticated = auth in ("service_account", "project_token")
         for index, record in enumerate(records):
-            error = validate_profile_update(record, project_token, authenticated)
+            error = kind.validate(record, project_token, authenticated)
             if error is None and reject is not None and reject.rejects(record):
-                error = f"Engage API error: {reject.message}"
+                error = f"{kind.api} API error: {reject.message}"
             if error is None:
                 valid.append(record)
             else:
                 errors.append((index, error))
     if valid:
-        store.apply_profile_updates(request_id, valid)
-    return _engage_reply(verbose, params.get("strict") == "1", errors, bool(valid))
+        apply(valid)
+    return _engage_reply(params.get("verbose", "0"), params.get("strict") == "1", errors, bool(valid))
+
+
+def track_events(
+    parsed: Parsed, params: dict[str, str], project_token: str, store: Store, request_id: int, request_ip: str | None
+) -> Reply:
+    """`/track` (the browser SDK's endpoint): store the events whose `properties.token` is the project's, from the
+    last 5 days; answer `1`/`0`, or `{"status", "error"}` with `verbose=1`. With `ip=1` Mixpanel geolocates the
+    request's IP; otherwise an event's own `ip` property, if any."""
+    verbose = params.get("verbose") == "1"
+    if parsed.records is None:
+        return _track_reply(verbose, parsed.error or "invalid request", ok=False)
+    events = parsed.records
+    if not events or len(events) > MAX_EVENTS_PER_REQUEST:
+        return _track_reply(verbose, f"a request holds 1 to {MAX_EVENTS_PER_REQUEST} events", ok=False)
+    now = time.time()
+    valid, errors = [], []
+    for event in events:
+        error = validate_track_event(event, now, project_token)
+        if error is None:
+            valid.append(truncated(event))
+        else:
+            errors.append(error)
+    if valid:
+        for event in valid:  # /track fills in what the SDK may leave out
+            event["properties"].setdefault("time", now)
+            event["properties"].setdefault("distinct_id", "")
+        by_request = request_ip if params.get("ip") == "1" else None
+        store.add_events(request_id, valid, [by_request or _event_ip(e, None) for e in valid])
+    return _track_reply(verbose, errors[0] if errors else None, ok=bool(valid))
+
+
+def _track_reply(verbose: bool, error: str | None, *, ok: bool) -> Reply:
+    """ "`1` - One or more objects provided are valid ... `0` - No data objects in the body are valid." """
+    if verbose:
+        return Reply.json(200, {"error": error, "status": 1 if ok else 0})
+    return Reply(200, b"1" if ok else b"0", "text/plain; charset=utf-8")
+
+
+def _event_ip(event: dict[str, Any], request_ip: str | None) -> str | None:
+    """The IP Mixpanel geolocates for an event: its `ip` property ("0": none), else the request's."""
+    own = event.get("properties", {}).get("ip")
+    if own is not None:
+        return None if str(own) == "0" else str(own)
+    return request_ip
 
 
 def _engage_reply(verbose: str, strict: bool, errors: list[tuple[int, str]], any_valid: bool) -> Reply:

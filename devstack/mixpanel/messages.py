@@ -20,6 +20,7 @@ class Request:
     query: dict[str, str]
     headers: Message
     body: bytes
+    client_ip: str = ""  # the connection's peer address
 
 
 @dataclass

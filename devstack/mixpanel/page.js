@@ -32,13 +32,21 @@ function fmtMoney(amount, currency) {
   catch (e) { return amount.toFixed(2) + " " + currency; }
 }
 const fmtValue = v => (typeof v === "string" ? v : JSON.stringify(v));
-async function getJSON(url) { const r = await fetch(url, {cache: "no-store"}); return r.json(); }
+// Every /api request names the project shown (the first one when none is chosen).
+let project = new URLSearchParams(location.search).get("project") || "";
+async function getJSON(url) {
+  const full = project ? url + (url.includes("?") ? "&" : "?") + "project=" + encodeURIComponent(project) : url;
+  const r = await fetch(full, {cache: "no-store"}); return r.json();
+}
 
 function renderStats(s) {
   document.getElementById("project").textContent = "project " + s.project_id;
+  const choice = document.getElementById("project-choice");
+  choice.replaceChildren(...s.projects.map(id => el("option", {value: id, text: "project " + id})));
+  choice.value = s.project_id; choice.hidden = s.projects.length < 2;
   const faults = Object.values(s.faults_served).reduce((a, b) => a + b, 0);
   const items = [["Events", s.events, STAT_MEANINGS.events], ["Ingested", s.raw_events, STAT_MEANINGS.ingested],
-                 ["Profiles", s.profiles], ["Requests", s.requests], ["Faults served", faults],
+                 ["Profiles", s.profiles], ["Companies", s.groups], ["Requests", s.requests], ["Faults served", faults],
                  ["Spec violations", s.spec_violations]];
   const box = document.getElementById("stats");
   box.replaceChildren(...items.map(([label, n, meaning]) =>
@@ -139,6 +147,19 @@ function renderProfiles(data) {
   }));
 }
 
+function renderGroups(data) {
+  document.getElementById("groups-count").textContent = data.groups.length;
+  const box = document.getElementById("groups");
+  if (!data.groups.length) { box.replaceChildren(el("div", {class: "empty", text: "No company profiles yet."})); return; }
+  box.replaceChildren(...data.groups.map(g => {
+    const dl = el("dl");
+    for (const [k, v] of Object.entries(g.properties)) dl.append(el("dt", {text: k}), el("dd", {text: fmtValue(v)}));
+    return el("div", {class: "group", "data-group-key": g.group_key, "data-group-id": g.group_id},
+              el("h3", {class: "mono", text: g.group_key + " = " + g.group_id}), dl,
+              el("div", {class: "muted seen", text: "updated " + fmtTime(g.updated_at * 1000)}));
+  }));
+}
+
 function renderDeadLetters(data) {
   const box = document.getElementById("dead-letters"), count = document.getElementById("dead-letters-count");
   if (!data.connected) { count.textContent = ""; box.replaceChildren(el("div", {class: "empty", text: "not connected"})); return; }
@@ -176,16 +197,17 @@ async function refresh() {
   const name = document.getElementById("filter-name").value, user = document.getElementById("filter-user").value;
   const q = new URLSearchParams({name, user});
   try {
-    const [summary, events, revenue, profiles, dead, requests] = await Promise.all([
+    const [summary, events, revenue, profiles, groups, dead, requests] = await Promise.all([
       getJSON("/api/summary"), getJSON("/api/events?" + q), getJSON("/api/revenue"), getJSON("/api/profiles"),
-      getJSON("/api/dead-letters"), getJSON("/api/requests")]);
+      getJSON("/api/groups"), getJSON("/api/dead-letters"), getJSON("/api/requests")]);
     renderStats(summary); renderEvents(events); renderRevenue(revenue); renderProfiles(profiles);
-    renderDeadLetters(dead); renderRequests(requests);
+    renderGroups(groups); renderDeadLetters(dead); renderRequests(requests);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";
   } catch (e) {
     document.getElementById("updated").textContent = "server unreachable, retrying…";
   }
+  if (project) q.set("project", project);
   history.replaceState(null, "", "?" + new URLSearchParams([...q].filter(([, v]) => v)));
 }
 function schedule() { clearTimeout(timer); if (!paused) timer = setTimeout(async () => { await refresh(); schedule(); }, REFRESH_MS); }
@@ -196,6 +218,7 @@ if (params.get("name")) nameBox.append(el("option", {value: params.get("name"), 
 nameBox.value = params.get("name") || ""; userBox.value = params.get("user") || "";
 let typing = null;
 nameBox.addEventListener("change", () => { refresh(); schedule(); });
+document.getElementById("project-choice").addEventListener("change", e => { project = e.target.value; refresh(); schedule(); });
 userBox.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { refresh(); schedule(); }, 200); });
 document.getElementById("pause").addEventListener("click", e => {
   paused = !paused; e.target.textContent = paused ? "Resume" : "Pause"; if (!paused) { refresh(); } schedule();

@@ -60,8 +60,14 @@ MAX_PROFILE_UPDATES_PER_REQUEST = 2000
 MAX_PROFILE_UPDATE_BYTES = 1024 * 1024
 # Operations that create a missing profile; $unset and $remove on a missing profile change nothing.
 _CREATING_OPERATIONS = frozenset({"$set", "$set_once", "$add", "$union", "$append"})
-# The ingestion endpoints this server implements.
-INGESTION_PATHS = ("/import", "/engage")
+# POST /groups (docs: group profiles; "The Groups API has the same 2000 and 1 MB limits"; `$add` and `$append`
+# are "not supported in group profiles").
+GROUP_OPERATIONS = ("$set", "$set_once", "$unset", "$remove", "$union", "$delete")
+MAX_GROUP_UPDATES_PER_REQUEST = 2000
+# POST /track (reference/track-event: "Last 5 days only"; the same per-event limits as /import).
+TRACK_MAX_AGE_S = 5 * 86_400
+# The ingestion endpoints this server implements (the browser SDK posts to them with a trailing slash).
+INGESTION_PATHS = ("/import", "/engage", "/groups", "/track")
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,76 @@ def validate_profile_update(record: Any, project_token: str, request_authenticat
         return "Engage API error: $unset must be a list of property names"
     if len(compact_json(record).encode()) > MAX_PROFILE_UPDATE_BYTES:
         return "Engage API error: update exceeds the 1MB limit"
+    return None
+
+
+def validate_group_update(record: Any, project_token: str, request_authenticated: bool) -> str | None:
+    """Why Mixpanel's `/groups` would refuse this update, or None; `$token` proves the project as on `/engage`."""
+    if not isinstance(record, dict):
+        return "Groups API error: each update must be a JSON object"
+    token = record.get("$token")
+    if not request_authenticated and (not isinstance(token, str) or not token):
+        return "Groups API error: $token, missing or empty"
+    if token is not None and not (isinstance(token, str) and project_token and same_secret(token, project_token)):
+        return "Groups API error: $token, not this project's token"
+    for field in ("$group_key", "$group_id"):
+        value = record.get(field)
+        if not isinstance(value, str) or not value.strip():
+            return f"Groups API error: {field}, missing or empty"
+    unsupported = [op for op in ("$add", "$append") if op in record]
+    if unsupported:
+        return f"Groups API error: {unsupported[0]} is not supported in group profiles"
+    operations = [op for op in GROUP_OPERATIONS if op in record]
+    if len(operations) != 1:
+        return f"Groups API error: expected exactly one of {', '.join(GROUP_OPERATIONS)}, got {operations or 'none'}"
+    operation = operations[0]
+    value = record[operation]
+    if operation in ("$set", "$set_once", "$remove", "$union") and not isinstance(value, dict):
+        return f"Groups API error: {operation} must be a JSON object"
+    if operation == "$union" and not all(isinstance(v, list) for v in value.values()):
+        return "Groups API error: $union values must be lists"
+    if operation == "$unset" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return "Groups API error: $unset must be a list of property names"
+    if len(compact_json(record).encode()) > MAX_PROFILE_UPDATE_BYTES:
+        return "Groups API error: update exceeds the 1MB limit"
+    return None
+
+
+def validate_track_event(event: Any, now_s: float, project_token: str) -> str | None:
+    """Why Mixpanel's `/track` would drop this event, or None: the project token is in `properties.token`, and
+    `/track` "will only validate events with timestamps within the last 5 days"."""
+    if not isinstance(event, dict):
+        return "each event must be a JSON object"
+    name = event.get("event")
+    if not isinstance(name, str) or not name.strip():
+        return "'event' must be a non-empty string"
+    props = event.get("properties")
+    if not isinstance(props, dict):
+        return "'properties' must be a JSON object"
+    token = props.get("token")
+    if not isinstance(token, str) or not project_token or not same_secret(token, project_token):
+        return "'properties.token' is not this project's token"
+    when = props.get("time")
+    if when is not None:
+        if not is_number(when):
+            return "'properties.time' must be a number of seconds or milliseconds since epoch"
+        seconds = event_time_ms(when) / 1000
+        if seconds < now_s - TRACK_MAX_AGE_S:
+            return "'properties.time' is more than 5 days old: /track only ingests the last 5 days"
+        if seconds > now_s + MAX_FUTURE_S:
+            return "'properties.time' is more than 1 hour in the future"
+    distinct_id = props.get("distinct_id")
+    if distinct_id is not None and (not isinstance(distinct_id, str | int) or _is_blocked(str(distinct_id))):
+        return "'properties.distinct_id' is a placeholder value"
+    insert_id = props.get("$insert_id")
+    if insert_id is not None and (
+        not isinstance(insert_id, str)
+        or len(insert_id.encode()) > MAX_INSERT_ID_BYTES
+        or not INSERT_ID_PATTERN.fullmatch(insert_id)
+    ):
+        return "'$insert_id' must be at most 36 alphanumeric or '-' characters"
+    if len(props) >= MAX_PROPERTIES:
+        return f"'properties' must have fewer than {MAX_PROPERTIES} properties"
     return None
 
 

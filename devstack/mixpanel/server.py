@@ -1,4 +1,4 @@
-"""`MixpanelServer`: the local Mixpanel's lifecycle, its route table, the ingestion steps and what it received.
+"""`MixpanelServer`: the local Mixpanel's lifecycle, its route table, the ingestion steps and its projects.
 
 Each endpoint is one entry of the route table, a function from `Request` to `Reply`; the rooms it draws on
 (auth, rules, spec check, faults, store, page) know nothing of each other's HTTP.
@@ -7,19 +7,20 @@ Each endpoint is one entry of the route table, a function from `Request` to `Rep
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..http_server import LocalServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
-from .bodies import Parsed, parse_engage, parse_import
+from .bodies import Parsed, parse_engage, parse_import, parse_track
 from .faults import FaultPlan, fault_reply
 from .http_adapter import Handler
-from .ingestion import import_events, update_profiles
+from .ingestion import import_events, track_events, update_groups, update_profiles
 from .messages import Reply, Request
 from .page import CATALOG_REVENUE_VIEW, RevenueView
+from .projects import Project, project_db_path
 from .rules import INGESTION_PATHS
 from .spec import spec_checker
 from .store import Store
@@ -29,11 +30,14 @@ Route = Callable[[Request], Reply]
 _LOOPBACK_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1"}
 
 
-class MixpanelServer(LocalServer):
-    """A Mixpanel-compatible `/import` + `/engage` server on 127.0.0.1, with SQLite storage and a page at `/`.
+class MixpanelServer(LocalServer, Project):
+    """A Mixpanel-compatible ingestion server on 127.0.0.1 (`/import`, `/engage`, `/groups`, and the browser SDK's
+    `/track`), with SQLite storage and a page at `/`.
 
-    `latency_s` is added to every ingestion request; `dead_letters` (optional) returns the dead-letter queue's
-    messages for the page; `validate_spec=False` skips the OpenAPI checks (benchmarks measuring the client).
+    It hosts the project of `credentials` (which it is: `server.events()` reads it) and those of `more_projects`
+    (`server.project(project_id)`); a request lands in the project its credentials or tokens name, as on the real
+    service. `latency_s` is added to every ingestion request; `dead_letters` (optional) returns the dead-letter
+    queue's messages for the page; `validate_spec=False` skips the OpenAPI checks (benchmarks measuring the client).
     """
 
     thread_name = "mixpanel"
@@ -49,21 +53,27 @@ class MixpanelServer(LocalServer):
         *,
         revenue: RevenueView = CATALOG_REVENUE_VIEW,
         validate_spec: bool = True,
+        more_projects: Sequence[Credentials] = (),
     ) -> None:
-        super().__init__()
+        LocalServer.__init__(self)
         if host not in _LOOPBACK_HOSTS:
             raise ValueError(f"host {host!r}: the local Mixpanel binds 127.0.0.1 only")
         if latency_s < 0:
             raise ValueError("latency_s must be >= 0")
+        ids = [c.project_id for c in (credentials, *more_projects)]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"every project needs its own project_id, got {ids}")
         self.host = _LOOPBACK_HOSTS[host]
         self.port = port
         self.db_path = str(db_path)
-        self.credentials = credentials
         self.latency_s = latency_s
         self.dead_letters = dead_letters
-        self.revenue_view = revenue
         self.faults = FaultPlan()
-        self._store = Store(self.db_path)
+        Project.__init__(self, credentials, Store(self.db_path), revenue)
+        self._projects: dict[str, Project] = {credentials.project_id: self}
+        for more in more_projects:
+            store = Store(project_db_path(self.db_path, more.project_id, first=False))
+            self._projects[more.project_id] = Project(more, store, revenue)
         self._spec = spec_checker() if validate_spec else None
         self._routes = self._route_table()
 
@@ -72,78 +82,60 @@ class MixpanelServer(LocalServer):
     def _handler_and_app(self) -> tuple[type[BaseHTTPRequestHandler], Any]:
         return Handler, self._dispatch
 
-    # what was received
+    # projects
 
-    def events(self, name: str | None = None, distinct_id: str | None = None) -> list[dict[str, Any]]:
-        """Stored events as queries see them: deduplicated on (event, distinct_id, time, $insert_id), the most
-        recently ingested copy kept, in ingestion order. Each is `{"event": ..., "properties": {...}}`."""
-        return self._store.events(name, distinct_id)
+    def project(self, project_id: str) -> Project:
+        """One hosted project's data (the first one is this server itself)."""
+        try:
+            return self._projects[project_id]
+        except KeyError:
+            raise KeyError(f"no project {project_id!r}: this server hosts {sorted(self._projects)}") from None
 
-    def raw_events(self, name: str | None = None, distinct_id: str | None = None) -> list[dict[str, Any]]:
-        """Every event ingested, duplicates included, in order."""
-        return self._store.events(name, distinct_id, deduplicated=False)
-
-    def wait_for_events(self, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-        """The deduplicated events once there are at least `count` (for pipelines that deliver asynchronously)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = self.events()
-            if len(found) >= count:
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"expected {count} events within {timeout_s}s, got {len(found)}: {found}")
-            with self._store.changed:
-                self._store.changed.wait(min(remaining, 0.1))
-
-    def profiles(self) -> dict[str, dict[str, Any]]:
-        """{distinct_id: properties} after every profile update applied in order."""
-        return self._store.profiles()
-
-    def profile_updates(self) -> list[dict[str, Any]]:
-        """Every profile update applied, in order (retries included)."""
-        return self._store.profile_updates()
-
-    def requests_log(self, path: str | None = None) -> list[dict[str, Any]]:
-        """Each ingestion request received, in order: path, query, headers (Authorization redacted), records
-        (events or updates parsed), body_bytes, uncompressed_bytes, auth, status answered, fault, response."""
-        return self._store.requests(path)
-
-    def spec_violations(self) -> list[dict[str, Any]]:
-        """Every departure from Mixpanel's OpenAPI spec seen in received requests (tests assert it is empty)."""
-        return self._store.spec_violations()
-
-    def revenue(self) -> list[dict[str, Any]]:
-        """Revenue per UTC day and currency from the deduplicated events: gross, refunds, net and event count."""
-        return page.daily_revenue(self._store.event_rows(), self.revenue_view)
+    @property
+    def projects(self) -> list[Project]:
+        return list(self._projects.values())
 
     def reset(self) -> None:
-        """Forget everything: events, profiles, requests, spec violations, faults and their counters."""
-        self._store.reset()
+        """Forget everything: events, profiles, groups, requests, spec violations, faults and their counters."""
+        for project in self._projects.values():
+            project._store.reset()
         self.faults.reset()
 
     # request handling (called by the HTTP handler threads)
 
     def _route_table(self) -> dict[tuple[str, str], Route]:
-        """Every endpoint by (method, path): Mixpanel's ingestion API, then the local page and the JSON it polls."""
+        """Every endpoint by (method, path): Mixpanel's ingestion API, then the local page and the JSON it polls
+        (`?project=<id>` chooses the project, the first one by default)."""
         routes: dict[tuple[str, str], Route] = {("POST", path): self._ingest for path in INGESTION_PATHS}
         routes.update({("GET", path): page.page_file for path in page.PAGE_PATHS})
-        page_json: dict[str, Callable[[dict[str, str]], Any]] = {
-            "/api/events": lambda q: page.events_json(self._store.event_rows(), q, self.revenue_view),
-            "/api/revenue": lambda _q: page.revenue_json(self.revenue()),
-            "/api/profiles": lambda _q: {"profiles": self._store.recently_updated_profiles()},
-            "/api/dead-letters": lambda _q: page.dead_letters_json(self.dead_letters),
-            "/api/requests": lambda _q: {
-                "requests": self.requests_log()[-50:][::-1],
-                "violations": self.spec_violations(),
+        page_json: dict[str, Callable[[Project, dict[str, str]], Any]] = {
+            "/api/events": lambda p, q: page.events_json(p._store.event_rows(), q, self.revenue_view),
+            "/api/revenue": lambda p, _q: page.revenue_json(p.revenue()),
+            "/api/profiles": lambda p, _q: {"profiles": p._store.recently_updated_profiles()},
+            "/api/groups": lambda p, _q: {"groups": p._store.recently_updated_groups()},
+            "/api/dead-letters": lambda _p, _q: page.dead_letters_json(self.dead_letters),
+            "/api/requests": lambda p, _q: {
+                "requests": p.requests_log()[-50:][::-1],
+                "violations": p.spec_violations(),
             },
-            "/api/summary": lambda _q: self._summary(),
+            "/api/summary": lambda p, _q: self._summary(p),
         }
-        routes.update({("GET", path): _json_route(answer) for path, answer in page_json.items()})
+        routes.update({("GET", path): self._json_route(answer) for path, answer in page_json.items()})
         routes["GET", "/favicon.ico"] = lambda _request: Reply(204)
         return routes
 
+    def _json_route(self, answer: Callable[[Project, dict[str, str]], Any]) -> Route:
+        """A GET endpoint answering 200 with `answer(project, query)` as JSON."""
+
+        def route(request: Request) -> Reply:
+            chosen = self._projects.get(request.query.get("project") or "", self)
+            return Reply.json(200, answer(chosen, request.query))
+
+        return route
+
     def _dispatch(self, request: Request) -> Reply:
+        if request.method == "POST" and request.path.endswith("/") and request.path.rstrip("/") in INGESTION_PATHS:
+            request.path = request.path.rstrip("/")  # the browser SDK posts to `track/`, `engage/`, `groups/`
         route = self._routes.get((request.method, request.path))
         if route is not None:
             return route(request)
@@ -154,47 +146,51 @@ class MixpanelServer(LocalServer):
         return Reply.json(404, {"error": f"no such endpoint: {request.method} {request.path}", "status": 0})
 
     def _ingest(self, request: Request) -> Reply:
-        """The steps every ingestion request shares: latency, request log, parse, auth, spec check, fault."""
+        """The steps every ingestion request shares: latency, parse, the project, request log, auth, spec check,
+        fault; then what the endpoint does."""
         started = time.monotonic()
         if self.latency_s:
             self._stopping.wait(self.latency_s)
+        path = request.path
+        parsed = self._parse(request)
+        params = {**parsed.form, **request.query}
+        project, auth = self._project_of(request, parsed)
+        store = project._store
         headers = {k.lower(): v for k, v in request.headers.items()}
         if "authorization" in headers:
             headers["authorization"] = headers["authorization"].split(" ")[0] + " <redacted>"
-        request_id = self._store.begin_request(request.method, request.path, request.query, headers, len(request.body))
-        is_import = request.path == "/import"
-        parsed = self._parse_import(request) if is_import else self._parse_engage(request)
-        params = {**parsed.form, **request.query}
-        authorization = request.headers.get("Authorization")
-        if is_import:
-            auth = self.credentials.authenticate(authorization, request.query.get("project_id"))
-        else:
-            # Without Basic auth each record's $token authenticates it.
-            auth = self.credentials.authenticate(authorization, None, engage=True) if authorization else "$token"
+        request_id = store.begin_request(request.method, path, request.query, headers, len(request.body))
+        client_ip = _client_ip(request)
         if self._spec is not None:
-            if is_import:
-                found = self._spec.check_import(request.query, request.headers, parsed, auth)
-            else:
-                found = self._spec.check_engage(params, request.headers, parsed)
-            self._store.add_violations(request_id, request.path, found)
+            checks = {
+                "/import": lambda: self._spec.check_import(request.query, request.headers, parsed, auth),
+                "/engage": lambda: self._spec.check_engage(params, request.headers, parsed),
+                "/groups": lambda: self._spec.check_groups(params, request.headers, parsed),
+                "/track": lambda: self._spec.check_track(request.query, request.headers, parsed),
+            }
+            store.add_violations(request_id, path, checks[path]())
 
         strict = params.get("strict", "1") != "0"
-        fault = self.faults.take(request.path)
+        fault = self.faults.take(path)
         if fault is not None and fault.kind == "slow":
             self._stopping.wait(fault.seconds)
         if fault is None or fault.kind == "reject" or (fault.kind == "slow" and fault.store):
             reject = fault if fault is not None and fault.kind == "reject" else None
-            if is_import:
-                reply = import_events(parsed, auth, strict, self._store, request_id, reject)
+            token = project.credentials.project_token
+            if path == "/import":
+                reply = import_events(parsed, auth, strict, store, request_id, reject, client_ip)
+            elif path == "/groups":
+                reply = update_groups(parsed, params, auth, token, store, request_id, reject)
+            elif path == "/track":
+                reply = track_events(parsed, params, token, store, request_id, client_ip)
             else:
-                project_token = self.credentials.project_token
-                reply = update_profiles(parsed, params, auth, project_token, self._store, request_id, reject)
+                reply = update_profiles(parsed, params, auth, token, store, request_id, reject)
         elif fault.kind == "disconnect":
             reply = Reply(0, disconnect=True)
         else:
             status = fault.status if fault.kind == "http" else 503
-            reply = fault_reply(status, request.path, strict)
-        self._store.finish_request(
+            reply = fault_reply(status, path, strict)
+        store.finish_request(
             request_id,
             uncompressed_bytes=parsed.uncompressed_bytes,
             records=len(parsed.records) if parsed.records is not None else None,
@@ -203,10 +199,42 @@ class MixpanelServer(LocalServer):
             fault=fault.name if fault else None,
             response=reply.body.decode(errors="replace"),
             duration_ms=round((time.monotonic() - started) * 1000, 3),
+            client_ip=client_ip,
         )
         return reply
 
+    def _project_of(self, request: Request, parsed: Parsed) -> tuple[Project, str | None]:
+        """The project a request is for, and how it authenticated (None: it did not).
+
+        `/import` proves a project with its Basic credentials (and `project_id`); the other endpoints with Basic
+        credentials when given, else with the project token in each record (`$token`, or `properties.token` on
+        `/track`): the first record's token chooses the project, and records of another project fail its check.
+        """
+        authorization = request.headers.get("Authorization")
+        if request.path == "/import":
+            for project in self._projects.values():
+                auth = project.credentials.authenticate(authorization, request.query.get("project_id"))
+                if auth is not None:
+                    return project, auth
+            return self, None
+        if authorization:
+            for project in self._projects.values():
+                auth = project.credentials.authenticate(authorization, None, engage=True)
+                if auth is not None:
+                    return project, auth
+            return self, None
+        token = _first_token(parsed.records)
+        chosen = next((p for p in self._projects.values() if token and p.credentials.project_token == token), self)
+        return chosen, "$token"
+
     # How bodies are decoded; a subclass may accept more (bench/services.py's SDK-compatible server does).
+
+    def _parse(self, request: Request) -> Parsed:
+        if request.path == "/import":
+            return self._parse_import(request)
+        if request.path == "/track":
+            return parse_track(request)
+        return self._parse_engage(request)
 
     def _parse_import(self, request: Request) -> Parsed:
         return parse_import(request)
@@ -214,16 +242,33 @@ class MixpanelServer(LocalServer):
     def _parse_engage(self, request: Request) -> Parsed:
         return parse_engage(request)
 
-    def _summary(self) -> dict[str, Any]:
-        """`/api/summary`: the page header's figures."""
+    def _summary(self, project: Project) -> dict[str, Any]:
+        """`/api/summary`: the page header's figures, and the projects it can show."""
         return {
-            "project_id": self.credentials.project_id,
-            **self._store.counts(),
+            "project_id": project.project_id,
+            "projects": [p.project_id for p in self._projects.values()],
+            **project._store.counts(),
             "faults_served": self.faults.served,
             "latency_s": self.latency_s,
         }
 
 
-def _json_route(answer: Callable[[dict[str, str]], Any]) -> Route:
-    """A GET endpoint answering 200 with `answer(query)` as JSON."""
-    return lambda request: Reply.json(200, answer(request.query))
+def _first_token(records: list[Any] | None) -> str:
+    """The project token the first record carries (`$token` of a profile or group update, `token` of an event)."""
+    first = records[0] if records else None
+    if not isinstance(first, dict):
+        return ""
+    token = first.get("$token")
+    if token is None and isinstance(first.get("properties"), dict):
+        token = first["properties"].get("token")
+    return token if isinstance(token, str) else ""
+
+
+def _client_ip(request: Request) -> str | None:
+    """The IP a request came from as Mixpanel reads it behind a proxy: X-Real-IP (the header Mixpanel's
+    tracking-proxy sets), else the first X-Forwarded-For entry, else the connection's peer."""
+    real = (request.headers.get("X-Real-IP") or "").strip()
+    if real:
+        return real
+    forwarded = (request.headers.get("X-Forwarded-For") or "").split(",")[0].strip()
+    return forwarded or request.client_ip or None

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from openapi_schema_validator import OAS30WriteValidator
 
-from .bodies import JSON_TYPES, Parsed, media_type
-from .rules import ENGAGE_OPERATIONS
+from .bodies import FORM_TYPE, JSON_TYPES, Parsed, media_type
+from .rules import ENGAGE_OPERATIONS, GROUP_OPERATIONS, is_number
 
 SPEC_PATH = Path(__file__).with_name("ingestion.openapi.yaml")
 
@@ -26,7 +26,15 @@ SPEC_ALLOWANCES = (
     "/import query.project_id may be missing with Project Token auth (reference/import-events: "
     "'If project_id is not specified, the request will be authenticated using the provided token')",
     "/engage query.verbose may be 2 (Mixpanel's sample code sends it; it answers a real 400 on invalid input)",
+    "/groups group-union and group-delete are checked against their own operation: the spec's `required` lists "
+    "name `$unset` and `$set` there (a copy-paste slip; the descriptions say union and delete)",
+    "/track properties.time may have a fraction: Mixpanel's own browser SDK (mixpanel-browser, src/utils.js) sends "
+    "`_.timestamp() / 1000`, while the spec types it integer",
+    "/track, /engage and /groups bodies may be form-encoded `data=` (what mixpanel-browser sends; the spec's "
+    "batch-update operations describe that form) though their operations list application/json only",
 )
+# The spec's `required` slips, corrected (operationId -> (wrong entry, right entry)).
+_REQUIRED_SLIPS = {"group-union": ("$unset", "$union"), "delete-group": ("$set", "$delete")}
 
 
 class SpecChecker:
@@ -58,6 +66,29 @@ class SpecChecker:
         missing = set(ENGAGE_OPERATIONS) - set(self._engage_ops)
         if missing:
             raise ValueError(f"spec has no /engage operation for {sorted(missing)}")
+        self._groups_params = spec["paths"]["/groups#group-set"]["post"]
+        self._group_ops: dict[str, tuple[str, OAS30WriteValidator]] = {}
+        for path, item in spec["paths"].items():
+            if not path.startswith("/groups#"):
+                continue
+            operation = item["post"]
+            schema = self._body_schema(operation)
+            if schema.get("type") != "array":
+                continue  # group-batch-update: a string blob, each record is checked by its own operation
+            record = dict(schema["items"])
+            slip = _REQUIRED_SLIPS.get(operation["operationId"])
+            if slip is not None:
+                record["required"] = [slip[1] if name == slip[0] else name for name in record.get("required", [])]
+            chosen = [op for op in record.get("properties", {}) if op in GROUP_OPERATIONS]
+            if len(chosen) != 1:
+                raise ValueError(f"spec {path}: cannot tell which group operation it describes")
+            self._group_ops[chosen[0]] = (operation["operationId"], OAS30WriteValidator(record))
+        if set(GROUP_OPERATIONS) - set(self._group_ops):
+            raise ValueError(
+                f"spec has no /groups operation for {sorted(set(GROUP_OPERATIONS) - set(self._group_ops))}"
+            )
+        self._track = spec["paths"]["/track"]["post"]
+        self._track_body = OAS30WriteValidator(self._body_schema(self._track))
 
     @staticmethod
     def _body_schema(operation: dict[str, Any]) -> dict[str, Any]:
@@ -81,14 +112,27 @@ class SpecChecker:
 
     def check_engage(self, query: Mapping[str, str], headers: Message, parsed: Parsed) -> list[tuple[str, str, str]]:
         """(operationId, where, message) for each way this `/engage` request departs from the spec."""
-        op_id = self._engage_params["operationId"]
-        found = [
-            (op_id, w, m)
-            for w, m in self._parameters(self._engage_params, query, headers)
-            if not (w == "query.verbose" and query.get("verbose") == "2")
-        ]
+        found = self._check_updates(self._engage_params, self._engage_ops, ENGAGE_OPERATIONS, query, headers, parsed)
+        return [v for v in found if not (v[1] == "query.verbose" and query.get("verbose") == "2")]
+
+    def check_groups(self, query: Mapping[str, str], headers: Message, parsed: Parsed) -> list[tuple[str, str, str]]:
+        """(operationId, where, message) for each way this `/groups` request departs from the spec."""
+        return self._check_updates(self._groups_params, self._group_ops, GROUP_OPERATIONS, query, headers, parsed)
+
+    def _check_updates(
+        self,
+        batch: dict[str, Any],
+        by_operation: Mapping[str, tuple[str, OAS30WriteValidator]],
+        operations: tuple[str, ...],
+        query: Mapping[str, str],
+        headers: Message,
+        parsed: Parsed,
+    ) -> list[tuple[str, str, str]]:
+        """The batch operation's parameters and content type, then each record against its own operation."""
+        op_id = batch["operationId"]
+        found = [(op_id, w, m) for w, m in self._parameters(batch, query, headers)]
         media = media_type(headers)
-        if media not in JSON_TYPES:
+        if media not in (*JSON_TYPES, FORM_TYPE):
             found.append((op_id, "header.Content-Type", f"{media!r} is not application/json, the only type listed"))
         if parsed.records is None:
             found.append((op_id, "body", f"not checked: {parsed.error}"))
@@ -96,14 +140,29 @@ class SpecChecker:
         if not parsed.records:
             found.append((op_id, "body", "[] is too short (minItems 1)"))
         for index, record in enumerate(parsed.records):
-            ops = [op for op in ENGAGE_OPERATIONS if isinstance(record, dict) and op in record]
+            ops = [op for op in operations if isinstance(record, dict) and op in record]
             if len(ops) != 1:
-                found.append((op_id, f"body[{index}]", f"no single engage operation matches (operations: {ops})"))
+                found.append((op_id, f"body[{index}]", f"no single operation of {operations} matches ({ops})"))
                 continue
-            record_op_id, validator = self._engage_ops[ops[0]]
+            record_op_id, validator = by_operation[ops[0]]
             found.extend(
                 (record_op_id, _where([index, *e.absolute_path]), e.message) for e in validator.iter_errors(record)
             )
+        return found
+
+    def check_track(self, query: Mapping[str, str], headers: Message, parsed: Parsed) -> list[tuple[str, str, str]]:
+        """(operationId, where, message) for each way this `/track` request departs from the spec (allowances above)."""
+        op_id = self._track["operationId"]
+        found = [(op_id, w, m) for w, m in self._parameters(self._track, query, headers)]
+        if parsed.records is None:
+            found.append((op_id, "body", f"not checked: {parsed.error}"))
+            return found
+        for error in self._track_body.iter_errors(parsed.records):
+            path = list(error.absolute_path)
+            fractional_time = path[1:] == ["properties", "time"] and error.validator == "type"
+            if fractional_time and is_number(error.instance):
+                continue
+            found.append((op_id, _where(path), error.message))
         return found
 
     def _parameters(

@@ -14,24 +14,37 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .rules import ENGAGE_OPERATIONS, apply_profile_update, compact_json, event_time_ms
+from .rules import ENGAGE_OPERATIONS, GROUP_OPERATIONS, apply_profile_update, compact_json, event_time_ms
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Version 1 files gain what version 2 added: the IP Mixpanel would geolocate, and group profiles.
+_MIGRATIONS = {
+    1: """
+ALTER TABLE requests ADD COLUMN client_ip TEXT;
+ALTER TABLE events ADD COLUMN geo_ip TEXT;
+""",
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
     query TEXT NOT NULL, headers TEXT NOT NULL, body_bytes INTEGER NOT NULL, uncompressed_bytes INTEGER,
-    records INTEGER, auth TEXT, status INTEGER, fault TEXT, response TEXT, duration_ms REAL);
+    records INTEGER, auth TEXT, status INTEGER, fault TEXT, response TEXT, duration_ms REAL, client_ip TEXT);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL, received_at REAL NOT NULL,
     event TEXT NOT NULL, distinct_id TEXT NOT NULL, time_ms INTEGER NOT NULL, insert_id TEXT NOT NULL,
-    properties TEXT NOT NULL);
+    properties TEXT NOT NULL, geo_ip TEXT);
 CREATE INDEX IF NOT EXISTS events_dedup ON events (event, distinct_id, time_ms, insert_id);
 CREATE TABLE IF NOT EXISTS profiles (
     distinct_id TEXT PRIMARY KEY, properties TEXT NOT NULL, last_seen REAL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS profile_updates (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL, received_at REAL NOT NULL,
     distinct_id TEXT NOT NULL, operation TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_profiles (
+    group_key TEXT NOT NULL, group_id TEXT NOT NULL, properties TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (group_key, group_id));
+CREATE TABLE IF NOT EXISTS group_updates (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL, received_at REAL NOT NULL,
+    group_key TEXT NOT NULL, group_id TEXT NOT NULL, operation TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spec_violations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL, path TEXT NOT NULL,
     operation TEXT NOT NULL, location TEXT NOT NULL, message TEXT NOT NULL);
@@ -59,7 +72,9 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             has_tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events'").fetchone()[0]
-            if has_tables and version != _SCHEMA_VERSION:
+            if has_tables and version in _MIGRATIONS:
+                self._db.executescript(_MIGRATIONS[version])
+            elif has_tables and version != _SCHEMA_VERSION:
                 raise RuntimeError(f"{db_path}: schema version {version}, expected {_SCHEMA_VERSION}; delete the file")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -75,7 +90,7 @@ class Store:
             return int(cursor.lastrowid or 0)
 
     def finish_request(self, request_id: int, **columns: Any) -> None:
-        allowed = {"uncompressed_bytes", "records", "auth", "status", "fault", "response", "duration_ms"}
+        allowed = {"uncompressed_bytes", "records", "auth", "status", "fault", "response", "duration_ms", "client_ip"}
         names = sorted(set(columns) & allowed)
         assignments = ", ".join(f"{name} = ?" for name in names)
         with self._lock, self._db:
@@ -93,24 +108,28 @@ class Store:
                 [(request_id, path, op, where, message) for op, where, message in violations],
             )
 
-    def add_events(self, request_id: int, events: list[dict[str, Any]]) -> None:
+    def add_events(
+        self, request_id: int, events: list[dict[str, Any]], geo_ips: list[str | None] | None = None
+    ) -> None:
+        """Store events; `geo_ips` is the IP Mixpanel would geolocate for each (kept beside, never a property)."""
         now = time.time()
         rows = [
             (
                 request_id,
                 now,
                 e["event"],
-                e["properties"]["distinct_id"],
-                event_time_ms(e["properties"]["time"]),
-                e["properties"]["$insert_id"],
+                str(e["properties"].get("distinct_id", "")),
+                event_time_ms(e["properties"].get("time", now)),
+                str(e["properties"].get("$insert_id", "")),
                 compact_json(e["properties"]),
+                geo_ip,
             )
-            for e in events
+            for e, geo_ip in zip(events, geo_ips or [None] * len(events), strict=True)
         ]
         with self.changed, self._db:
             self._db.executemany(
-                "INSERT INTO events (request_id, received_at, event, distinct_id, time_ms, insert_id, properties)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (request_id, received_at, event, distinct_id, time_ms, insert_id, properties,"
+                " geo_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self.changed.notify_all()
@@ -145,6 +164,33 @@ class Store:
                 )
             self.changed.notify_all()
 
+    def apply_group_updates(self, request_id: int, records: list[dict[str, Any]]) -> None:
+        """Group profile updates in order, with the profile operations' meaning (`$add`/`$append` never reach here)."""
+        now = time.time()
+        with self.changed, self._db:
+            for record in records:
+                key = (record["$group_key"], record["$group_id"])
+                operation = next(op for op in GROUP_OPERATIONS if op in record)
+                row = self._db.execute(
+                    "SELECT properties FROM group_profiles WHERE group_key = ? AND group_id = ?", key
+                ).fetchone()
+                updated = apply_profile_update(json.loads(row["properties"]) if row else None, record)
+                self._db.execute(
+                    "INSERT INTO group_updates (request_id, received_at, group_key, group_id, operation, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (request_id, now, *key, operation, compact_json(record)),
+                )
+                if updated is None:
+                    self._db.execute("DELETE FROM group_profiles WHERE group_key = ? AND group_id = ?", key)
+                    continue
+                self._db.execute(
+                    "INSERT INTO group_profiles (group_key, group_id, properties, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (group_key, group_id) DO UPDATE SET properties = excluded.properties,"
+                    " updated_at = excluded.updated_at",
+                    (*key, compact_json(updated), now),
+                )
+            self.changed.notify_all()
+
     # what was received, for the server's read API and the page
 
     def event_rows(self, *, deduplicated: bool = True) -> list[sqlite3.Row]:
@@ -174,6 +220,31 @@ class Store:
             for r in rows
         ]
 
+    def groups(self) -> dict[tuple[str, str], dict[str, Any]]:
+        rows = self._query("SELECT group_key, group_id, properties FROM group_profiles ORDER BY group_key, group_id")
+        return {(r["group_key"], r["group_id"]): json.loads(r["properties"]) for r in rows}
+
+    def recently_updated_groups(self) -> list[dict[str, Any]]:
+        """Group profiles with when they were last updated, the most recently updated first."""
+        rows = self._query("SELECT * FROM group_profiles ORDER BY updated_at DESC")
+        return [
+            {
+                "group_key": r["group_key"],
+                "group_id": r["group_id"],
+                "properties": json.loads(r["properties"]),
+                "updated_at": r["updated_at"],
+            }
+            for r in rows
+        ]
+
+    def group_updates(self) -> list[dict[str, Any]]:
+        return [json.loads(r["record"]) for r in self._query("SELECT record FROM group_updates ORDER BY seq")]
+
+    def geolocated(self) -> list[dict[str, Any]]:
+        """Per stored event (in order): its name, distinct_id, $insert_id and the IP Mixpanel would geolocate."""
+        rows = self._query("SELECT event, distinct_id, insert_id, geo_ip FROM events ORDER BY seq")
+        return [dict(r) for r in rows]
+
     def profile_updates(self) -> list[dict[str, Any]]:
         return [json.loads(r["record"]) for r in self._query("SELECT record FROM profile_updates ORDER BY seq")]
 
@@ -200,6 +271,7 @@ class Store:
             "events": self._query(_COUNT_DEDUPED_EVENTS)[0]["n"],
             "raw_events": self._query("SELECT count(*) AS n FROM events")[0]["n"],
             "profiles": self._query("SELECT count(*) AS n FROM profiles")[0]["n"],
+            "groups": self._query("SELECT count(*) AS n FROM group_profiles")[0]["n"],
             "requests": self._query("SELECT count(*) AS n FROM requests")[0]["n"],
             "spec_violations": self._query("SELECT count(*) AS n FROM spec_violations")[0]["n"],
         }
@@ -210,7 +282,15 @@ class Store:
 
     def reset(self) -> None:
         with self._lock, self._db:
-            for table in ("requests", "events", "profiles", "profile_updates", "spec_violations"):
+            for table in (
+                "requests",
+                "events",
+                "profiles",
+                "profile_updates",
+                "group_profiles",
+                "group_updates",
+                "spec_violations",
+            ):
                 self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     def close(self) -> None:
@@ -245,4 +325,5 @@ def _request_json(row: sqlite3.Row) -> dict[str, Any]:
         "fault": row["fault"],
         "response": response,
         "duration_ms": row["duration_ms"],
+        "client_ip": row["client_ip"],
     }

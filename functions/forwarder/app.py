@@ -11,4 +11,4 @@ bootstrap.prepare_forwarder()  # init (or SnapStart's snapshot): settings checke
 @observability.logger.inject_lambda_context(clear_state=True)
 @observability.metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return bootstrap.forwarder().process(event["Records"], context.get_remaining_time_in_millis)
+    return bootstrap.lanes().process(event["Records"], context.get_remaining_time_in_millis)

@@ -87,6 +87,27 @@ def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[
     assert _row(demo.stdout, "user_2002") == ["user_2002", "1", "0", "JPY 3,000"]
 
 
+def test_the_table_has_the_company_profile_of_adas_subscription(demo: subprocess.CompletedProcess[str]) -> None:
+    # Her subscription's metadata names company_id acme-corp: its two paid invoices ($15 each) and its plan.
+    assert _row(demo.stdout, "company_id=acme-corp") == [
+        "company_id=acme-corp",
+        "2",
+        "0",
+        "USD 30.00",
+        "Team Monthly",
+        "1",
+        "active",
+    ]
+
+
+def test_the_test_mode_checkout_reached_only_the_test_project(demo: subprocess.CompletedProcess[str]) -> None:
+    assert "Test project (project 2: test-mode webhooks, 1 events):" in demo.stdout
+    assert _row(demo.stdout, "Purchase Completed")[0:2] == ["Purchase Completed", "9"]  # not counted in production
+    test_row = [line for line in demo.stdout.splitlines() if "cs_test_a1QcDemoTestModeUsd0001" in line]
+    assert len(test_row) == 1 and "USD 5" in test_row[0]
+    assert "delivered to the test project: Purchase Completed" in demo.stdout
+
+
 def test_the_table_says_what_was_ignored_and_rejected_and_why(demo: subprocess.CompletedProcess[str]) -> None:
     assert _row(demo.stdout, "stripe/customer.created") == [
         "stripe/customer.created",

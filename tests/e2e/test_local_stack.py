@@ -72,7 +72,7 @@ def _wait_ready(stack: DevStack) -> None:
             page = requests.get(f"{stack.mixpanel}/api/summary", timeout=2)
             if api.status_code == 404 and page.status_code == 200 and "Ready." in stack.output():
                 return
-        except (requests.ConnectionError, requests.Timeout):  # bound early, served once the functions are loaded
+        except (requests.ConnectionError, requests.Timeout):  # bound but not serving yet: the stack is starting
             pass
         time.sleep(0.2)
     pytest.fail(f"make dev was not ready within {START_TIMEOUT_S} s:\n{stack.output()}")
@@ -151,7 +151,7 @@ def test_a_signed_checkout_reaches_the_local_mixpanel_and_a_bad_signature_does_n
     assert signed.status_code == 200
     assert signed.json() == {"status": "accepted"}
 
-    (purchase,) = _events_with(dev_stack, "cs_test_a1QaDemoAdaOneTimeUsd0001")
+    (purchase,) = _events_with(dev_stack, "cs_live_a1QaDemoAdaOneTimeUsd0001")
     assert purchase["event"] == "Purchase Completed"
     assert purchase["properties"]["Revenue"] == 49
     assert purchase["properties"]["Currency"] == "USD"
@@ -161,8 +161,8 @@ def test_a_signed_checkout_reaches_the_local_mixpanel_and_a_bad_signature_does_n
     with sqlite3.connect(dev_stack.state / "mixpanel.sqlite") as db:
         rows = db.execute("SELECT event, properties FROM events").fetchall()
     orders = [json.loads(properties).get("Order ID") for _, properties in rows]
-    assert "cs_test_b1QbDemoHarukiJpy00001" not in orders  # the forged one never reached the queue
-    assert orders.count("cs_test_a1QaDemoAdaOneTimeUsd0001") == 1
+    assert "cs_live_b1QbDemoHarukiJpy00001" not in orders  # the forged one never reached the queue
+    assert orders.count("cs_live_a1QaDemoAdaOneTimeUsd0001") == 1
 
     profiles = requests.get(f"{dev_stack.mixpanel}/api/profiles", timeout=5).json()["profiles"]
     ada = next(p for p in profiles if p["distinct_id"] == "user_1001")
@@ -181,7 +181,7 @@ def test_a_binary_content_type_arrives_base64_and_still_verifies(dev_stack: DevS
         dev_stack, "checkout.session.completed.jpy", STRIPE_SECRET, **{"content-type": "application/octet-stream"}
     )
     assert response.status_code == 200
-    (purchase,) = _events_with(dev_stack, "cs_test_b1QbDemoHarukiJpy00001")
+    (purchase,) = _events_with(dev_stack, "cs_live_b1QbDemoHarukiJpy00001")
     assert purchase["properties"]["Revenue"] == 3000
     assert purchase["properties"]["Currency"] == "JPY"
 
@@ -329,12 +329,14 @@ def test_changing_a_queue_setting_in_the_template_changes_the_local_stack(tmp_pa
         "  ForwarderBatchingWindowSeconds:\n    Type: Number\n    Default: 10",
         "  ForwarderBatchingWindowSeconds:\n    Type: Number\n    Default: 12",
     )
-    assert changed.count("420") == 1 and "Default: 7" in changed and "Default: 12" in changed
+    # EventsQueue and the test lane's EventsTestQueue share the settings.
+    assert changed.count("420") == 2 and "Default: 7" in changed and "Default: 12" in changed
     path = tmp_path / "template.yaml"
     path.write_text(changed)
     with _in_process_stack(tmp_path, path) as stack:
-        attributes = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
-        assert attributes["VisibilityTimeout"] == "420"
+        for esm in stack.esms:
+            attributes = stack.sqs.get_queue_attributes(QueueUrl=esm.queue_url, AttributeNames=["All"])["Attributes"]
+            assert attributes["VisibilityTimeout"] == "420"
         assert attributes["MessageRetentionPeriod"] == "345600"
         assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] in (7, "7")
         assert stack.esm.batching_window_s == 12

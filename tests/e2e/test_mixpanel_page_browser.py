@@ -6,9 +6,7 @@ there is none. Never downloads a browser.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,22 +15,12 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from devstack.mixpanel import DEMO_CREDENTIALS, MixpanelServer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(tempfile.gettempdir()) / "mixpanel-page.png"
 SA = (DEMO_CREDENTIALS.username, DEMO_CREDENTIALS.secret)
 DAY = 86_400
@@ -78,16 +66,6 @@ def send(server: MixpanelServer, events: list[dict[str, Any]]) -> None:
     assert response.status_code == 200, response.text
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM:
-        pytest.skip("no Chromium binary: install the Debian package `chromium` or set $CHROMIUM to one")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def server() -> Iterator[MixpanelServer]:
     with MixpanelServer(dead_letters=lambda: DEAD_LETTERS) as mixpanel:
@@ -119,6 +97,20 @@ def server() -> Iterator[MixpanelServer]:
             ],
         )
         assert engage.status_code == 200, engage.text
+        groups = requests.post(
+            f"{mixpanel.url}/groups",
+            params={"verbose": "1", "strict": "1"},
+            timeout=10,
+            json=[
+                {
+                    "$token": DEMO_CREDENTIALS.project_token,
+                    "$group_key": "company_id",
+                    "$group_id": "acme",
+                    "$set": {"Lifetime Revenue USD": 68.5, "Seats": 5},
+                }
+            ],
+        )
+        assert groups.json()["status"] == 1, groups.text
         yield mixpanel
 
 
@@ -200,6 +192,14 @@ def test_profiles_and_dead_letters_are_shown(page: Page) -> None:
     expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("must not be before 1971-01-01")
     expect(page.locator("tr.dead-letter").nth(1)).to_contain_text("ntf_01h")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_company_profiles_are_shown(page: Page) -> None:
+    acme = page.locator(".group[data-group-id='acme']")
+    expect(acme).to_have_count(1)
+    expect(acme).to_contain_text("company_id = acme")
+    expect(acme).to_contain_text("Seats")
+    expect(page.locator("#groups-count")).to_have_text("1")
 
 
 def test_page_refreshes_by_itself(page: Page, server: MixpanelServer) -> None:

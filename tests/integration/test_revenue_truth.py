@@ -47,11 +47,7 @@ def shared() -> Iterator[Pipeline]:
 
 def deliver(pipeline: Pipeline, events: list[dict[str, Any]], *, per_batch: int | None = None) -> None:
     """Post each webhook (freshly signed), letting the forwarder run every `per_batch` webhooks."""
-    for position, event in enumerate(events, 1):
-        assert pipeline.post_stripe(json.dumps(event).encode())["statusCode"] == 200
-        if per_batch and position % per_batch == 0:
-            pipeline.esm.poll_once(0)
-    assert pipeline.drain(60)
+    pipeline.deliver_stripe(events, per_batch=per_batch)
 
 
 def outcome(pipeline: Pipeline) -> tuple[list[str], dict[str, Any]]:

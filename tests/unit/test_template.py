@@ -78,11 +78,16 @@ def test_variables_for_sam_local_are_declared_empty_and_empty_changes_nothing(mo
     from revenue_webhooks.adapters import aws
     from revenue_webhooks.config import MIXPANEL_HOSTS, from_environ
 
+    from devstack.template import Resolver
+
     template = Template()
 
-    def resolve(value: object) -> object:  # parameters by their defaults, resources by their logical ids
-        return template.parameters.get(value["Ref"], value["Ref"]) if isinstance(value, dict) else value
+    class LogicalIds(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return key
 
+    # Parameters by their defaults, conditions by them, resources by their logical ids.
+    resolve = Resolver(template, LogicalIds(), {}, {})
     receiver = template.function_environment("ReceiverFunction", resolve)
     forwarder = template.function_environment("ForwarderFunction", resolve)
     assert receiver["AWS_ENDPOINT_URL"] == forwarder["AWS_ENDPOINT_URL"] == ""
@@ -132,8 +137,10 @@ def test_snapstart_is_a_parameter_off_by_default_and_the_alias_is_invoked_either
             assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
             alias = resources[f"{function}Aliasactive"]
             assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "active"
-        (mapping,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-        assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
+        mappings = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+        assert len(mappings) == 2  # EventsQueue, and the test lane's EventsTestQueue
+        for mapping in mappings:
+            assert mapping["Properties"]["FunctionName"] == {"Ref": "ForwarderFunctionAliasactive"}
         permission = resources["ReceiverFunctionWebhookPermission"]
         assert permission["Properties"]["FunctionName"] == {"Ref": "ReceiverFunctionAliasactive"}
 
@@ -155,3 +162,39 @@ def test_every_provider_declaration_has_its_secret_variable_and_policy_in_the_te
         assert template.doc["Resources"][spec.signing.resource]["Type"] == "AWS::SecretsManager::Secret", route
         assert spec.signing.resource in readable, route
         assert (ROOT / "events" / route).is_dir(), f"events/{route}/ holds {route}'s samples"
+
+
+def test_the_test_lane_queues_mirror_the_live_ones_and_their_variables_follow_the_condition() -> None:
+    template = Template()
+    live, test = template.properties("EventsQueue"), template.properties("EventsTestQueue")
+    assert {k: v for k, v in live.items() if k != "RedrivePolicy"} == {
+        k: v for k, v in test.items() if k != "RedrivePolicy"
+    }
+    assert test["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["EventsTestDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+    }
+    from devstack.template import Resolver
+
+    class LogicalIds(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return key
+
+    for parameters, lane in (
+        ({"Mode": "any"}, True),
+        ({"Mode": "live"}, False),
+        ({"TestEventsTo": "production"}, False),
+    ):
+        chosen = Template(parameters={"Mode": "any", **parameters})
+        env = chosen.function_environment("ReceiverFunction", Resolver(chosen, LogicalIds(), {}, {}))
+        assert (env["TEST_EVENTS_QUEUE_URL"] == "EventsTestQueue") is lane, parameters
+
+
+def test_the_browser_proxy_exists_only_with_origins_and_routes_every_prefix_to_its_function() -> None:
+    assert not Template().condition_holds("BrowserProxyFunction")
+    with_origins = Template(parameters={"BrowserProxyOrigins": "https://www.example.com"})
+    assert with_origins.condition_holds("BrowserProxyFunction")
+    assert with_origins.http_routes("BrowserProxyFunction") == [("ANY", "/{prefix}/{proxy+}")]
+    assert with_origins.properties("BrowserProxyFunction")["ReservedConcurrentExecutions"] == {
+        "Ref": "BrowserProxyConcurrency"
+    }

@@ -1,6 +1,6 @@
 """Builds a container's objects once: the only module that knows every concrete class.
 
-The handlers call `receiver()` or `forwarder()` at init (or in SnapStart's snapshot) and on every
+The handlers call `receiver()` or `lanes()` at init (or in SnapStart's snapshot) and on every
 invocation; each is built once per container from the settings, the boto3 clients (one per service,
 one session), the secrets cache and the providers, and reused by warm invocations. The local stack and
 the tests call `reset()` when they start a handler against new endpoints in the same process.
@@ -16,12 +16,15 @@ from typing import Any
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.mixpanel_relay import MixpanelRelay
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
 from .config import Settings, settings
 from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
+from .service.browser_proxy import BrowserProxy
 from .service.forwarder import Forwarder
+from .service.lanes import LIVE, TEST, Lanes
 from .service.receiver import Receiver
 
 # What each function calls, created at init so the first webhook does not wait for it.
@@ -72,29 +75,47 @@ def receiver() -> Receiver:
     return Receiver(config, provider_for(config), secrets(), queue())
 
 
-def forwarder() -> Forwarder:
-    """The container's forwarder; rebuilt when the Mixpanel credentials secret changes (read every five minutes)."""
+def lanes() -> Lanes:
+    """What ForwarderFunction runs: the live lane, and the test lane when test-mode webhooks have their own queue."""
     config = _checked_settings()
-    credentials_json = secrets().string(config.mixpanel_credentials_id)
-    cached = _FORWARDERS.get(credentials_json)
+    test = (lambda: forwarder(TEST)) if config.test_events_queue_url else None
+    return Lanes(lambda: forwarder(LIVE), test, config.test_events_queue_url)
+
+
+def forwarder(mode: str = LIVE) -> Forwarder:
+    """A lane's forwarder; rebuilt when its Mixpanel credentials secret changes (read every five minutes).
+
+    The live lane sends to MixpanelCredentials' project; the test lane to MixpanelTestCredentials', with its
+    own ledger namespace ("test") and dead-letter queue.
+    """
+    config = _checked_settings()
+    secret_id = config.mixpanel_test_credentials_id if mode == TEST else config.mixpanel_credentials_id
+    credentials_json = secrets().string(secret_id)
+    cached = _FORWARDERS.get((mode, credentials_json))
     if cached is None:
         credentials = Credentials.from_secret(credentials_json)
         if not credentials.project_token:
-            observability.logger.warning("MixpanelCredentials has no project_token: profiles (/engage) are not sent")
+            observability.logger.warning(
+                "Mixpanel credentials have no project_token: profiles (/engage, /groups) are not sent",
+                extra={"mode": mode},
+            )
         cached = Forwarder(
             config,
             provider_for(config),
-            DynamoDbLedger(config.ledger_table, aws("dynamodb")),
+            DynamoDbLedger(config.ledger_table, aws("dynamodb"), namespace="" if mode == LIVE else mode),
             mixpanel_client(config, credentials),
             queue(),
             credentials.project_token,
+            mode=mode,
+            dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
         )
-        _FORWARDERS.clear()
-        _FORWARDERS[credentials_json] = cached
+        for key in [key for key in _FORWARDERS if key[0] == mode]:
+            del _FORWARDERS[key]
+        _FORWARDERS[(mode, credentials_json)] = cached
     return cached
 
 
-_FORWARDERS: dict[str, Forwarder] = {}
+_FORWARDERS: dict[tuple[str, str], Forwarder] = {}
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -105,6 +126,19 @@ def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClien
         timeout=(config.mixpanel_connect_timeout_s, config.mixpanel_read_timeout_s),
         backoff=Backoff(config.mixpanel_backoff_base_s, config.mixpanel_backoff_cap_s, config.mixpanel_jitter_s),
     )
+
+
+@cache
+def browser_proxy() -> BrowserProxy:
+    """The container's browser proxy: the settings and a pooled connection to the residency's ingestion host."""
+    config = settings()
+    return BrowserProxy(config, MixpanelRelay(config.mixpanel_base_url))
+
+
+def prepare_browser_proxy() -> None:
+    """Init of BrowserProxyFunction: settings checked, the relay's session built (no connection opened yet)."""
+    browser_proxy()
+    register_snapstart_hooks()
 
 
 def prepare_receiver() -> None:
@@ -187,7 +221,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

@@ -20,6 +20,8 @@ MIXPANEL_HOSTS = {
 }
 MODES = ("live", "test", "any")
 ID_MERGE_MODES = ("simplified", "original")
+# Which id names a payment's company when no metadata key does (docs/identity.md, "Companies").
+COMPANY_FALLBACKS = ("none", "customer", "account")
 
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
@@ -60,10 +62,26 @@ class Settings:
     mixpanel_backoff_base_s: float = 2.0
     mixpanel_backoff_cap_s: float = 60.0
     mixpanel_jitter_s: tuple[float, float] = (1.0, 5.0)
+    # The test lane (Mode=any with TestEventsTo=test-project): test-mode webhooks' own queue, dead letters, project.
+    test_events_queue_url: str = ""
+    test_dead_letter_queue_url: str = ""
+    mixpanel_test_credentials_id: str = ""
+    # The first-party proxy for mixpanel-browser (docs: README "Browser proxy").
+    browser_proxy_prefix: str = "mp"
+    browser_proxy_origins: tuple[str, ...] = ()
+    browser_proxy_max_body_bytes: int = 1_048_576
+    # Group Analytics: the group key events carry, and where a payment's company id comes from.
+    group_key: str = ""
+    company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
+    company_fallback: str = "none"
 
     @property
     def mixpanel_base_url(self) -> str:
         return (self.mixpanel_api_url or MIXPANEL_HOSTS[self.mixpanel_region]).rstrip("/")
+
+    def queue_for(self, livemode: bool | None) -> str:
+        """Where the receiver puts a webhook: test-mode ones in the test lane's queue when there is one."""
+        return self.test_events_queue_url if livemode is False and self.test_events_queue_url else self.events_queue_url
 
     def accepts_mode(self, livemode: bool | None) -> bool:
         """Whether an event's test/live flag matches this deployment (None: the provider has none)."""
@@ -89,6 +107,19 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    group_key = environ.get("GROUP_KEY", "").strip()
+    if len(group_key) > 255 or group_key.startswith("$"):
+        raise ConfigError(f"GROUP_KEY={group_key!r}: expected an event property name (not reserved, at most 255)")
+    company_fallback = environ.get("COMPANY_FALLBACK", "none").strip().lower() or "none"
+    if company_fallback not in COMPANY_FALLBACKS:
+        raise ConfigError(f"COMPANY_FALLBACK={company_fallback!r}: expected one of {COMPANY_FALLBACKS}")
+    prefix = environ.get("BROWSER_PROXY_PREFIX", "mp").strip().strip("/") or "mp"
+    if not prefix.replace("-", "").replace("_", "").isalnum() or not prefix.isascii():
+        raise ConfigError(f"BROWSER_PROXY_PREFIX={prefix!r}: expected one path segment of letters, digits, - or _")
+    origins = _keys(environ, "BROWSER_PROXY_ORIGINS", ())
+    for origin in origins:
+        if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+            raise ConfigError(f"BROWSER_PROXY_ORIGINS: {origin!r} is not an origin such as https://www.example.com")
     return Settings(
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
@@ -121,6 +152,15 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
             _float(environ, "MIXPANEL_JITTER_MIN_SECONDS", 1.0),
             _float(environ, "MIXPANEL_JITTER_MAX_SECONDS", 5.0),
         ),
+        test_events_queue_url=environ.get("TEST_EVENTS_QUEUE_URL", ""),
+        test_dead_letter_queue_url=environ.get("TEST_DEAD_LETTER_QUEUE_URL", ""),
+        mixpanel_test_credentials_id=environ.get("MIXPANEL_TEST_CREDENTIALS_ID", ""),
+        browser_proxy_prefix=prefix,
+        browser_proxy_origins=tuple(origin.rstrip("/") for origin in origins),
+        browser_proxy_max_body_bytes=_int(environ, "BROWSER_PROXY_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+        group_key=group_key,
+        company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
+        company_fallback=company_fallback,
     )
 
 

@@ -5,7 +5,7 @@ It lives outside the domain because it reads the providers too (the catalog know
 
 from __future__ import annotations
 
-from .domain.catalog import COMMON_PROPERTIES, EVENTS, PROFILE_PROPERTIES
+from .domain.catalog import COMMON_PROPERTIES, EVENTS, GROUP_KEY_PROPERTY, GROUP_PROPERTIES, PROFILE_PROPERTIES
 from .providers import produced_by
 
 
@@ -25,6 +25,7 @@ def render_markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{name}` | {text} |" for name, text in COMMON_PROPERTIES.items()]
+    lines.append(f"| `{GROUP_KEY_PROPERTY[0]}` | {GROUP_KEY_PROPERTY[1]} |")
     for event in EVENTS:
         lines += [
             "",
@@ -52,6 +53,18 @@ def render_markdown() -> str:
     ]
     lines += ["| property | meaning |", "|---|---|"]
     lines += [f"| `{name}` | {text} |" for name, text in PROFILE_PROPERTIES]
+    lines += [
+        "",
+        "## Company profile properties",
+        "",
+        "With Group Analytics on (`GroupKey`), sent to `/groups` as `$set` of absolute company totals kept in",
+        "the ledger (`$group_key` the group key, `$group_id` the company id), so a retry or a redelivery sends",
+        "the same profile again and an out-of-order one cannot roll it back.",
+        "",
+        "| property | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in GROUP_PROPERTIES]
     return "\n".join(lines) + "\n"
 
 

@@ -43,11 +43,20 @@ def add(name: str, value: int = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def count(name: str, by: Counter[tuple[str, str]]) -> None:
-    """Emit `name` per (provider, event type), as EMF metrics with those two dimensions."""
+def count(name: str, by: Counter[tuple[str, str]], mode: str | None = None) -> None:
+    """Emit `name` per (provider, event type), as EMF metrics with those two dimensions (and `Mode`, the
+    forwarder's lane: live or test, so test-mode traffic never adds to production's figures)."""
     from aws_lambda_powertools.metrics import single_metric
 
     for (provider, event_type), value in by.items():
         with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="Provider", value=provider or "unknown")
             metric.add_dimension(name="EventType", value=(event_type or "unknown")[:200])
+            if mode:
+                metric.add_dimension(name="Mode", value=mode)
+
+
+def tag_lane(mode: str) -> None:
+    """A forwarder invocation serves one lane (one queue): its EMF record carries the lane as `Mode`."""
+    if metrics.dimension_set.get("Mode") != mode:
+        metrics.add_dimension(name="Mode", value=mode)

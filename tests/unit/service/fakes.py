@@ -14,7 +14,7 @@ from typing import Any
 
 from revenue_webhooks.domain.facts import Fact, Identity
 from revenue_webhooks.domain.outcomes import DELIVERED, Outcome, Result
-from revenue_webhooks.domain.totals import apply, customer_key
+from revenue_webhooks.domain.totals import apply, apply_company, company_key, customer_key
 from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, Recorded
 
 
@@ -23,6 +23,7 @@ class InMemoryLedger(Ledger):
         self.events: dict[str, dict[str, Any]] = {}
         self.rejected: set[str] = set()
         self.totals: dict[str, dict[str, Any]] = {}
+        self.company_totals: dict[str, dict[str, Any]] = {}
         self.link_table: dict[str, Identity] = {}
         self.down = False  # every call raises LedgerUnavailable while True
         self.writes = 0
@@ -32,7 +33,10 @@ class InMemoryLedger(Ledger):
             raise LedgerUnavailable("the in-memory ledger is down")
 
     def record_all(
-        self, items: Sequence[tuple[Fact, dict[str, Any]]], written_totals: dict[str, dict[str, Any]] | None = None
+        self,
+        items: Sequence[tuple[Fact, dict[str, Any]]],
+        written_totals: dict[str, dict[str, Any]] | None = None,
+        written_companies: dict[str, dict[str, Any]] | None = None,
     ) -> list[Recorded]:
         if self.down:
             return [LedgerUnavailable("the in-memory ledger is down")] * len(items)
@@ -53,6 +57,11 @@ class InMemoryLedger(Ledger):
                 self.totals[ck] = apply(self.totals.get(ck, {}), fact)
                 if written_totals is not None:
                     written_totals[ck] = copy.deepcopy(self.totals[ck])
+            co = company_key(fact)
+            if co and fact.profile is not None:
+                self.company_totals[co] = apply_company(self.company_totals.get(co, {}), fact)
+                if written_companies is not None:
+                    written_companies[co] = copy.deepcopy(self.company_totals[co])
             results.append((copy.deepcopy(event), True))
         return results
 
@@ -68,6 +77,10 @@ class InMemoryLedger(Ledger):
         self._check()
         return {key: copy.deepcopy(self.totals[key]) for key in keys if key in self.totals}
 
+    def companies(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        self._check()
+        return {key: copy.deepcopy(self.company_totals[key]) for key in keys if key in self.company_totals}
+
     def mark_rejected(self, keys: Iterable[str]) -> None:
         self.rejected.update(key for key in keys if key in self.events)
 
@@ -78,8 +91,10 @@ class ScriptedSink:
 
     answer: Callable[[dict[str, Any]], Result] = lambda event: DELIVERED
     profile_answer: Callable[[dict[str, Any]], Result] = lambda update: DELIVERED
+    group_answer: Callable[[dict[str, Any]], Result] = lambda update: DELIVERED
     imported: list[dict[str, Any]] = field(default_factory=list)  # every event sent, with retries
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     def import_events(self, events: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
         results = [self.answer(event) for event in events]
@@ -89,6 +104,11 @@ class ScriptedSink:
     def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
         results = [self.profile_answer(update) for update in updates]
         self.profiles += [u for u, r in zip(updates, results, strict=True) if r == DELIVERED]
+        return results
+
+    def update_groups(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
+        results = [self.group_answer(update) for update in updates]
+        self.groups += [u for u, r in zip(updates, results, strict=True) if r == DELIVERED]
         return results
 
     def delivered(self) -> dict[tuple[str, str, int, str], dict[str, Any]]:

@@ -58,6 +58,14 @@ SUBSCRIPTION_STATUS = "Subscription Status"
 PROFILE_PLAN = "Plan"
 LAST_PURCHASE_DATE = "Last Purchase Date"
 
+# Company (group) profile properties, besides the profile ones above (sent to /groups as $set of absolute values).
+SEATS = "Seats"
+FIRST_PURCHASE_DATE = "First Purchase Date"
+
+# Stripe Connect: on events of connected accounts, and the platform's application fee on their payments.
+STRIPE_ACCOUNT = "Stripe Account"
+PLATFORM_FEE = "Platform Fee"
+
 # Properties every event has (set by the event builder, not by providers).
 COMMON_PROPERTIES = {
     "distinct_id": "The user: `$user_id` when the app passed one, else `$device:<device id>` (see docs/identity.md).",
@@ -67,6 +75,7 @@ COMMON_PROPERTIES = {
     "$device_id": "The browser's device id when passed, else the provider's customer id.",
     "ip": '"0" (no geolocation of the Lambda), or the buyer\'s IP when passed in metadata.',
     PROVIDER: "The payment provider: stripe, shopify, paddle, lemonsqueezy, revenuecat or a Standard Webhooks sender.",
+    STRIPE_ACCOUNT: "Stripe Connect: the connected account (`acct_...`) the event happened on; absent otherwise.",
 }
 
 
@@ -96,6 +105,10 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (PLAN, "For subscription payments: the plan or product name or id."),
             (PRICE, "For subscription payments: the price id."),
             (INTERVAL, "For subscription payments: day, week, month or year."),
+            (
+                PLATFORM_FEE,
+                "Stripe Connect: the platform's application fee on the invoice, in major units of `Currency`.",
+            ),
         ),
     ),
     CatalogEvent(
@@ -192,6 +205,26 @@ PROFILE_PROPERTIES = (
     (PROFILE_PLAN, "Latest plan (newest event wins)."),
     (LAST_PURCHASE_DATE, "ISO 8601 time of the newest purchase."),
     ("$email", "Only when SEND_EMAIL=true (PII)."),
+)
+
+# Events of a payment that names a company carry it under the deployment's group key (GroupKey parameter).
+GROUP_KEY_PROPERTY = (
+    "<GROUP_KEY>",
+    "With Group Analytics on (GROUP_KEY, e.g. `company_id`): the company id, from a company metadata key, else the "
+    "customer or the Stripe Connect account when COMPANY_FALLBACK says so (docs/identity.md). Also set on user profiles.",
+)
+
+# Sent to /groups as $set: `$group_key` is GROUP_KEY, `$group_id` the company id.
+GROUP_PROPERTIES = (
+    (LIFETIME_REVENUE, "Net revenue of every member's payments in PROFILE_CURRENCY, when set."),
+    (f"{LIFETIME_REVENUE} <CUR>", "Net revenue per currency, e.g. `Lifetime Revenue USD`."),
+    (PURCHASE_COUNT, "Number of Purchase Completed facts of the company."),
+    (REFUND_COUNT, "Number of Refund Issued facts of the company."),
+    (SUBSCRIPTION_STATUS, "Latest subscription status (newest event wins; same second: the larger fact key)."),
+    (PROFILE_PLAN, "Latest plan (as above)."),
+    (SEATS, "Latest subscription quantity, seats or units (as above; Stripe subscriptions carry it)."),
+    (FIRST_PURCHASE_DATE, "ISO 8601 time of the company's first purchase."),
+    (LAST_PURCHASE_DATE, "ISO 8601 time of the company's newest purchase."),
 )
 
 BY_NAME = {event.name: event for event in EVENTS}

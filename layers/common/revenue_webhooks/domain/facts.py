@@ -19,13 +19,16 @@ class Identity:
     """Who a fact is about, in Mixpanel's Simplified ID Merge terms.
 
     `user_id` is the app's own id (passed to the provider by the app at checkout),
-    `device_id` an anonymous id (the browser's, or the provider's customer id), and
-    `customer` the provider's customer id, which keys the profile totals.
+    `device_id` an anonymous id (the browser's, or the provider's customer id),
+    `customer` the provider's customer id, which keys the profile totals, and `company` the
+    account the payment belongs to (Group Analytics: the group id under GROUP_KEY), which keys
+    the company totals.
     """
 
     user_id: str | None = None
     device_id: str | None = None
     customer: str | None = None
+    company: str | None = None
 
     @property
     def known(self) -> bool:
@@ -45,6 +48,7 @@ class ProfileEffect:
     revenue: Money | None = None
     status: str | None = None
     plan: str | None = None
+    quantity: int | None = None  # seats or units of the subscription, newest event wins
 
 
 @dataclass(frozen=True, slots=True)

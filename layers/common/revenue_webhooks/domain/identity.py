@@ -27,6 +27,12 @@ class IdentityRules(Protocol):
     def ip_keys(self) -> tuple[str, ...]: ...
     @property
     def id_merge(self) -> str: ...
+    @property
+    def group_key(self) -> str: ...
+    @property
+    def company_id_keys(self) -> tuple[str, ...]: ...
+    @property
+    def company_fallback(self) -> str: ...
 
 
 def resolve(
@@ -35,11 +41,13 @@ def resolve(
     *,
     reference_ids: Iterable[Any] = (),
     customer: Any = None,
+    account: Any = None,
 ) -> Identity:
     """Identity from metadata dicts (in priority order) and explicit app ids such as `client_reference_id`.
 
     The first configured user-id key wins over `reference_ids`, which win over the other keys,
     so `metadata.mixpanel_distinct_id` > `client_reference_id` > `metadata.user_id` by default.
+    `account` is the platform's connected account (Stripe Connect), a company when COMPANY_FALLBACK=account.
     """
     sources = [m for m in metadata if isinstance(m, Mapping)]
     keys = tuple(settings.user_id_keys)
@@ -49,7 +57,28 @@ def resolve(
         or _first(sources, keys[1:])
     )
     device_id = _first(sources, tuple(settings.device_id_keys))
-    return Identity(user_id=user_id, device_id=device_id, customer=_clean(customer))
+    return Identity(
+        user_id=user_id,
+        device_id=device_id,
+        customer=_clean(customer),
+        company=company_of(settings, sources, customer=customer, account=account),
+    )
+
+
+def company_of(
+    settings: IdentityRules, sources: list[Mapping[str, Any]], *, customer: Any = None, account: Any = None
+) -> str | None:
+    """The company a payment belongs to: a company metadata key, else the configured fallback id.
+
+    None while Group Analytics is off (no GROUP_KEY): no company totals are kept then.
+    """
+    if not settings.group_key:
+        return None
+    named = _first(sources, tuple(settings.company_id_keys))
+    if named:
+        return named
+    fallback = {"customer": customer, "account": account}.get(settings.company_fallback)
+    return _clean(fallback)
 
 
 def buyer_ip(settings: IdentityRules, metadata: Iterable[Mapping[str, Any] | None]) -> str | None:

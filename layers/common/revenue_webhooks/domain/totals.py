@@ -30,7 +30,7 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
             updated["revenue"][currency] = int(updated["revenue"].get(currency, 0)) + effect.revenue.minor
         if effect.purchases:
             updated["last_purchase_at"] = max(int(totals.get("last_purchase_at") or 0), fact.time)
-        for state in ("status", "plan"):
+        for state in ("status", "plan", "quantity"):
             value = getattr(effect, state)
             if value and fact.time >= int(totals.get(f"{state}_at") or 0):
                 updated[state], updated[f"{state}_at"] = value, fact.time
@@ -40,4 +40,41 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
         updated["customer"] = fact.identity.customer
     if fact.email and fact.time >= int(totals.get("email_at") or 0):
         updated["email"], updated["email_at"] = fact.email, fact.time
+    if fact.identity.company and fact.time >= int(totals.get("company_at") or 0):
+        updated["company"], updated["company_at"] = fact.identity.company, fact.time
+    return updated
+
+
+# ---- companies (Group Analytics) ---------------------------------------------------------------
+
+# What a company's totals keep of the customer rule: who paid is the members' business, not the company's.
+_PERSONAL = ("user_id", "user_id_at", "customer", "email", "email_at", "company", "company_at")
+
+
+def company_key(fact: Fact) -> str | None:
+    """Whose company totals a fact changes: the company id itself (the group id), provider-independent."""
+    return fact.identity.company or None
+
+
+def apply_company(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
+    """Company totals after one new fact: the customer rule (counters, revenue per currency and whatever
+    else `apply` keeps), the first purchase, and states decided by (time, fact key) so that two facts of the
+    same second settle the same way in any delivery order."""
+    updated = {key: value for key, value in apply(totals, fact).items() if key not in _PERSONAL}
+    effect = fact.profile
+    if effect is None:
+        return updated
+    if effect.purchases:
+        first = int(totals.get("first_purchase_at") or 0)
+        updated["first_purchase_at"] = min(first, fact.time) if first else fact.time
+    for state in ("status", "plan", "quantity"):
+        value = getattr(effect, state)
+        if value is None or value == "":
+            continue
+        if (fact.time, fact.key) >= (int(totals.get(f"{state}_at") or 0), str(totals.get(f"{state}_key") or "")):
+            updated[state], updated[f"{state}_at"], updated[f"{state}_key"] = value, fact.time, fact.key
+        else:  # `apply` let the later-processed one win a tie: keep the earlier decision
+            for suffix in ("", "_at", "_key"):
+                if f"{state}{suffix}" in totals:
+                    updated[f"{state}{suffix}"] = totals[f"{state}{suffix}"]
     return updated

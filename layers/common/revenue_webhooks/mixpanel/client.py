@@ -26,6 +26,8 @@ MAX_EVENTS_PER_REQUEST = 2000
 # Mixpanel's prose says 10 MB, the spec's 413 example 2 MiB: stay under the lower figure.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024 - 64 * 1024
 MAX_PROFILES_PER_REQUEST = 2000
+# "The Groups API has the same 2000 and 1 MB limits" as the User Profile API.
+MAX_GROUP_UPDATES_PER_REQUEST = 2000
 MAX_CONCURRENT_REQUESTS = 8
 
 
@@ -212,6 +214,60 @@ class MixpanelClient:
                 message = str(body.get("error") if isinstance(body, dict) else response.text)[:500]
                 results += [Result(Outcome.INVALID, "mixpanel_engage_rejected", message)] * len(batch)
         return results
+
+    # ---- /groups ----------------------------------------------------------------------
+
+    def update_groups(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]:
+        """Send group profile updates (`$set` of absolute company totals); one Result each.
+
+        `strict=1` asks Mixpanel to name the records it refuses (`failed_records`, by index) and `verbose=1`
+        to answer JSON rather than `1`/`0`; `ip=0` keeps the Lambda's location off the company. The other
+        records of a refused batch are sent once more on their own: each is an absolute `$set`, so a record
+        Mixpanel had already applied changes nothing the second time.
+        """
+        results: list[Result] = []
+        for start in range(0, len(updates), MAX_GROUP_UPDATES_PER_REQUEST):
+            batch = list(updates[start : start + MAX_GROUP_UPDATES_PER_REQUEST])
+            if deadline is not None and time.monotonic() + sum(self.timeout) > deadline:
+                results += [Result(Outcome.TRANSIENT, "not_sent", "no time left before the deadline")] * len(batch)
+                continue
+            outcomes = self._post_groups(batch)
+            retry = [i for i, result in enumerate(outcomes) if result.reason == "mixpanel_groups_batch_refused"]
+            if retry and len(retry) < len(batch):
+                for i, result in zip(retry, self._post_groups([batch[i] for i in retry]), strict=True):
+                    outcomes[i] = result
+            results += outcomes
+        return results
+
+    def _post_groups(self, batch: list[dict[str, Any]]) -> list[Result]:
+        response, error = self._post(
+            "/groups",
+            params={"verbose": "1", "strict": "1", "ip": "0"},
+            data=json.dumps(batch, separators=(",", ":"), ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+            auth=None,
+        )
+        if error is not None:
+            return [error] * len(batch)
+        assert response is not None
+        if response.status_code != 200 and response.status_code != 400:
+            return [_classify_status(response)] * len(batch)
+        body = _json_body(response)
+        if isinstance(body, dict) and body.get("status") == 1 and response.status_code == 200:
+            return [DELIVERED] * len(batch)
+        message = str(body.get("error") if isinstance(body, dict) else response.text)[:500]
+        failed = body.get("failed_records") if isinstance(body, dict) else None
+        indices: dict[int, dict[str, Any]] = {
+            r["index"]: r for r in failed or [] if isinstance(r, dict) and isinstance(r.get("index"), int)
+        }
+        if not indices or not all(0 <= i < len(batch) for i in indices):
+            return [Result(Outcome.INVALID, "mixpanel_groups_rejected", message)] * len(batch)
+        return [
+            Result(Outcome.INVALID, "mixpanel_groups_rejected", str(indices[i].get("message") or message)[:500])
+            if i in indices
+            else Result(Outcome.INVALID, "mixpanel_groups_batch_refused", message)
+            for i in range(len(batch))
+        ]
 
     # ---- transport --------------------------------------------------------------------
 

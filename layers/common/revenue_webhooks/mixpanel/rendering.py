@@ -43,6 +43,8 @@ def mixpanel_event(fact: Fact, settings: Settings) -> dict[str, Any]:
         properties[c.CURRENCY] = fact.money.currency
     if fact.order_id:
         properties[c.ORDER_ID] = fact.order_id
+    if settings.group_key and fact.identity.company:
+        properties[settings.group_key] = fact.identity.company  # Group Analytics: the event's company
     for name, value in fact.properties.items():
         if value is not None:
             properties[settings.property_names.get(name, name)] = value
@@ -56,6 +58,18 @@ def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> di
     )
     if not distinct:
         return None  # properties on a `$device:` profile are lost at merge: wait for the user id
+    values = totals_values(totals, settings)
+    if settings.send_email and totals.get("email"):
+        values["$email"] = totals["email"]
+    values = {settings.property_names.get(name, name): value for name, value in values.items()}
+    if settings.group_key and totals.get("company"):
+        values[settings.group_key] = totals["company"]  # the user's company, as Mixpanel's group docs advise
+    return {"$token": token, "$distinct_id": distinct, "$ip": "0", "$ignore_time": True, "$set": values}
+
+
+def totals_values(totals: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The absolute totals a profile shows, by catalog name: one rule for user and company profiles, so whatever
+    the totals rule keeps (domain/totals.py: MRR and the reporting currency, when configured) shows on both."""
     revenue: dict[str, int] = totals.get("revenue") or {}
     values: dict[str, Any] = {
         c.PURCHASE_COUNT: int(totals.get("purchases", 0)),
@@ -72,8 +86,20 @@ def profile_update(totals: dict[str, Any], settings: Settings, token: str) -> di
     if totals.get("plan"):
         values[c.PROFILE_PLAN] = totals["plan"]
     if totals.get("last_purchase_at"):
-        values[c.LAST_PURCHASE_DATE] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(totals["last_purchase_at"])))
-    if settings.send_email and totals.get("email"):
-        values["$email"] = totals["email"]
+        values[c.LAST_PURCHASE_DATE] = _iso(totals["last_purchase_at"])
+    return values
+
+
+def group_update(company: str, totals: dict[str, Any], settings: Settings, token: str) -> dict[str, Any]:
+    """`/groups` `$set` of a company's absolute totals (the group profile under GROUP_KEY)."""
+    values = totals_values(totals, settings)
+    if totals.get("quantity") is not None:
+        values[c.SEATS] = int(totals["quantity"])
+    if totals.get("first_purchase_at"):
+        values[c.FIRST_PURCHASE_DATE] = _iso(totals["first_purchase_at"])
     values = {settings.property_names.get(name, name): value for name, value in values.items()}
-    return {"$token": token, "$distinct_id": distinct, "$ip": "0", "$ignore_time": True, "$set": values}
+    return {"$token": token, "$group_key": settings.group_key, "$group_id": company, "$set": values}
+
+
+def _iso(seconds: Any) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(seconds)))

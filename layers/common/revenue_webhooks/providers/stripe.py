@@ -7,6 +7,11 @@ Checkout adds nothing (its money is the first invoice). Refunds are keyed by ref
 with the refund's own amount, from `refund.created` or from the refund list that older
 API versions embed in `charge.refunded`. Payloads are read in old (2018+) and new
 (2025-03-31.basil+) shapes.
+
+Stripe Connect: an event of a connected account carries `account` (the Connect endpoint's events); every
+fact of it gets `Stripe Account`, and an invoice's `application_fee_amount` becomes the payment's
+`Platform Fee`. Platform-side fee events (`application_fee.*`) and `account.application.deauthorized`
+change no customer's revenue and are not mapped (docs/providers.md, "Stripe Connect").
 """
 
 from __future__ import annotations
@@ -139,7 +144,8 @@ class StripeProvider(Provider):
         handler = _HANDLERS.get(payload.get("type", ""))
         if handler is None:
             return []
-        return handler(_Event(payload, self.settings))
+        stripe_event = _Event(payload, self.settings)
+        return _on_account(handler(stripe_event), stripe_event.account)
 
 
 class _Event:
@@ -152,9 +158,18 @@ class _Event:
         self.obj: dict[str, Any] = payload["data"]["object"]
         self.previous: dict[str, Any] = dig(payload, "data", "previous_attributes") or {}
         self.created = int(payload.get("created") or 0)
+        # Stripe Connect: the connected account an event happened on (absent on the platform's own events).
+        account = payload.get("account")
+        self.account: str | None = account if isinstance(account, str) and account else None
 
     def identity(self, *metadata: Any, reference_ids: Sequence[Any] = ()) -> Identity:
-        return resolve(self.settings, metadata, reference_ids=reference_ids, customer=_id_of(self.obj.get("customer")))
+        return resolve(
+            self.settings,
+            metadata,
+            reference_ids=reference_ids,
+            customer=_id_of(self.obj.get("customer")),
+            account=self.account,
+        )
 
     def ip(self, *metadata: Any) -> str | None:
         return buyer_ip(self.settings, metadata)
@@ -203,7 +218,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
     metadata = _invoice_metadata(invoice)
     identity = e.identity(*metadata)
     paid_at = int(dig(invoice, "status_transitions", "paid_at") or e.created)
-    properties: dict[str, Any] = {c.PURCHASE_TYPE: purchase_type}
+    properties: dict[str, Any] = {c.PURCHASE_TYPE: purchase_type, **_platform_fee(invoice)}
     if subscription:
         properties.update({c.SUBSCRIPTION_ID: subscription, **_price_properties(price)})
     # What its refunds will name: a refund of a PaymentIntent's charge always names the PaymentIntent, so
@@ -271,7 +286,12 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
     charge_id = _id_of(refund.get("charge")) or (charge or {}).get("id")
     payment_intent = _id_of(refund.get("payment_intent")) or _id_of((charge or {}).get("payment_intent"))
     own = charge or {}
-    identity = resolve(e.settings, [refund.get("metadata"), own.get("metadata")], customer=_id_of(own.get("customer")))
+    identity = resolve(
+        e.settings,
+        [refund.get("metadata"), own.get("metadata")],
+        customer=_id_of(own.get("customer")),
+        account=e.account,
+    )
     return [
         Fact(
             key=f"{NAME}:refund:{refund_id}",
@@ -306,7 +326,7 @@ def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
                 f"subscription-change:{sub['id']}:{e.id}",
                 c.SUBSCRIPTION_CHANGED,
                 {c.FROM_PLAN: before[0], c.TO_PLAN: after[0], c.FROM_QUANTITY: before[1], c.TO_QUANTITY: after[1]},
-                ProfileEffect(plan=after[0]),
+                ProfileEffect(plan=after[0], quantity=after[1]),
             )
         )
     before_state = {flag: previous.get(flag, sub.get(flag)) for flag in CANCEL_FLAGS}
@@ -424,7 +444,7 @@ def _subscription_started(e: _Event) -> Fact:
         f"subscription-start:{sub['id']}",
         c.SUBSCRIPTION_STARTED,
         properties,
-        ProfileEffect(status=sub.get("status"), plan=_plan(price) if price else None),
+        ProfileEffect(status=sub.get("status"), plan=_plan(price) if price else None, quantity=quantity or None),
     )
 
 
@@ -442,6 +462,26 @@ def _subscription_fact(
         profile=profile,
         ip=e.ip(metadata),
     )
+
+
+# --- Stripe Connect ----------------------------------------------------------------------------
+
+
+def _on_account(mapped: list[Fact | Deferred], account: str | None) -> list[Fact | Deferred]:
+    """Facts of a connected account's event carry the account (`Stripe Account`), whatever they are."""
+    if account is None:
+        return mapped
+    return [
+        replace(f, properties={**f.properties, c.STRIPE_ACCOUNT: account}) if isinstance(f, Fact) else f for f in mapped
+    ]
+
+
+def _platform_fee(invoice: dict[str, Any]) -> dict[str, Any]:
+    """`Platform Fee`: the application fee a platform takes from a connected account's invoice, in major units
+    of the invoice's currency (`application_fee_amount`, set when the platform created the invoice or its
+    subscription with a fee)."""
+    fee = minor_money(invoice.get("application_fee_amount"), invoice.get("currency"))
+    return {c.PLATFORM_FEE: fee.revenue()} if fee is not None and fee.minor > 0 else {}
 
 
 # --- field readers, old and new API shapes -------------------------------------------------

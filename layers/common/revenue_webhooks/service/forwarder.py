@@ -24,9 +24,9 @@ from .. import observability
 from ..config import Settings
 from ..domain.facts import Deferred, Fact, Identity
 from ..domain.outcomes import Outcome, Result, worst
-from ..domain.totals import customer_key
+from ..domain.totals import company_key, customer_key
 from ..domain.webhook import QueuedEvent
-from ..mixpanel.rendering import mixpanel_event, profile_update
+from ..mixpanel.rendering import group_update, mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
 from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
@@ -49,6 +49,7 @@ class Message:
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
+    companies: set[str] = field(default_factory=set)  # whose company totals its facts changed (Group Analytics)
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
     @property
@@ -85,6 +86,9 @@ class Forwarder:
         sink: EventSink,
         dead_letters: MessageQueue,
         project_token: str,
+        *,
+        mode: str = "live",
+        dead_letter_queue_url: str = "",
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -92,6 +96,8 @@ class Forwarder:
         self.sink = sink
         self.dead_letters = dead_letters
         self.project_token = project_token  # "" : profiles are not sent
+        self.mode = mode  # the lane: live, or test (test-mode webhooks, their own project and dead letters)
+        self.dead_letter_queue_url = dead_letter_queue_url or settings.dead_letter_queue_url
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -102,16 +108,27 @@ class Forwarder:
         for message in messages:
             self._map(message)
         self._resolve_identities(messages)
-        totals = self._record(messages)
+        companies: dict[str, dict[str, Any]] = {}
+        totals = self._record(messages, companies)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
+        touched_companies = sorted({co for m in messages if m.result is None for co in m.companies})
+
+        def deliver_profiles() -> dict[str, Result]:
+            failed = self._deliver_profiles(touched, totals, end - FINISH_MARGIN_S)
+            return failed | {
+                f"company:{co}": result
+                for co, result in self._deliver_companies(touched_companies, companies, end - FINISH_MARGIN_S).items()
+            }
+
         # Events and profiles go out together: the totals are the ledger's, whatever Mixpanel says of
         # the events (a refused event's fact stays counted; a retried one is counted once already).
         with ThreadPoolExecutor(max_workers=1) as background:
-            profiles = background.submit(self._deliver_profiles, touched, totals, end - FINISH_MARGIN_S)
+            profiles = background.submit(deliver_profiles)
             self._deliver_events(messages, deadline)
             failed_profiles = profiles.result()
         for message in messages:
-            problem = next((failed_profiles[ck] for ck in message.customers if ck in failed_profiles), None)
+            owners = [*message.customers, *(f"company:{co}" for co in message.companies)]
+            problem = next((failed_profiles[key] for key in owners if key in failed_profiles), None)
             if problem is not None and message.result and message.result.outcome is Outcome.DELIVERED:
                 message.result = problem
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self._finish(messages)]}
@@ -172,10 +189,10 @@ class Forwarder:
                 resolved.append(fact)
             message.facts = resolved
 
-    def _record(self, messages: list[Message]) -> dict[str, dict[str, Any]]:
+    def _record(self, messages: list[Message], companies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.
 
-        Returns the customer totals this batch stored.
+        Returns the customer totals this batch stored; `companies` receives the company totals it stored.
         """
         entries: list[tuple[Message, Fact, dict[str, Any]]] = []
         for message in (m for m in messages if m.result is None and m.facts):
@@ -194,7 +211,7 @@ class Forwarder:
         if not entries:
             return totals
         try:
-            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries], totals)
+            outcomes = self.ledger.record_all([(fact, event) for _, fact, event in entries], totals, companies)
         except Exception as error:  # not a ledger outage (those come back per fact): retry the batch's facts
             outcomes = [error] * len(entries)
         for (message, fact, _), outcome in zip(entries, outcomes, strict=True):
@@ -208,6 +225,9 @@ class Forwarder:
                 ck = customer_key(fact)
                 if ck:
                     message.customers.add(ck)
+            co = company_key(fact)
+            if co and fact.profile is not None:
+                message.companies.add(co)
         return totals
 
     def _deliver_events(self, messages: list[Message], deadline: float) -> None:
@@ -243,34 +263,67 @@ class Forwarder:
     def _deliver_profiles(
         self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
     ) -> dict[str, Result]:
-        """Absolute totals for every customer the recorded facts touched; returns the customers that failed.
+        """Absolute totals for every customer the recorded facts touched; returns the customers that failed."""
+        return self._deliver_totals(
+            keys,
+            stored,
+            self.ledger.customers,
+            lambda _ck, totals: profile_update(totals, self.settings, self.project_token),
+            lambda updates: self.sink.update_profiles(updates, deadline=deadline),
+            ("customer", "ProfileRejected"),
+        )
 
-        Totals this batch stored are sent as stored; the others (facts recorded earlier, or by
-        the one-fact fallback) are read back. A retry re-sends them harmlessly.
+    def _deliver_companies(
+        self, keys: list[str], stored: dict[str, dict[str, Any]], deadline: float
+    ) -> dict[str, Result]:
+        """Absolute company totals (`/groups` `$set`) for every company the recorded facts touched."""
+        if not self.settings.group_key:
+            return {}
+        return self._deliver_totals(
+            keys,
+            stored,
+            self.ledger.companies,
+            lambda co, totals: group_update(co, totals, self.settings, self.project_token) if totals else None,
+            lambda updates: self.sink.update_groups(updates, deadline=deadline),
+            ("company", "GroupProfileRejected"),
+        )
+
+    def _deliver_totals(
+        self,
+        keys: list[str],
+        stored: dict[str, dict[str, Any]],
+        read: Callable[[list[str]], dict[str, dict[str, Any]]],
+        render: Callable[[str, dict[str, Any]], dict[str, Any] | None],
+        send: Callable[[list[dict[str, Any]]], list[Result]],
+        whose: tuple[str, str],
+    ) -> dict[str, Result]:
+        """Send the absolute totals of `keys` (a user's or a company's profile); returns the keys that failed.
+
+        Totals this batch stored are sent as stored; the others (facts recorded earlier, or by the one-fact
+        fallback) are read back. A retry re-sends them harmlessly: each is a `$set` of the whole truth.
         """
         if not self.project_token or not keys:
             return {}
-        totals = {ck: stored[ck] for ck in keys if ck in stored}
-        missing = [ck for ck in keys if ck not in stored]
+        totals = {key: stored[key] for key in keys if key in stored}
+        missing = [key for key in keys if key not in stored]
         try:
-            totals.update(self.ledger.customers(missing) if missing else {})
+            totals.update(read(missing) if missing else {})
         except LedgerUnavailable as error:
             return dict.fromkeys(keys, Result(Outcome.TRANSIENT, "ledger_unavailable", str(error)))
         updates, owners = [], []
-        for ck in keys:
-            update = profile_update(totals.get(ck, {}), self.settings, self.project_token)
+        for key in keys:
+            update = render(key, totals.get(key, {}))
             if update is not None:
                 updates.append(update)
-                owners.append(ck)
+                owners.append(key)
         failed: dict[str, Result] = {}
-        for ck, result in zip(
-            owners, self.sink.update_profiles(updates, deadline=deadline) if updates else [], strict=True
-        ):
+        label, rejected_metric = whose
+        for key, result in zip(owners, send(updates) if updates else [], strict=True):
             if result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.CONFIG:
-                failed[ck] = result
+                failed[key] = result
             elif result.outcome is Outcome.INVALID:
-                logger.error("profile rejected by Mixpanel", extra={"customer": ck, "detail": result.detail})
-                observability.add("ProfileRejected")
+                logger.error(f"{label} profile rejected by Mixpanel", extra={label: key, "detail": result.detail})
+                observability.add(rejected_metric)
         return failed
 
     def _finish(self, messages: list[Message]) -> list[str]:
@@ -299,7 +352,7 @@ class Forwarder:
             insert_ids = [event["properties"].get("$insert_id") for event in message.events]
             log(status.lower(), extra={**self._log_context(message), "reason": result.reason, "insert_ids": insert_ids})
         for name, counter in tallies.items():
-            observability.count(name, counter)
+            observability.count(name, counter, self.mode)
         logger.info("batch done", extra={"messages": len(messages), **{k: sum(v.values()) for k, v in tallies.items()}})
         return retry
 
@@ -307,7 +360,7 @@ class Forwarder:
         reason = result.reason if result.outcome is Outcome.INVALID else f"retries_exhausted:{result.reason}"
         try:
             self.dead_letters.send_message(
-                QueueUrl=self.settings.dead_letter_queue_url,
+                QueueUrl=self.dead_letter_queue_url,
                 MessageBody=message.record["body"],
                 MessageAttributes={
                     **sqs_attributes_from_record(message.record),
@@ -335,4 +388,5 @@ def _merge(link: Identity, own: Identity) -> Identity:
         user_id=link.user_id or own.user_id,
         device_id=link.device_id or own.device_id,
         customer=link.customer or own.customer,
+        company=link.company or own.company,
     )

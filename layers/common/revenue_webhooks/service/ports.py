@@ -1,5 +1,5 @@
-"""The ports the services need, and nothing more: the ledger, the event sink (Mixpanel), a queue and the
-webhook secrets. The adapters (adapters/) implement them against AWS and Mixpanel; the unit tests with
+"""The ports the services need, and nothing more: the ledger, the event sink (Mixpanel), a queue, the
+webhook secrets, and the relay the browser proxy forwards through. The adapters (adapters/) implement them against AWS and Mixpanel; the unit tests with
 in-memory fakes (tests/unit/service/)."""
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ class Ledger(ABC):
 
     @abstractmethod
     def record_all(
-        self, items: Sequence[tuple[Fact, dict[str, Any]]], written_totals: dict[str, dict[str, Any]] | None = None
+        self,
+        items: Sequence[tuple[Fact, dict[str, Any]]],
+        written_totals: dict[str, dict[str, Any]] | None = None,
+        written_companies: dict[str, dict[str, Any]] | None = None,
     ) -> list[Recorded]:
         """Record a batch of facts; per item (canonical event, newly recorded) or the error that stopped it.
 
-        `written_totals` receives the totals stored for each customer key this call changed.
+        `written_totals` receives the totals stored for each customer key this call changed, and
+        `written_companies` those of each company (`totals.company_key`, Group Analytics).
         """
 
     @abstractmethod
@@ -49,6 +53,10 @@ class Ledger(ABC):
         """Customer totals by customer key (`totals.customer_key`)."""
 
     @abstractmethod
+    def companies(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Company totals by company key (`totals.company_key`)."""
+
+    @abstractmethod
     def mark_rejected(self, keys: Iterable[str]) -> None:
         """Mixpanel refused these facts' events: the next webhook or redrive renders them afresh (best effort)."""
 
@@ -59,6 +67,23 @@ class EventSink(Protocol):
     def import_events(self, events: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
 
     def update_profiles(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
+
+    def update_groups(self, updates: Sequence[dict[str, Any]], *, deadline: float | None = None) -> list[Result]: ...
+
+
+class Relay(Protocol):
+    """Mixpanel's ingestion host for the browser proxy (mixpanel/relay.py): one request forwarded as it came.
+
+    Returns (status, content type, body); raises `RelayUnavailable` when Mixpanel cannot be reached in time.
+    """
+
+    def forward(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, str, bytes]: ...
+
+
+class RelayUnavailable(Exception):
+    """Mixpanel's ingestion host did not answer (connection refused, timeout): the browser's SDK retries."""
 
 
 class MessageQueue(Protocol):

@@ -114,7 +114,7 @@ class Receiver:
             return _answer(200, "ignored", reason="event type not mapped")
         queued = QueuedEvent(route, parsed.event_id, parsed.event_type, request.received_at_ms, request.body)
         try:
-            self.queue.send_message(QueueUrl=settings.events_queue_url, **to_sqs(queued))
+            self.queue.send_message(QueueUrl=settings.queue_for(parsed.livemode), **to_sqs(queued))
         except Exception as error:
             # The type only: a client error's text may quote the request it refused.
             logger.error("enqueue failed", extra={**context, "error": type(error).__name__})
