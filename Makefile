@@ -16,7 +16,7 @@ ARCHITECTURE ?= arm64
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay clean fuzz fuzz-atheris reliability security sam-local-test
+.PHONY: help venv demo dev test lint unit integration e2e template build docs bench bench-smoke event redrive replay backfill reconcile clean fuzz fuzz-atheris reliability security sam-local-test
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
@@ -60,6 +60,7 @@ e2e: venv ## the local stack as a subprocess, the demo, the browser page
 template: venv ## cfn-lint and sam validate
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml --parameters SnapStart=PublishedVersions
+	$(BIN)/cfn-lint template.yaml --parameters StripeEventSourceName=aws.partner/stripe.com/ed_lint Mode=test
 	$(BIN)/sam validate --lint
 	$(BIN)/sam validate --region us-east-1
 
@@ -90,8 +91,14 @@ redrive: venv ## move dead letters back to EventsQueue: make redrive ARGS="--lis
 replay: venv ## post stored provider events, signed, to a webhook URL: make replay ARGS="--provider stripe events/stripe"
 	@$(PY) -m ops.cli replay $(ARGS)
 
+backfill: venv ## Stripe's history into the pipeline, resumable: make backfill ARGS="--since 2024-01-01 [--until DATE] [--dry-run]"
+	$(PY) -m ops.cli backfill $(ARGS)
+
+reconcile: venv ## Stripe vs ledger vs Mixpanel per currency and object: make reconcile ARGS="--since DATE --until DATE [--json]"
+	$(PY) -m ops.cli reconcile $(ARGS)
+
 clean: ## remove the venv, build and local state
-	rm -rf $(VENV) .aws-sam .devstack
+	rm -rf $(VENV) .aws-sam .devstack .backfill
 
 fuzz: venv ## short fuzzing of the receiver: hypothesis properties and an atheris run (the long form: make reliability)
 	$(PY) -m pytest tests/fuzz -q $(PYTEST_ARGS)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .common import RESULTS, log, write_result
 
-SUITES = ("batch_size", "cold", "receiver", "forwarder", "cost")
+SUITES = ("batch_size", "cold", "receiver", "forwarder", "cost", "backfill")
 
 
 def _template_batch_size() -> int:
@@ -58,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
             mix = fit.run(batch_size=batch_size)["results"][-1]["ours"]["messages_per_invocation_at_batch_size"]
             outputs["forwarder"] = forwarder_throughput.run(
                 events=4 * mix, batch_size=mix, latencies_ms=[0, 50], memory_batches=[10, 100, 1000, mix]
+            )
+    if "backfill" in suites:
+        from . import backfill_throughput
+
+        if smoke:
+            outputs["backfill"] = backfill_throughput.run(objects=300, forwarder_objects=40, batch_size=20, live=False)
+        else:
+            outputs["backfill"] = backfill_throughput.run(
+                objects=6000, forwarder_objects=4000, batch_size=batch_size, live=True
             )
     if "cost" in suites:
         from . import cost

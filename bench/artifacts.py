@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def sam_build(template: Path, build_dir: Path) -> float:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "SAM_CLI_TELEMETRY": "0",
         "AWS_EC2_METADATA_DISABLED": "true",
+        # The layer's wheels for the machine that loads them here (layers/common/Makefile's PLATFORM): its
+        # native code (cryptography, for the app stores) must match it; Lambda gets aarch64 ones.
+        "PLATFORM": f"manylinux2014_{platform.machine()}",
     }
     started = time.monotonic()
     result = subprocess.run(

@@ -3,15 +3,20 @@
 Variants run round-robin, so drift on the machine touches all of them alike. The receiver
 answers one signed webhook and enqueues it to SQS (moto, another process); the forwarder
 delivers one SQS record to the local Mixpanel (another process) and records it in the ledger.
+The App Store and Google Play routes answer a notification signed by the local stand-ins
+(devstack/stores): their libraries load on that first webhook, which `imported` shows, and never on
+another route's.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +32,22 @@ from devstack.mixpanel import DEMO_CREDENTIALS
 from devstack.template import Template
 
 from . import artifacts, payloads
-from .common import FIXTURES, STRIPE_SECRET, WORK, log, ratio, spread, table, venv_python
+from .common import FIXTURES, ROOT, STRIPE_SECRET, WORK, log, ratio, spread, table, venv_python
 from .services import Service
 
 CHILD = Path(__file__).with_name("cold_child.py")
 SHOPIFY_SECRET = "shpss_bench_" + "c" * 32
-WATCH = ("stripe", "boto3", "mixpanel", "requests", "aws_lambda_powertools.utilities.parameters")
+WATCH = (
+    "stripe",
+    "boto3",
+    "mixpanel",
+    "requests",
+    "aws_lambda_powertools.utilities.parameters",
+    # The app stores' libraries: a Stripe webhook's cold start must not load them.
+    "appstoreserverlibrary",
+    "google.auth",
+    "cryptography",
+)
 CHILD_TIMEOUT_S = 120
 
 
@@ -100,6 +115,16 @@ def _shopify_body() -> bytes:
     return json.dumps(order.get("order", order)).encode()
 
 
+def _store_request(route: str, stores: Any) -> dict[str, Any]:
+    """A freshly signed App Store notification or Google Play push (the local stand-ins sign them)."""
+    sample = (ROOT / "events" / route / f"{STORE_SAMPLES[route]}.json").read_bytes()
+    body, headers = stores.deliver(route, sample)
+    return _http_event(route, body, headers)
+
+
+STORE_SAMPLES = {"appstore": "DID_RENEW", "googleplay": "SUBSCRIPTION_PURCHASED"}
+
+
 def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
     built = artifacts.build(reuse=reuse_builds)
     pyc = artifacts.bytecode_files(built.layer)
@@ -109,7 +134,10 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
     checkout = payloads.sized()[0].body
     forwarder_bodies = payloads.unique_events(runs * 8 + 8)
     template = Template(parameters={"Mode": "any"})
-    with Service("moto") as moto, Service("mixpanel") as mixpanel:
+    from devstack.stores import Stores
+
+    stores = Stores(WORK / "stores").start("https://bench.example/webhooks/googleplay")
+    with stores_stopped(stores), Service("moto") as moto, Service("mixpanel") as mixpanel:
         creds = DEMO_CREDENTIALS.secret_value()
         resources = provision(
             template,
@@ -119,6 +147,8 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
                 "StripeWebhookSecret": STRIPE_SECRET,
                 "ShopifyWebhookSecret": SHOPIFY_SECRET,
                 "MixpanelCredentials": json.dumps(creds),
+                "AppStoreConfig": stores.receiver_secrets()["appstore"],
+                "GooglePlayPushConfig": stores.receiver_secrets()["googleplay"],
             },
         )
         resolve = resources.resolver
@@ -129,6 +159,7 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
                 **template.function_environment(logical_id, resolve),
                 **aws,
                 "MIXPANEL_API_URL": mixpanel.url,
+                **stores.environment(),
                 **_lambda_env(logical_id, memory),
             }
 
@@ -149,6 +180,12 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
             Variant("this project", "ReceiverFunction", "receiver", env=receiver_env),
             Variant("naive handler", "NaiveReceiverFunction", "receiver", env=naive_env, handler="receiver.handler"),
             Variant("this project, Shopify route", "ReceiverFunction", "receiver", route="shopify", env=receiver_env),
+            Variant(
+                "this project, App Store route", "ReceiverFunction", "receiver", route="appstore", env=receiver_env
+            ),
+            Variant(
+                "this project, Google Play route", "ReceiverFunction", "receiver", route="googleplay", env=receiver_env
+            ),
             Variant("this project", "ForwarderFunction", "forwarder", env=forwarder_env),
             Variant("naive handler", "NaiveForwarderFunction", "forwarder", env=naive_env, handler="forwarder.handler"),
         ]
@@ -172,7 +209,9 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
                 for variant in variants:
                     counter += 1
                     if variant.kind == "receiver":
-                        if variant.route == "shopify":
+                        if variant.route in STORE_SAMPLES:
+                            event = _store_request(variant.route, stores)
+                        elif variant.route == "shopify":
                             body = _shopify_body()
                             event = _http_event("shopify", body, sign("shopify", body, SHOPIFY_SECRET))
                         else:
@@ -182,6 +221,14 @@ def run(*, runs: int, reuse_builds: bool = False) -> dict[str, Any]:
                         event = _sqs_event(body, ours=not variant.function.startswith("Naive"), index=counter)
                     variant.samples.append(_one(variant, event, built.runtime, Path(tmp), counter))
     return _report(variants, built, pyc)
+
+
+@contextlib.contextmanager
+def stores_stopped(stores: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        stores.stop()
 
 
 def _one(variant: Variant, event: dict[str, Any], runtime: Path, tmp: Path, counter: int) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 - `moto`: SQS, DynamoDB and Secrets Manager (moto's server mode), provisioned from template.yaml;
 - `sqs`: a keep-alive `SendMessage` endpoint (bench/sqs_endpoint.py) for warm-path measurements;
 - `dynamodb`: the ledger's DynamoDB calls with DynamoDB-like latencies (bench/dynamodb_endpoint.py);
+- `stripe`: devstack's local Stripe API over an account of `--objects` direct payments spread over 90 days,
+  test mode (Stripe's 25 read requests a second) or live (`--live`, 100), with `--latency` added to every list
+  request; it prints `READY <url> <api key>`;
 - `mixpanel`: devstack's Mixpanel-compatible server with a constant round-trip `latency_s`
   and without the OpenAPI checks (they measure the tests' requests, not the client). It also
   takes the official SDK's legacy form posts as api.mixpanel.com does (`data=` holding one
@@ -132,7 +135,70 @@ def _sdk_compatible() -> type:
     return SdkCompatibleServer
 
 
-def _serve(kind: str, latency_s: float, read_ms: float | None = None, write_ms: float | None = None) -> None:
+def _stripe(list_latency_s: float, objects: int, live: bool) -> tuple[Any, str]:
+    """The local Stripe API over `objects` direct payments spread over the last 90 days; (server, "url key")."""
+    from devstack.stripe_api import ApiKey, StripeAccount, StripeApiServer
+
+    account = StripeAccount(seed=objects, livemode=live)
+    now = int(time.time())
+    step = 90 * 86400 // objects
+    for index in range(objects):
+        account.pay_direct(1900 + index % 7 * 100, ("usd", "eur", "jpy", "kwd")[index % 4], at=now - 1 - index * step)
+    key = ApiKey(f"sk_{'live' if live else 'test'}_bench")
+    accounts = {"live": account} if live else {"test": account}
+    server = StripeApiServer(**accounts, keys=(key,), list_latency_s=list_latency_s).start()
+    log = _LogServer(server).start()
+    return _Both(server, log), f"{server.url} {key.secret} {log.url}"
+
+
+class _LogServer:
+    """GET returns the Stripe stand-in's request log since the last GET (the bench counts requests and 429s)."""
+
+    def __init__(self, stand_in: Any) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                entries = stand_in.requests_log()
+                stand_in.reset_log()
+                body = json.dumps(entries).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def start(self) -> _LogServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Both:
+    def __init__(self, *servers: Any) -> None:
+        self.servers = servers
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def _serve(
+    kind: str,
+    latency_s: float,
+    read_ms: float | None = None,
+    write_ms: float | None = None,
+    objects: int | None = None,
+    live: bool = False,
+) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if kind == "moto":
@@ -152,6 +218,8 @@ def _serve(kind: str, latency_s: float, read_ms: float | None = None, write_ms: 
 
         server = DynamoDbEndpoint(read_ms=read_ms or DEFAULT_READ_MS, write_ms=write_ms or DEFAULT_WRITE_MS).start()
         url = server.url
+    elif kind == "stripe":
+        server, url = _stripe(latency_s, objects or 1000, live)
     elif kind == "sqs":
         from .sqs_endpoint import SqsEndpoint
 
@@ -170,12 +238,14 @@ def _serve(kind: str, latency_s: float, read_ms: float | None = None, write_ms: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.services")
-    parser.add_argument("kind", choices=["moto", "mixpanel", "sqs", "dynamodb"])
+    parser.add_argument("kind", choices=["moto", "mixpanel", "sqs", "dynamodb", "stripe"])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each Mixpanel request")
     parser.add_argument("--read-ms", type=float, default=None, help="DynamoDB stand-in: GetItem/BatchGetItem delay")
     parser.add_argument("--write-ms", type=float, default=None, help="DynamoDB stand-in: TransactWriteItems delay")
+    parser.add_argument("--objects", type=int, default=None, help="Stripe stand-in: payments in the account")
+    parser.add_argument("--live", action="store_true", help="Stripe stand-in: a live-mode account (100 reads/s)")
     args = parser.parse_args(argv)
-    _serve(args.kind, args.latency, args.read_ms, args.write_ms)
+    _serve(args.kind, args.latency, args.read_ms, args.write_ms, args.objects, args.live)
     return 0
 
 

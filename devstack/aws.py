@@ -50,6 +50,7 @@ class MotoServer:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request drowns the stack's own
         _serialize_dynamodb()
+        _partner_event_buses()
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._more: list[tuple[Any, threading.Thread]] = []
@@ -122,6 +123,30 @@ def _serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def _partner_event_buses() -> None:
+    """Make moto address partner event buses by name as EventBridge does.
+
+    moto reads a bus name from the last `/`-separated part of `EventBusName`, which breaks every rule, target
+    and PutEvents call on a partner bus (`aws.partner/stripe.com/ed_...`); EventBridge accepts the bus's
+    full name or ARN. Resolved by name first, then by ARN, then moto's own way.
+    """
+    from moto.events.models import EventsBackend
+
+    original = EventsBackend._normalize_event_bus_arn
+    if getattr(original, "partner_buses", False):
+        return
+
+    def normalize(self: EventsBackend, event_bus_arn: str | None) -> str:
+        if event_bus_arn and "event-bus/" in event_bus_arn:
+            return event_bus_arn.split("event-bus/", 1)[1]
+        if event_bus_arn and event_bus_arn in self.event_buses:
+            return event_bus_arn
+        return original(self, event_bus_arn)
+
+    normalize.partner_buses = True  # type: ignore[attr-defined]
+    EventsBackend._normalize_event_bus_arn = normalize  # type: ignore[method-assign]
+
+
 @dataclass
 class Resources:
     """Physical ids of the provisioned resources, and a resolver for the template's intrinsics."""
@@ -169,7 +194,9 @@ def provision(
     resources.resolver = Resolver(template, resources.refs, resources.attributes, pseudo)
     resolve = resources.resolver
 
-    queues = template.of_type("AWS::SQS::Queue")
+    queues = {
+        name: queue for name, queue in template.of_type("AWS::SQS::Queue").items() if template.condition_holds(name)
+    }
     for logical_id in queues:  # create first: a redrive policy names another queue's ARN
         name = f"{stack}-{logical_id}"
         url = sqs.create_queue(QueueName=name)["QueueUrl"]

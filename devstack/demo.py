@@ -21,6 +21,8 @@ from typing import Any
 
 import requests
 
+from . import first_day, local_stores
+from .local_stripe import StripeOptions
 from .samples import Sample, describe, samples
 from .stack import LocalStack, Options, StackError
 
@@ -40,10 +42,18 @@ class Sent:
     answer: dict[str, Any]
 
 
-def run(timeout_s: float = 50.0) -> int:
+def run(timeout_s: float = 80.0) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="revenue-webhooks-demo-") as state:
-        options = Options(port=0, mixpanel_port=0, state_dir=Path(state), persist_secrets=False)
+        options = Options(
+            port=0,
+            mixpanel_port=0,
+            state_dir=Path(state),
+            persist_secrets=False,
+            stripe=StripeOptions(
+                port=0, history_end=first_day.history_end(), direct_payments=first_day.direct_payments_mapped()
+            ),
+        )
         out = sys.stdout  # the functions' own stdout goes to a log file while the stack runs
         try:
             stack = LocalStack(options, out=out).start()
@@ -54,20 +64,29 @@ def run(timeout_s: float = 50.0) -> int:
         try:
             sent = _send_all(stack, timeout_s)
             table = report(stack, sent)
-        except DemoFailed as error:
-            failure = error
+            reconciled, reconcile = first_day.run(stack, Path(state), lambda what: _settle(stack, what, timeout_s))
+            if reconciled != 0:
+                raise DemoFailed(f"reconcile found differences (exit status {reconciled}):\n{reconcile}")
+        except (DemoFailed, RuntimeError) as error:
+            failure = error if isinstance(error, DemoFailed) else DemoFailed(str(error))
         finally:
             stack.stop()
         if failure is not None:
             print(f"\nmake demo FAILED: {failure}", file=sys.stderr)
             _show_log_tail(stack)
             return 1
+    print(f"\n{table}\n\n{reconcile}", file=out)
     print(
-        f"\n{table}\n\nmake demo: done in {time.monotonic() - started:.0f} s; everything it started has stopped, "
+        f"\nmake demo: done in {time.monotonic() - started:.0f} s; everything it started has stopped, "
         "and nothing was sent beyond 127.0.0.1.",
         file=out,
     )
     return 0
+
+
+def _settle(stack: LocalStack, what: str, timeout_s: float) -> None:
+    if not stack.wait_settled(timeout_s):
+        raise DemoFailed(f"the queue did not drain within {timeout_s:.0f} s after {what}")
 
 
 def _show_log_tail(stack: LocalStack, lines: int = 20) -> None:
@@ -115,6 +134,7 @@ def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
                 f"{stack.tally.delivered} delivered, {stack.tally.dead_lettered} dead-lettered, "
                 f"{stack.tally.retried} retries pending"
             )
+    _through_eventbridge(stack, chosen, deadline, timeout_s)
     checkout = [s for s in chosen if (s.route, s.name) == ("stripe", "checkout.session.completed")]
     sent.append(_bad_signature(stack, (checkout or chosen)[0]))
     return sent
@@ -124,8 +144,29 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
+def _through_eventbridge(stack: LocalStack, chosen: list[Sample], deadline: float, timeout_s: float) -> None:
+    """Stripe's samples once more, through Stripe's EventBridge destination: already delivered by webhook,
+    they must add nothing to Mixpanel (a team that sends both, or switches, counts nothing twice)."""
+    from revenue_webhooks.providers.stripe import PRODUCES
+
+    # The template's rule routes the mapped types only (others never leave the bus).
+    stripe = [s for s in chosen if s.route == "stripe" and json.loads(s.body).get("type") in PRODUCES]
+    if not stripe or stack.stripe_events is None or not stack.stripe_events.configured or stack.mixpanel is None:
+        return
+    before = len(stack.mixpanel.events())
+    for sample in stripe:
+        local_stores.send_to_eventbridge(stack, json.loads(sample.body))
+    if not stack.wait_settled(max(0.0, deadline - time.monotonic())):
+        raise DemoFailed(f"the Stripe events sent through EventBridge did not drain within {timeout_s:.0f} s")
+    after = len(stack.mixpanel.events())
+    if after != before:
+        raise DemoFailed(f"Stripe events through EventBridge added {after - before} Mixpanel events to the webhooks'")
+    stack.eventbridge_sent = len(stripe)
+
+
 def _event_type(stack: LocalStack, sample: Sample) -> str:
-    return describe(sample.route, sample.body, sample.unverified_headers(), stack.receiver_settings)[0]
+    body, headers = local_stores.delivery(stack, sample)
+    return describe(sample.route, body, headers, stack.receiver_settings)[0]
 
 
 def _refund_types(stack: LocalStack) -> set[tuple[str, str]]:
@@ -146,12 +187,12 @@ def _refund_types(stack: LocalStack) -> set[tuple[str, str]]:
 
 def _post(stack: LocalStack, sample: Sample, event_type: str) -> Sent:
     assert stack.api is not None
-    secret = stack.webhook_secrets.get(sample.route)
-    if secret is None:
+    if sample.route not in stack.webhook_secrets:
         raise DemoFailed(f"no signing secret for route {sample.route}")
     url = f"{stack.api.url}/webhooks/{sample.route}"
+    body, headers = local_stores.delivery(stack, sample)
     try:
-        response = requests.post(url, data=sample.body, headers=sample.headers(secret), timeout=REQUEST_TIMEOUT_S)
+        response = requests.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
     except requests.RequestException as error:
         raise DemoFailed(f"POST {url} ({sample.path.name}): {error}") from None
     answer = _json(response)
@@ -295,12 +336,18 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally
     wrongly_signed = sum(1 for s in sent if s.event_type == WRONG_SIGNATURE)
+    if stack.eventbridge_sent:
+        lines += [
+            "",
+            f"Stripe through EventBridge: the {stack.eventbridge_sent} mapped Stripe samples were also put on the partner bus; "
+            "all reached the forwarder and added no Mixpanel event (each was delivered by webhook already).",
+        ]
     lines += [
         "",
         f"{len(sent)} webhooks sent ({len(sent) - wrongly_signed} samples and {wrongly_signed} wrongly signed): "
-        f"{len(sent) - len(rejected)} answered 200 ({tally.accepted} enqueued, "
-        f"{len(ignored)} ignored), {len(rejected)} rejected; of the enqueued, {tally.delivered} delivered, "
-        f"{tally.retried} retries, 0 dead-lettered.",
+        f"{len(sent) - len(rejected)} answered 200 ({tally.accepted - stack.eventbridge_sent} enqueued, "
+        f"{len(ignored)} ignored), {len(rejected)} rejected; of the enqueued (and the EventBridge copies), "
+        f"{tally.delivered} delivered, {tally.retried} retries, 0 dead-lettered.",
     ]
     return "\n".join(lines)
 

@@ -26,16 +26,20 @@ from revenue_webhooks.service.envelope import to_sqs
 from ops import local_stack
 from ops.arguments import secret_variable
 from ops.deployed_stack import DeployedStack, StackLookupError
+from ops.targets import UsageError
 
 from .apigw import Route, http_api_event
 from .aws import ACCOUNT, REGION
 from .esm import sqs_record
 from .samples import Sample, describe, find
-from .template import Resolver, Template
+from .stores import ROUTES as STORE_ROUTES
+from .stores import Stores
+from .template import ROOT, Resolver, Template
 
 RECEIVER = "ReceiverFunction"
 FORWARDER = "ForwarderFunction"
 DEFAULT_STACK_NAME = "sam-app"  # `sam deploy`'s default: the name in an SQS event's queue ARN without --stack
+DEFAULT_PORT = 3000  # make dev's (devstack/stack.py): the push audience a local Google Play token is for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         sample = find(args.provider, args.name)
         if args.sqs:
             document = sqs_event(sample, stack=args.stack or DEFAULT_STACK_NAME)
+        elif sample.route in STORE_ROUTES:
+            document = api_event(sample, "", timestamp=args.timestamp)
+            print(_store_note(sample.route), file=sys.stderr)
         else:
             document = api_event(sample, signing_secret(args, sample.route, os.environ), timestamp=args.timestamp)
     except (LookupError, UsageError) as error:
@@ -75,10 +82,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-class UsageError(Exception):
-    """No secret to sign with, or the deployed stack cannot give one; the message says what to set."""
 
 
 def signing_secret(args: argparse.Namespace, route: str, environ: Mapping[str, str]) -> str:
@@ -113,14 +116,15 @@ def api_event(sample: Sample, secret: str, *, timestamp: int | None = None, temp
     method, path = template.http_routes(RECEIVER)[0]
     route = Route(method, path)
     raw_path = path.replace("{provider}", sample.route)
-    headers = {"content-type": "application/json", **sample.headers(secret, timestamp)}
+    body, signed = _delivered(sample, secret, timestamp)
+    headers = {"content-type": "application/json", **signed}
     return http_api_event(
         route,
         method=method,
         raw_path=raw_path,
         raw_query="",
         headers=list(headers.items()),
-        body=sample.body,
+        body=body,
         path_parameters={"provider": sample.route},
         source_ip="3.18.12.63",
         domain_name=f"abcdef1234.execute-api.{REGION}.amazonaws.com",
@@ -135,11 +139,12 @@ def sqs_event(sample: Sample, *, stack: str = DEFAULT_STACK_NAME, received_at_ms
 
     template = Template()
     settings = from_environ({"STANDARD_WEBHOOKS_MAPPING": _sender_mapping(sample.route)})
-    event_type, event_id = describe(sample.route, sample.body, sample.unverified_headers(), settings)
+    delivered, headers = _delivered(sample, None, None)
+    event_type, event_id = describe(sample.route, delivered, headers, settings)
     if not event_type:
         raise SystemExit(f"make event: {sample.path} is not a {sample.route} webhook its provider can read")
     received = int(time.time() * 1000) if received_at_ms is None else received_at_ms
-    queued = to_sqs(QueuedEvent(sample.route, event_id, event_type, received, sample.body))
+    queued = to_sqs(QueuedEvent(sample.route, event_id, event_type, received, delivered))
     queue = template.sqs_event_source(FORWARDER, Resolver(template, {}, {}, {})).queue
     body = queued["MessageBody"]
     return {
@@ -160,6 +165,37 @@ def sqs_event(sample: Sample, *, stack: str = DEFAULT_STACK_NAME, received_at_ms
             )
         ]
     }
+
+
+def _delivered(sample: Sample, secret: str | None, timestamp: int | None) -> tuple[bytes, dict[str, str]]:
+    """The delivery's body and headers: signed with `secret` (None: a placeholder that verifies nothing), or,
+    for the app stores, by the local stand-ins `make dev` keeps in .devstack/stores."""
+    if sample.route in STORE_ROUTES:
+        stores = Stores(_state_dir() / "stores")
+        stores.audience = f"http://127.0.0.1:{os.environ.get('PORT') or DEFAULT_PORT}/webhooks/googleplay"
+        body, headers = stores.deliver(sample.route, sample.body)
+        return body, {"user-agent": sample.unverified_headers().get("user-agent", ""), **headers}
+    return sample.body, sample.headers(secret, timestamp) if secret is not None else sample.unverified_headers()
+
+
+def _state_dir() -> Path:
+    state = os.environ.get("DEVSTACK_DIR", "").strip()
+    return Path(state) if state else ROOT / ".devstack"
+
+
+def _store_note(route: str) -> str:
+    """What must trust a locally signed store delivery: the stand-ins `make dev` runs, not Apple or Google."""
+    if route == "appstore":
+        return (
+            "make event: signed by the local App Store test chain (.devstack/stores/apple); a receiver verifies it only "
+            "when APPSTORE_ROOT_CERTIFICATES names .devstack/stores/apple/root.der and AppStoreConfig names its app "
+            "(as make dev sets them)"
+        )
+    return (
+        "make event: a token of the local Google issuer (.devstack/stores/google), for audience "
+        f"http://127.0.0.1:{os.environ.get('PORT') or DEFAULT_PORT}/webhooks/googleplay; it verifies against a receiver "
+        "whose GOOGLE_OIDC_CERTS_URL is make dev's local issuer"
+    )
 
 
 def _sender_mapping(route: str) -> str:

@@ -34,11 +34,15 @@ from revenue_webhooks.service.envelope import from_record
 
 from ops.arguments import secret_variable
 
+from . import local_stores, local_stripe
 from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .demo_sender import demo_sender_mapping
+from .eventbridge import LOCAL_SOURCE, StripeEventDestination
 from .lambda_runtime import context_for, load_handler
 from .samples import describe
+from .stores import ROUTES as STORE_ROUTES
+from .stores import Stores
 from .template import TEMPLATE, Template
 
 RECEIVER = "ReceiverFunction"
@@ -73,6 +77,7 @@ class Options:
     environ: Mapping[str, str] = field(default_factory=dict)  # where secrets and Mixpanel credentials come from
     persist_secrets: bool = True
     sam_local: bool = False  # also listen on docker's bridge and write the `sam local --env-vars` file
+    stripe: local_stripe.StripeOptions = field(default_factory=local_stripe.StripeOptions)  # the tools' Stripe account
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Options:
@@ -123,6 +128,7 @@ class LocalStack:
         self.api: HttpApi | None = None
         self.moto: MotoServer | None = None
         self.mixpanel: Any = None  # devstack.mixpanel.MixpanelServer when local
+        self.stripe: local_stripe.LocalStripe | None = None
         self.esm: Any = None
         self.esms: list[Any] = []  # one per SQS event source of the forwarder: EventsQueue, EventsTestQueue
         self.proxy_routes: list[Route] = []  # the browser proxy's, when BrowserProxyOrigins turns it on
@@ -131,6 +137,10 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.stores: Stores | None = None  # the app stores' signer, issuer and API (devstack/stores)
+        self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
+        self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
+        self._instance = secrets.token_hex(3)
         self.container_route: Any = None  # devstack.bridge.ContainerRoute with SAM_LOCAL
         self.sam_env_path: Path | None = None
 
@@ -162,6 +172,7 @@ class LocalStack:
             warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         self.template = Template(options.template_path, parameters=self._parameters())
+        self.stripe = local_stripe.start_for(options, StackError)  # a second's work: before the API's port answers
         routes = {Route(method, path): self._invoke_receiver for method, path in self.template.http_routes(RECEIVER)}
         if not routes:
             raise StackError(f"{RECEIVER} has no HttpApi event in {options.template_path.name}")
@@ -177,6 +188,7 @@ class LocalStack:
             raise StackError(f"port {options.port} is not free ({error.strerror}): set PORT to another one") from None
 
         credentials, api_url = self._mixpanel_target()
+        self.stores = Stores(options.state_dir / "stores").start(f"{self.api.url}/webhooks/googleplay")
         self.moto = MotoServer(options.moto_port).start()
         self._listen_on_bridge(self.moto, self.moto.port, "moto")
         self.webhook_secrets = self._webhook_secrets()
@@ -187,6 +199,7 @@ class LocalStack:
         senders = {route: value for route, value in self.webhook_secrets.items() if route not in secret_ids}
         secret_values[self._ref(RECEIVER, "STANDARD_WEBHOOKS_SECRETS_ID")] = json.dumps(senders)
         secret_values[self._ref(FORWARDER, "MIXPANEL_CREDENTIALS_ID")] = json.dumps(credentials)
+        secret_values.update(self.stores.forwarder_secrets())
         if api_url is None:
             from .mixpanel import DEMO_TEST_CREDENTIALS
 
@@ -204,6 +217,8 @@ class LocalStack:
         ]
         self.dead_letter_queue = self._dead_letter_queue_id()
         self.dead_letter_url = self.resources.queue_url(self.dead_letter_queue)
+        self.stripe_events = StripeEventDestination(self.template, self.moto.endpoint, self.resources).provision()
+
         # The test lane's queue and dead letters (used when TestEventsTo=test-project), as the template declares.
         self.sources = self.template.sqs_event_sources(FORWARDER, self.resources.resolve)
         self.dead_letter_urls = [self.dead_letter_url] + [
@@ -218,6 +233,7 @@ class LocalStack:
                 credentials=DEMO_CREDENTIALS,
                 dead_letters=self.dead_letters,
                 more_projects=[DEMO_TEST_CREDENTIALS],
+                reconcile=lambda: local_stripe.reconcile_report(self),
             )
             try:
                 self.mixpanel.start()
@@ -256,13 +272,13 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, *self.esms, self.mixpanel, self.moto):
+        for part in (self.api, *self.esms, self.mixpanel, self.stores, self.moto, self.stripe):
             try:
                 if part is not None:
                     part.stop()
             except Exception as error:  # keep stopping the rest
                 self.say(f"stop: {type(error).__name__}: {error}", stream=sys.stderr)
-        self.api = self.esm = self.moto = None  # the local Mixpanel's data stays readable (the demo's table)
+        self.api = self.esm = self.moto = self.stores = self.stripe = None  # the local Mixpanel's data stays readable
         self.esms = []
         _forget_clients()
         if self._saved_environ is not None:
@@ -292,6 +308,8 @@ class LocalStack:
         if region:
             parameters["MixpanelRegion"] = region
         parameters["StandardWebhooksMapping"] = json.dumps(demo_sender_mapping())
+        # Stripe's EventBridge destination, on moto; its own name per stack (moto keeps one state per process).
+        parameters["StripeEventSourceName"] = f"{LOCAL_SOURCE}{self._instance}"
         origins = self.options.environ.get("BROWSER_PROXY_ORIGINS", "").strip()
         if origins:  # the pages that may use the browser proxy (README, "Browser proxy")
             parameters["BrowserProxyOrigins"] = origins
@@ -353,6 +371,13 @@ class LocalStack:
                 kept = {}
         chosen: dict[str, str] = {}
         for route in [*specs(), *self.senders]:
+            if route in STORE_ROUTES and self.stores is not None:  # asymmetric: what the stores' stand-ins trust
+                chosen[route] = self.stores.receiver_secrets()[route]
+                self.secret_sources[route] = {
+                    "appstore": "AppStoreConfig: the app the local test chain signs for (devstack/stores)",
+                    "googleplay": "GooglePlayPushConfig: the push the local issuer's tokens are for (devstack/stores)",
+                }[route]
+                continue
             given = self.options.environ.get(secret_variable(route), "").strip()
             if given:
                 chosen[route], self.secret_sources[route] = given, f"from {secret_variable(route)}"
@@ -402,7 +427,7 @@ class LocalStack:
         _forget_clients()
         os.environ["AWS_REGION"] = REGION
         resolve = self.resources.resolve
-        local = self.moto.environment() if self.moto else {}
+        local = {**(self.moto.environment() if self.moto else {}), **(self.stores.environment() if self.stores else {})}
         self.receiver_environment = {**self.template.function_environment(RECEIVER, resolve), **local}
         self.forwarder_environment = {
             **self.template.function_environment(FORWARDER, resolve),
@@ -538,9 +563,7 @@ class LocalStack:
         dead = self._new_dead_letters()
         max_receive = json.loads(self.queue_attributes.get("RedrivePolicy") or "{}").get("maxReceiveCount", "?")
         for record in records:
-            attributes = {k: (v or {}).get("stringValue") for k, v in (record.get("messageAttributes") or {}).items()}
-            key = (attributes.get("provider"), attributes.get("event_id"))
-            what = " ".join(str(p) for p in (key[0], attributes.get("event_type"), key[1]) if p)
+            key, what = local_stores.described(record)
             attempt = (record.get("attributes") or {}).get("ApproximateReceiveCount", "?")
             if record["messageId"] in failed:
                 with self._settled:
@@ -563,7 +586,8 @@ class LocalStack:
                     self._settled.notify_all()
                 shown = ", ".join(names) if names else "nothing to count"
                 where = "the test project" if self._from_test_queue(record) else "Mixpanel"
-                self.say(f"→ {what}: delivered to {where}: {shown}")
+                local_stripe.say_delivered(self, key[1], names, f"→ {what}: delivered to {where}: {shown}")
+        local_stripe.say_backfilled(self)
 
     def _from_test_queue(self, record: dict[str, Any]) -> bool:
         """Whether a record came from the test lane's queue (the forwarder's second SQS event source)."""
@@ -578,6 +602,8 @@ class LocalStack:
         try:
             queued = from_record(record)
             provider = get_provider(queued.provider, settings)
+            if provider is not None and provider.lookups(queued):
+                return ["(mapped with the Play Developer API's answer)"]
             facts = provider.map(queued) if provider else []
         except Exception:
             return []
@@ -660,6 +686,7 @@ class LocalStack:
                 lines.append(f"  {route:<{width}}{self.webhook_secrets[route]}  ({source})")
         if not self.senders:
             lines.append("  (no Standard Webhooks sender: the providers/standard_webhooks.py module is not there yet)")
+        lines += local_stores.banner_lines(self, _shown)
         if self.proxy_routes:
             prefix = self.template.parameters.get("BrowserProxyPrefix", "mp")
             lines += [
@@ -685,6 +712,7 @@ class LocalStack:
             f"({_shown(self.options.state_dir / 'stack.json')}), e.g. make redrive ARGS=--list",
             *self._sam_local_lines(),
             "",
+            *local_stripe.banner_lines(self),
         ]
         return "\n".join(lines)
 

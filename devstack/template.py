@@ -160,6 +160,8 @@ class Resolver:
             return str(left) == str(right)
         if key == "Fn::Not":
             return not self(arg[0])
+        if key == "Condition":  # a condition named inside another (Fn::And, Fn::Or, Fn::Not)
+            return self._condition(arg)
         if key == "Fn::And":
             return all(self(item) for item in arg)
         if key == "Fn::Or":

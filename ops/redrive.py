@@ -44,6 +44,7 @@ from . import local_stack
 from .arguments import positive_int
 from .deployed_stack import OUTPUT_DEAD_LETTER_QUEUE_URL, OUTPUT_QUEUE_URL, DeployedStack, StackLookupError
 from .local_stack import LocalStackState
+from .targets import UsageError
 
 # What `--reason` matches for messages the SQS redrive policy moved: they carry no reason.
 NO_REASON = "none"
@@ -58,10 +59,6 @@ TASK_POLL_S = 2.0
 TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 
 ENV = {"queue": "EVENTS_QUEUE_URL", "dead_letter_queue": "DEAD_LETTER_QUEUE_URL"}
-
-
-class UsageError(Exception):
-    """A flag or queue setting is missing or wrong; the message says which."""
 
 
 # ---- the dead letter --------------------------------------------------------------------

@@ -27,15 +27,12 @@ from revenue_webhooks.providers import sign, specs
 from . import local_stack
 from .arguments import positive_int, secret_variable
 from .deployed_stack import OUTPUT_WEBHOOK_URL, DeployedStack, StackLookupError
+from .targets import UsageError
 
 SUFFIXES = (".json", ".jsonl")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 SHOWN_FAILURES = 20
-
-
-class UsageError(Exception):
-    """An argument, file or secret is missing or wrong; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,7 +141,9 @@ class Pipeline:
         visibility_timeout_s: int = 1,
         mixpanel_credentials: dict[str, str] | None = None,
         forwarder_timeout_s: float | None = None,
+        secret_values: dict[str, str] | None = None,
     ) -> None:
+        """`secret_values`: more secrets by logical id (a Stripe API key for a function that reads Stripe)."""
         self.template = Template(
             parameters={
                 "Mode": "any",
@@ -163,6 +165,7 @@ class Pipeline:
                 "StandardWebhooksSecrets": json.dumps({"acme": SECRETS["acme"]}),
                 "MixpanelCredentials": json.dumps(creds),
                 "MixpanelTestCredentials": json.dumps(DEMO_TEST_CREDENTIALS.secret_value()),
+                **(secret_values or {}),
             },
             queue_overrides={
                 queue: {"VisibilityTimeout": str(visibility_timeout_s)} for queue in ("EventsQueue", "EventsTestQueue")

@@ -193,15 +193,55 @@ function renderRequests(data) {
     el("td", {text: r.records === null ? "" : r.records}), el("td", {text: r.fault || ""}))));
 }
 
+// Stripe's payments against the ledger's and Mixpanel's (`revenue-webhooks reconcile --json`), as last run.
+function renderReconcile(data) {
+  const box = document.getElementById("reconcile"), when = document.getElementById("reconcile-when");
+  document.getElementById("reconcile-run").hidden = !data.connected;
+  if (!data.report) {
+    when.textContent = "";
+    box.replaceChildren(el("div", {class: "empty", text: data.connected
+      ? "Not run yet: Run reconcile compares Stripe's payments with the ledger's and Mixpanel's."
+      : "Not connected: make reconcile prints the same report."}));
+    return;
+  }
+  const r = data.report;
+  when.textContent = "run " + fmtTime(data.at * 1000);
+  if (r.error) { box.replaceChildren(el("div", {class: "notice", text: "Reconcile failed: " + r.error})); return; }
+  const verdict = r.agree
+    ? el("div", {class: "verdict ok", text: `All agree: ${r.since.slice(0, 10)} to ${r.until.slice(0, 10)}, no difference per currency or per object.`})
+    : el("div", {class: "verdict bad", text: `${r.differences.length} difference(s), ${r.since.slice(0, 10)} to ${r.until.slice(0, 10)}.`});
+  const rows = [];
+  for (const [cur, sources] of Object.entries(r.currencies)) {
+    for (const [source, t] of Object.entries(sources)) {
+      if (source === "ledger" && !r.ledger_checked) continue;
+      rows.push(el("tr", {"data-currency": cur, "data-source": source},
+        el("td", {text: source === "stripe" ? cur : ""}), el("td", {text: source}),
+        el("td", {class: "money", text: t.gross}), el("td", {class: "money", text: t.refunds}),
+        el("td", {class: "money", text: t.net}), el("td", {text: t.payments}), el("td", {text: t.refund_count})));
+    }
+  }
+  const totals = el("table", {id: "reconcile-totals"},
+    el("thead", {}, el("tr", {}, ...["Currency", "Source", "Gross", "Refunds", "Net", "Payments", "Refunds #"].map(h => el("th", {text: h})))),
+    el("tbody", {}, ...rows));
+  const diffs = r.differences.length ? el("table", {id: "reconcile-differences"},
+    el("thead", {}, el("tr", {}, ...["Object", "Currency", "Stripe", "Ledger", "Mixpanel", "Problem"].map(h => el("th", {text: h})))),
+    el("tbody", {}, ...r.differences.map(d => el("tr", {class: "difference"},
+      el("td", {class: "mono", text: d.object_id}), el("td", {text: d.currency}),
+      el("td", {class: "money", text: d.stripe ?? "-"}), el("td", {class: "money", text: d.ledger ?? "-"}),
+      el("td", {class: "money", text: d.mixpanel ?? "-"}), el("td", {text: d.problem}))))) : null;
+  const repair = r.repair ? el("div", {class: "mono", text: "Repair: " + r.repair}) : null;
+  box.replaceChildren(verdict, totals, diffs, repair);
+}
+
 async function refresh() {
   const name = document.getElementById("filter-name").value, user = document.getElementById("filter-user").value;
   const q = new URLSearchParams({name, user});
   try {
-    const [summary, events, revenue, profiles, groups, dead, requests] = await Promise.all([
+    const [summary, events, revenue, profiles, groups, dead, requests, reconcile] = await Promise.all([
       getJSON("/api/summary"), getJSON("/api/events?" + q), getJSON("/api/revenue"), getJSON("/api/profiles"),
-      getJSON("/api/groups"), getJSON("/api/dead-letters"), getJSON("/api/requests")]);
+      getJSON("/api/groups"), getJSON("/api/dead-letters"), getJSON("/api/requests"), getJSON("/api/reconcile")]);
     renderStats(summary); renderEvents(events); renderRevenue(revenue); renderProfiles(profiles);
-    renderGroups(groups); renderDeadLetters(dead); renderRequests(requests);
+    renderGroups(groups); renderDeadLetters(dead); renderRequests(requests); renderReconcile(reconcile);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";
   } catch (e) {
@@ -220,6 +260,11 @@ let typing = null;
 nameBox.addEventListener("change", () => { refresh(); schedule(); });
 document.getElementById("project-choice").addEventListener("change", e => { project = e.target.value; refresh(); schedule(); });
 userBox.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { refresh(); schedule(); }, 200); });
+document.getElementById("reconcile-run").addEventListener("click", async e => {
+  e.target.disabled = true; e.target.textContent = "Reconciling…";
+  try { renderReconcile(await (await fetch("/api/reconcile", {method: "POST"})).json()); }
+  finally { e.target.disabled = false; e.target.textContent = "Run reconcile"; }
+});
 document.getElementById("pause").addEventListener("click", e => {
   paused = !paused; e.target.textContent = paused ? "Resume" : "Pause"; if (!paused) { refresh(); } schedule();
 });

@@ -6,6 +6,7 @@ Each endpoint is one entry of the route table, a function from `Request` to `Rep
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
@@ -15,6 +16,7 @@ from ..http_server import LocalServer
 from . import page
 from .auth import DEMO_CREDENTIALS, Credentials
 from .bodies import Parsed, parse_engage, parse_import, parse_track
+from .export import EXPORT_PATH, ExportEndpoint, ExportLimits
 from .faults import FaultPlan, fault_reply
 from .http_adapter import Handler
 from .ingestion import import_events, track_events, update_groups, update_profiles
@@ -54,6 +56,8 @@ class MixpanelServer(LocalServer, Project):
         revenue: RevenueView = CATALOG_REVENUE_VIEW,
         validate_spec: bool = True,
         more_projects: Sequence[Credentials] = (),
+        export_limits: ExportLimits | None = None,
+        reconcile: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         LocalServer.__init__(self)
         if host not in _LOOPBACK_HOSTS:
@@ -74,6 +78,11 @@ class MixpanelServer(LocalServer, Project):
         for more in more_projects:
             store = Store(project_db_path(self.db_path, more.project_id, first=False))
             self._projects[more.project_id] = Project(more, store, revenue)
+        self.export_limits = export_limits or ExportLimits()  # Mixpanel's: 3 queries a second, 60 an hour
+        # The page's reconcile panel: the last report shown, and how to run one (the local stack's tools).
+        self.reconcile = reconcile
+        self._reconcile_lock = threading.Lock()
+        self._reconciled: dict[str, Any] | None = None
         self._spec = spec_checker() if validate_spec else None
         self._routes = self._route_table()
 
@@ -94,6 +103,22 @@ class MixpanelServer(LocalServer, Project):
     @property
     def projects(self) -> list[Project]:
         return list(self._projects.values())
+
+    def show_reconcile(self, report: dict[str, Any]) -> None:
+        """Put a reconcile report (`revenue-webhooks reconcile --json`) on the page."""
+        with self._reconcile_lock:
+            self._reconciled = {"at": time.time(), "report": report}
+
+    def _reconcile_json(self, run: bool) -> dict[str, Any]:
+        """`/api/reconcile`: the last report; POST runs one first (when the stack connected its tools)."""
+        if run and self.reconcile is not None:
+            try:
+                self.show_reconcile(self.reconcile())
+            except Exception as exc:  # the page says why instead of failing
+                self.show_reconcile({"error": f"{type(exc).__name__}: {exc}"})
+        with self._reconcile_lock:
+            shown = dict(self._reconciled) if self._reconciled else {}
+        return {"connected": self.reconcile is not None, **shown}
 
     def reset(self) -> None:
         """Forget everything: events, profiles, groups, requests, spec violations, faults and their counters."""
@@ -121,6 +146,9 @@ class MixpanelServer(LocalServer, Project):
             "/api/summary": lambda p, _q: self._summary(p),
         }
         routes.update({("GET", path): self._json_route(answer) for path, answer in page_json.items()})
+        routes["GET", "/api/reconcile"] = lambda _request: Reply.json(200, self._reconcile_json(run=False))
+        routes["POST", "/api/reconcile"] = lambda _request: Reply.json(200, self._reconcile_json(run=True))
+        routes["GET", EXPORT_PATH] = ExportEndpoint(self.projects, self.export_limits)
         routes["GET", "/favicon.ico"] = lambda _request: Reply(204)
         return routes
 

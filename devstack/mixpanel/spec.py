@@ -168,32 +168,7 @@ class SpecChecker:
     def _parameters(
         self, operation: dict[str, Any], query: Mapping[str, str], headers: Message
     ) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        for param in operation.get("parameters", []):
-            where, name = param["in"], param["name"]
-            if where == "query":
-                raw = query.get(name)
-            elif where == "header":
-                raw = media_type(headers) if name.lower() == "content-type" else headers.get(name)
-                raw = raw or None
-            else:
-                continue
-            location = f"{where}.{name}"
-            if raw is None:
-                if param.get("required"):
-                    found.append((location, "required parameter is missing"))
-                continue
-            schema = param.get("schema", {})
-            value: Any = raw
-            if schema.get("type") == "integer":
-                try:
-                    value = int(raw)
-                except ValueError:
-                    found.append((location, f"{raw!r} is not an integer"))
-                    continue
-            validator = self._validators.setdefault(id(schema), OAS30WriteValidator(schema))
-            found.extend((location, e.message) for e in validator.iter_errors(value))
-        return found
+        return check_parameters(operation, query, headers, self._validators)
 
 
 @functools.cache
@@ -207,3 +182,47 @@ def _where(path: Iterable[Any]) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
+
+
+def check_parameters(
+    operation: dict[str, Any],
+    query: Mapping[str, str],
+    headers: Message,
+    validators: dict[int, OAS30WriteValidator] | None = None,
+) -> list[tuple[str, str]]:
+    """(where, message) for each query or header parameter of `operation` that the request misses or gets wrong.
+
+    Query values are text: an integer or boolean schema is checked on the value the text reads as.
+    """
+    cache = validators if validators is not None else {}
+    found: list[tuple[str, str]] = []
+    for param in operation.get("parameters", []):
+        where, name = param["in"], param["name"]
+        if where == "query":
+            raw = query.get(name)
+        elif where == "header":
+            raw = media_type(headers) if name.lower() == "content-type" else headers.get(name)
+            raw = raw or None
+        else:
+            continue
+        location = f"{where}.{name}"
+        if raw is None:
+            if param.get("required"):
+                found.append((location, "required parameter is missing"))
+            continue
+        schema = param.get("schema", {})
+        value: Any = raw
+        if schema.get("type") == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                found.append((location, f"{raw!r} is not an integer"))
+                continue
+        elif schema.get("type") == "boolean":
+            if raw.lower() not in ("true", "false"):
+                found.append((location, f"{raw!r} is not a boolean (true or false)"))
+                continue
+            value = raw.lower() == "true"
+        validator = cache.setdefault(id(schema), OAS30WriteValidator(schema))
+        found.extend((location, e.message) for e in validator.iter_errors(value))
+    return found

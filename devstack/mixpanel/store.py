@@ -203,6 +203,22 @@ class Store:
         rows = self.event_rows(deduplicated=deduplicated)
         return [event_json(r) for r in rows if _matches(r, name, distinct_id)]
 
+    def raw_between(
+        self, start_ms: int, end_ms: int, names: list[str] | None = None, limit: int | None = None
+    ) -> list[sqlite3.Row]:
+        """Every stored event (duplicates included) with start_ms <= time < end_ms, in time order: the export's."""
+        sql = "SELECT * FROM events WHERE time_ms >= ? AND time_ms < ?"
+        params: list[Any] = [start_ms, end_ms]
+        if names is not None:
+            sql += f" AND event IN ({', '.join('?' for _ in names)})"
+            params += names
+        sql += " ORDER BY time_ms, seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     def profiles(self) -> dict[str, dict[str, Any]]:
         rows = self._query("SELECT distinct_id, properties FROM profiles ORDER BY distinct_id")
         return {r["distinct_id"]: json.loads(r["properties"]) for r in rows}

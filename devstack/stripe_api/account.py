@@ -468,19 +468,17 @@ class StripeAccount:
         when = seconds(at)
         with self._lock:
             record = self._subscription(subscription)
+            before = self.render(subscription)
             item = record["items"][0]
-            previous = {
-                "current_period_start": item["current_period_start"],
-                "current_period_end": item["current_period_end"],
-            }
             item.update(current_period_start=when, current_period_end=when + MONTH_S)
             self._save(record, when)
-            self._emit(
-                "customer.subscription.updated",
-                subscription,
-                when,
-                {"items": previous, "latest_invoice": record["latest_invoice"]},
-            )
+            # Stripe puts a changed array whole in previous_attributes: the items list as it was (in versions
+            # before basil the periods are the subscription's own fields, which changed too).
+            previous = {"items": before["items"], "latest_invoice": before.get("latest_invoice")}
+            for name in ("current_period_start", "current_period_end"):
+                if name in before:
+                    previous[name] = before[name]
+            self._emit("customer.subscription.updated", subscription, when, previous)
             invoice = self._invoice(record, when, "subscription_cycle", item["price"]["unit_amount"] * item["quantity"])
             event = self.store.event(invoice["_event"])
             assert event is not None

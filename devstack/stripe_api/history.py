@@ -34,8 +34,12 @@ def write_history(
     customers: int = 6,
     payments_per_month: int = 4,
     seed: int = 1,
+    direct_payments: bool = True,
 ) -> History:
-    """Write `months` of activity from `start` (unix seconds) into `account`, the same for the same arguments."""
+    """Write `months` of activity from `start` (unix seconds) into `account`, the same for the same arguments.
+
+    `direct_payments=False` makes the direct PaymentIntent payments Checkout payments of the same customers.
+    """
     rng = random.Random(seed)  # noqa: S311 - a reproducible story, not secrets
     history = History()
     currencies = list(AMOUNTS)
@@ -65,6 +69,8 @@ def write_history(
             currency = rng.choice(currencies)
             amount = rng.choice(AMOUNTS[currency])
             kind = slot % 3
+            if kind == 2 and not direct_payments:
+                kind = 0
             if kind == 0:  # Checkout, a customer's
                 buyer = rng.choice(history.customers)
                 event = account.pay_checkout(

@@ -466,7 +466,7 @@ class StripeApiServer(LocalServer):
             record = account.store.get(object_id)
             if record is None or record["object"] != resource.kind:
                 raise _missing(resource.kind, object_id)
-            obj = render(record, version, account.store.get)
+            obj = render(record, version, account.store.peek)
         for path in _expansions(params):
             self._expand(obj, path.split("."), account, version)
         return obj
@@ -515,7 +515,7 @@ class StripeApiServer(LocalServer):
         if resource.kind == "event":
             data = [obj["_event"].payload() for obj in chosen]
         else:
-            data = [render(record, version, account.store.get) for record in chosen]
+            data = [render(record, version, account.store.peek) for record in chosen]
         for path in _expansions(params):
             parts = path.split(".")
             if parts[0] != "data" or len(parts) < 2:
@@ -540,10 +540,10 @@ class StripeApiServer(LocalServer):
             return
         value = obj.get(name)
         if isinstance(value, str):
-            record = account.store.get(value)
+            record = account.store.peek(value)
             if record is None:
                 raise ApiError(400, f"This property cannot be expanded ({name}).", param="expand")
-            value = obj[name] = render(record, version, account.store.get)
+            value = obj[name] = render(record, version, account.store.peek)
         elif name not in obj:
             raise ApiError(400, f"This property cannot be expanded ({name}).", param="expand")
         if rest and isinstance(value, dict):

@@ -72,6 +72,8 @@ class Store:
         self._entries: dict[str, _Entry] = {}
         self._events: list[Event] = []
         self._seq = 0
+        self._changes = 0  # every put: what the sorted lists below were made at
+        self._sorted: dict[str, tuple[int, list[Record]]] = {}
 
     def put(self, record: Record, at: int) -> Record:
         """Store a new version of `record` (a copy), changed at `at`."""
@@ -82,12 +84,19 @@ class Store:
                 self._seq += 1
                 entry = self._entries[record["id"]] = _Entry(self._seq)
             entry.versions.append((at, snapshot))
+            self._changes += 1
         return snapshot
 
     def get(self, object_id: str) -> Record | None:
         with self._lock:
             entry = self._entries.get(object_id)
             return copy.deepcopy(entry.record) if entry else None
+
+    def peek(self, object_id: str) -> Record | None:
+        """The stored record itself, for readers that only look (render copies what it uses); never change it."""
+        with self._lock:
+            entry = self._entries.get(object_id)
+            return entry.record if entry else None
 
     def history(self, object_id: str) -> list[tuple[int, Record]]:
         """Every version of the object: (when it changed, the record then), oldest first."""
@@ -102,9 +111,13 @@ class Store:
         filters thousands and renders a page); a stored version is never changed, only replaced.
         """
         with self._lock:
-            entries = [e for e in self._entries.values() if e.record["object"] == kind]
-            entries.sort(key=lambda e: (e.record["created"], e.seq), reverse=True)
-            return [copy.deepcopy(e.record) if copies else e.record for e in entries]
+            made, records = self._sorted.get(kind, (-1, []))
+            if made != self._changes:  # the list is made again after any change, once per kind
+                entries = [e for e in self._entries.values() if e.record["object"] == kind]
+                entries.sort(key=lambda e: (e.record["created"], e.seq), reverse=True)
+                records = [e.record for e in entries]
+                self._sorted[kind] = (self._changes, records)
+        return [copy.deepcopy(record) for record in records] if copies else list(records)
 
     def add_event(self, event: Event) -> None:
         with self._lock:

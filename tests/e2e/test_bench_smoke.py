@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = ("batch_size", "cold", "receiver", "forwarder", "cost")
+SUITES = ("batch_size", "cold", "receiver", "forwarder", "cost", "backfill")
 
 pytestmark = pytest.mark.skipif(
     sys.version_info[:2] != (3, 13) or shutil.which("sam", path=str(Path(sys.executable).parent)) is None,
@@ -46,5 +46,9 @@ def test_bench_smoke_runs_every_suite_and_writes_json(tmp_path: Path) -> None:
     assert all(r["import_ms"]["n"] == 1 for r in cold["results"])
     forwarder = json.loads((tmp_path / "forwarder.smoke.json").read_text())
     assert all(run["forwarder"]["events"] == run["events"] for run in forwarder["results"])
+    backfill = json.loads((tmp_path / "backfill.smoke.json").read_text())
+    readers = backfill["readers"][0]
+    assert readers["sequential"]["objects"] == readers["parallel"]["objects"] == 300
+    assert readers["parallel"]["rate_limited"] == 0 and backfill["forwarder"]["messages"] == 40
     assert "## targets" in result.stdout
     print(f"bench smoke took {elapsed:.0f} s")

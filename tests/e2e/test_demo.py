@@ -22,11 +22,12 @@ from devstack.samples import EVENTS_DIR, SQS_DIR, samples
 from devstack.template import ROOT, Template
 
 
+
 def _env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("MIXPANEL_", "AWS_")) and not k.endswith("_WEBHOOK_SECRET")
+        if not k.startswith(("MIXPANEL_", "AWS_", "STRIPE_API_")) and not k.endswith("_WEBHOOK_SECRET")
     }
     return {**env, "PYTHONPATH": os.pathsep.join(["layers/common", "."]), **extra}
 
@@ -64,27 +65,61 @@ def test_the_demo_says_what_it_sends_and_why_it_waits(demo: subprocess.Completed
     assert demo.stdout.rstrip().endswith("nothing was sent beyond 127.0.0.1.")
 
 
+def test_the_demo_ends_with_a_first_day_whose_reconcile_agrees(demo: subprocess.CompletedProcess[str]) -> None:
+    assert 'make backfill ARGS="--since' in demo.stdout
+    assert re.search(r"backfill: read \d+ objects .*; enqueued [1-9]\d*, skipped 0 already in the ledger", demo.stdout)
+    assert "about payments the backfill read: each counts once" in demo.stdout
+    tail = demo.stdout[demo.stdout.index("Reconcile ") :]
+    for currency in ("EUR", "JPY", "KWD", "USD"):
+        stripe = _row(tail, currency)
+        assert stripe[1] == "Stripe"
+        lines = tail.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(currency))
+        ledger, mixpanel = (re.split(r"\s{2,}", lines[at + k].strip()) for k in (1, 2))
+        assert ledger[0] == "Ledger" and mixpanel[0] == "Mixpanel"
+        assert stripe[2:] == ledger[1:] == mixpanel[1:], currency
+    assert "All agree: no difference per currency or per object." in tail
+
+
 def test_the_table_counts_the_mixpanel_events(demo: subprocess.CompletedProcess[str]) -> None:
     # Stripe 4 (two Checkouts, two paid invoices) + one each from Shopify, Paddle, Lemon Squeezy,
-    # RevenueCat and the demo Standard Webhooks sender.
-    assert _row(demo.stdout, "Purchase Completed") == ["Purchase Completed", "9"]
-    assert _row(demo.stdout, "Refund Issued") == ["Refund Issued", "1"]
-    assert _row(demo.stdout, "Subscription Renewed") == ["Subscription Renewed", "1"]
+    # RevenueCat and the demo Standard Webhooks sender; the App Store 4 (subscription, renewal, two one-time
+    # charges) and Google Play 3 (subscription, two one-time purchases).
+    assert _row(demo.stdout, "Purchase Completed") == ["Purchase Completed", "16"]
+    assert _row(demo.stdout, "Refund Issued") == ["Refund Issued", "3"]  # Stripe, App Store, Google Play
+    assert _row(demo.stdout, "Subscription Renewed") == ["Subscription Renewed", "2"]
     assert _row(demo.stdout, "Subscription Changed") == ["Subscription Changed", "1"]
-    assert _row(demo.stdout, "Subscription Cancellation Scheduled") == ["Subscription Cancellation Scheduled", "1"]
+    assert _row(demo.stdout, "Subscription Cancellation Scheduled") == ["Subscription Cancellation Scheduled", "3"]
 
 
 def test_the_table_has_revenue_per_currency_in_its_own_decimals(demo: subprocess.CompletedProcess[str]) -> None:
-    assert _row(demo.stdout, "JPY") == ["JPY", "3,000", "0", "3,000", "1"]
+    # Haruki's ¥3,000 by Stripe, and ¥1,200 by each store, refunded.
+    assert _row(demo.stdout, "JPY") == ["JPY", "5,400", "2,400", "3,000", "5"]
     assert _row(demo.stdout, "EUR") == ["EUR", "25.00", "0.00", "25.00", "1"]
+    assert _row(demo.stdout, "KWD") == ["KWD", "6.240", "0.000", "6.240", "2"]  # 4.990 (App Store) + 1.250 (Play)
     usd = _row(demo.stdout, "USD")
     assert usd[2] == "19.00"  # the partial refund of Ada's $49 Checkout payment
     assert float(usd[1].replace(",", "")) - float(usd[3].replace(",", "")) == pytest.approx(19.0)
 
 
+def test_stripe_events_through_eventbridge_add_nothing_to_the_webhooks(demo: subprocess.CompletedProcess[str]) -> None:
+    assert "Stripe through EventBridge: the 9 mapped Stripe samples were also put on the partner bus" in demo.stdout
+
+
 def test_the_table_has_each_customers_profile(demo: subprocess.CompletedProcess[str]) -> None:
     assert _row(demo.stdout, "user_1001") == ["user_1001", "3", "1", "USD 60.00", "Team Monthly", "active"]
     assert _row(demo.stdout, "user_2002") == ["user_2002", "1", "0", "JPY 3,000"]
+    # The App Store subscriber (appAccountToken) renewed once, then let the subscription expire.
+    subscriber = _row(demo.stdout, "7e3fb20b-4cdb-47cc-936d-99d65f608138")
+    assert subscriber == [
+        "7e3fb20b-4cdb-47cc-936d-99d65f608138",
+        "2",
+        "0",
+        "USD 19.98",
+        "com.example.pro.monthly",
+        "canceled",
+    ]
+    assert _row(demo.stdout, "user-kw-01") == ["user-kw-01", "1", "0", "KWD 1.250"]  # obfuscatedExternalAccountId
 
 
 def test_the_table_has_the_company_profile_of_adas_subscription(demo: subprocess.CompletedProcess[str]) -> None:
@@ -102,7 +137,7 @@ def test_the_table_has_the_company_profile_of_adas_subscription(demo: subprocess
 
 def test_the_test_mode_checkout_reached_only_the_test_project(demo: subprocess.CompletedProcess[str]) -> None:
     assert "Test project (project 2: test-mode webhooks, 1 events):" in demo.stdout
-    assert _row(demo.stdout, "Purchase Completed")[0:2] == ["Purchase Completed", "9"]  # not counted in production
+    assert _row(demo.stdout, "Purchase Completed")[0:2] == ["Purchase Completed", "16"]  # not counted in production
     test_row = [line for line in demo.stdout.splitlines() if "cs_test_a1QcDemoTestModeUsd0001" in line]
     assert len(test_row) == 1 and "USD 5" in test_row[0]
     assert "delivered to the test project: Purchase Completed" in demo.stdout

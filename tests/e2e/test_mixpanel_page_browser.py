@@ -226,3 +226,32 @@ def test_dead_letters_not_connected(browser: Browser) -> None:
         expect(tab.locator("#dead-letters")).to_have_text("not connected")
         expect(tab.locator("#events")).to_contain_text("No events yet.")
         tab.close()
+
+
+def test_the_reconcile_panel_runs_and_shows_the_report(browser: Browser) -> None:
+    from revenue_webhooks.domain.money import Money
+    from revenue_webhooks.service.reconcile import Expected, Held, compare
+
+    paid = Expected("cs_1", "payment", Money(4900, "USD"), NOW - DAY, "stripe:payment:cs_1", "iid-1")
+    lost = Expected("in_2", "payment", Money(5120, "KWD"), NOW - DAY, "stripe:payment:in_2", "iid-2")
+    runs: list[int] = []
+
+    def reconcile() -> dict[str, Any]:
+        runs.append(1)
+        held = [Held("iid-1", "payment", paid.money, paid.time, "cs_1")]
+        return compare([paid, lost], None, held, NOW - 30 * DAY, NOW).as_json()
+
+    with MixpanelServer(reconcile=reconcile) as server:
+        context = browser.new_context()
+        tab = context.new_page()
+        tab.goto(server.url)
+        tab.wait_for_selector("body[data-loaded='1']")
+        expect(tab.locator("#reconcile")).to_contain_text("Not run yet")
+        tab.click("#reconcile-run")
+        expect(tab.locator(".verdict.bad")).to_contain_text("1 difference(s)")
+        expect(tab.locator("#reconcile-differences tr.difference")).to_have_count(1)
+        expect(tab.locator("#reconcile-differences")).to_contain_text("in_2")
+        expect(tab.locator("tr[data-currency='KWD'][data-source='stripe']")).to_contain_text("5.120")
+        expect(tab.locator("#reconcile")).to_contain_text('Repair: make backfill ARGS="--ids in_2"')
+        assert runs == [1]
+        context.close()

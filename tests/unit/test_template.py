@@ -19,6 +19,9 @@ PUBLIC_IDS = {
     "LemonSqueezyWebhookSecret",
     "RevenueCatWebhookSecret",
     "StandardWebhooksSecrets",
+    "AppStoreConfig",
+    "GooglePlayPushConfig",
+    "GooglePlayCredentials",
 }
 
 

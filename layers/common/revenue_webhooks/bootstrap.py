@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import observability, providers
 from .adapters import aws as aws_clients
 from .adapters.dynamodb_ledger import DynamoDbLedger
+from .adapters.google_play import GooglePlayApi
 from .adapters.mixpanel_relay import MixpanelRelay
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
@@ -26,6 +27,9 @@ from .service.browser_proxy import BrowserProxy
 from .service.forwarder import Forwarder
 from .service.lanes import LIVE, TEST, Lanes
 from .service.receiver import Receiver
+
+if TYPE_CHECKING:  # the reconcile's modules load in ReconcileFunction only, never in the receiver's cold start
+    from .service.reconcile import Reconciler
 
 # What each function calls, created at init so the first webhook does not wait for it.
 RECEIVER_SERVICES = ("sqs", "secretsmanager")
@@ -54,8 +58,10 @@ def queue() -> QueueSender:
 def secrets() -> Secrets:
     """Secrets Manager through Powertools' cache; each built-in route's secret named by its provider's variable."""
     environment = os.environ
-    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in providers.specs().items()}
-    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id)
+    specs = providers.specs()
+    route_secret_ids = {route: environment.get(spec.signing.variable, "") for route, spec in specs.items()}
+    whole = frozenset(route for route, spec in specs.items() if spec.signing.whole)
+    return Secrets(aws("secretsmanager"), route_secret_ids, settings().standard_webhooks_secrets_id, whole)
 
 
 def provider_for(config: Settings) -> Callable[[str], Provider | None]:
@@ -108,6 +114,7 @@ def forwarder(mode: str = LIVE) -> Forwarder:
             credentials.project_token,
             mode=mode,
             dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
+            lookups=purchase_lookups(),
         )
         for key in [key for key in _FORWARDERS if key[0] == mode]:
             del _FORWARDERS[key]
@@ -116,6 +123,22 @@ def forwarder(mode: str = LIVE) -> Forwarder:
 
 
 _FORWARDERS: dict[tuple[str, str], Forwarder] = {}
+
+
+# The forwarder's variable naming the Play Developer API's service account key (secret GooglePlayCredentials).
+GOOGLE_PLAY_CREDENTIALS_VARIABLE = "GOOGLEPLAY_CREDENTIALS_ID"
+
+
+@cache
+def purchase_lookups() -> GooglePlayApi | None:
+    """The Play Developer API for Google Play's mappings, when the deployment names its credentials secret.
+
+    Built without reading the secret: the key is read (through the secrets cache) at the first lookup.
+    """
+    secret_id = os.environ.get(GOOGLE_PLAY_CREDENTIALS_VARIABLE, "")
+    if not secret_id:
+        return None
+    return GooglePlayApi(lambda: secrets().string(secret_id), _checked_settings().google_play_api_url)
 
 
 def mixpanel_client(config: Settings, credentials: Credentials) -> MixpanelClient:
@@ -139,6 +162,56 @@ def prepare_browser_proxy() -> None:
     """Init of BrowserProxyFunction: settings checked, the relay's session built (no connection opened yet)."""
     browser_proxy()
     register_snapstart_hooks()
+
+
+# ---- the daily reconcile (ReconcileFunction) -----------------------------------------------------------
+
+RECONCILER_SERVICES = ("secretsmanager", "dynamodb")
+RECONCILE_CONCURRENCY = 8
+
+
+def reconciler() -> Reconciler | None:
+    """Stripe (the StripeApiKey secret), the ledger and Mixpanel's export, compared; None without a usable key.
+
+    Built per invocation: it runs once a day, and the secrets may have changed since.
+    """
+    from .adapters.stripe_reader import RateLimiter, StripeReader, default_rate, key_mode, read_all, stripe_client
+    from .mixpanel.export import ExportClient, day, export_base_url
+    from .service.reconcile import KINDS, Reconciler
+
+    config = _checked_settings()
+    key = secrets().string(config.stripe_api_key_id).strip() if config.stripe_api_key_id else ""
+    try:
+        key_mode(key)
+    except ValueError:
+        observability.logger.warning(
+            "no Stripe API key in StripeApiKey (STRIPE_API_KEY_ID): the daily reconcile is off; put a restricted "
+            "key (rk_live_...) in the secret, docs/operations.md lists its read permissions"
+        )
+        return None
+    # A test-mode key reads the test account: with a test lane, its project and ledger namespace are the test lane's.
+    test_lane = key_mode(key) == "test" and bool(config.test_events_queue_url)
+    secret_id = config.mixpanel_test_credentials_id if test_lane else config.mixpanel_credentials_id
+    credentials = Credentials.from_secret(secrets().string(secret_id))
+    exporter = ExportClient(export_base_url(config, config.mixpanel_export_url), credentials)
+    reader = StripeReader(
+        stripe_client(key, config.stripe_api_base), RateLimiter(default_rate(key)), concurrency=RECONCILE_CONCURRENCY
+    )
+    provider = providers.get_provider("stripe", config)
+    assert provider is not None
+    return Reconciler(
+        config,
+        provider,
+        lambda since, until: read_all(reader, KINDS, since, until),
+        lambda since, until, names: exporter.events(day(since), day(until - 1), names),
+        DynamoDbLedger(config.ledger_table, aws("dynamodb"), namespace=TEST if test_lane else ""),
+    )
+
+
+def prepare_reconciler() -> None:
+    """Init of ReconcileFunction: settings checked, clients built (no secret read before the first run)."""
+    providers.prepare_all(_checked_settings(), with_libraries=False)
+    _warm_up(RECONCILER_SERVICES)
 
 
 def prepare_receiver() -> None:
@@ -221,7 +294,7 @@ def reset() -> None:
     """
     from aws_lambda_powertools.utilities import parameters
 
-    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings):
+    for cached in (aws, _aws_session, queue, secrets, receiver, browser_proxy, _checked_settings, purchase_lookups):
         cached.cache_clear()
     _FORWARDERS.clear()
     _HOOKS_REGISTERED.clear()

@@ -23,6 +23,10 @@ ID_MERGE_MODES = ("simplified", "original")
 # Which id names a payment's company when no metadata key does (docs/identity.md, "Companies").
 COMPANY_FALLBACKS = ("none", "customer", "account")
 
+# Google's public keys for the OIDC tokens Pub/Sub push sends, and the Play Developer API.
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_PLAY_API_URL = "https://androidpublisher.googleapis.com"
+
 STANDARD_WEBHOOKS_SECRET_ENV = "STANDARD_WEBHOOKS_SECRETS_ID"  # noqa: S105 (a variable name, not a secret)  # nosec B105
 
 
@@ -74,6 +78,17 @@ class Settings:
     group_key: str = ""
     company_id_keys: tuple[str, ...] = ("mixpanel_company_id", "company_id")
     company_fallback: str = "none"
+    # App stores (docs/providers.md): where their trust anchors and APIs are. Only the local stack and the
+    # tests change them; a deployment uses Apple's root shipped in the layer and Google's public endpoints.
+    appstore_root_certificates: tuple[str, ...] = ()  # DER or PEM files; () is the shipped Apple Root CA - G3
+    google_oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL
+    google_play_api_url: str = GOOGLE_PLAY_API_URL
+    # The daily reconcile (ReconcileFunction): Stripe's API and the key's secret, the days it checks, and
+    # where Mixpanel's export API is (empty: MIXPANEL_API_URL, else the residency's data host).
+    stripe_api_key_id: str = ""
+    stripe_api_base: str = ""
+    reconcile_days: int = 30
+    mixpanel_export_url: str = ""
 
     @property
     def mixpanel_base_url(self) -> str:
@@ -107,6 +122,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     profile_currency = environ.get("PROFILE_CURRENCY", "").upper()
     if profile_currency and (len(profile_currency) != 3 or not profile_currency.isalpha()):
         raise ConfigError(f"PROFILE_CURRENCY={profile_currency!r}: expected an ISO 4217 code such as USD")
+    reconcile = _reconcile_settings(environ)
     group_key = environ.get("GROUP_KEY", "").strip()
     if len(group_key) > 255 or group_key.startswith("$"):
         raise ConfigError(f"GROUP_KEY={group_key!r}: expected an event property name (not reserved, at most 255)")
@@ -121,6 +137,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
             raise ConfigError(f"BROWSER_PROXY_ORIGINS: {origin!r} is not an origin such as https://www.example.com")
     return Settings(
+        **reconcile,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL", ""),
         ledger_table=environ.get("LEDGER_TABLE", ""),
@@ -161,7 +178,40 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         group_key=group_key,
         company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
         company_fallback=company_fallback,
+        **_app_store_settings(environ),
     )
+
+
+def _reconcile_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The daily reconcile's variables, checked like the rest."""
+    urls = {name: environ.get(name, "").strip() for name in ("STRIPE_API_BASE", "MIXPANEL_EXPORT_URL")}
+    for name, url in urls.items():
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r}: expected an http(s) URL")
+    return {
+        "stripe_api_key_id": environ.get("STRIPE_API_KEY_ID", "").strip(),
+        "stripe_api_base": urls["STRIPE_API_BASE"],
+        "reconcile_days": _int(environ, "RECONCILE_DAYS", 30, minimum=1),
+        "mixpanel_export_url": urls["MIXPANEL_EXPORT_URL"],
+    }
+
+
+def _app_store_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """APPSTORE_ROOT_CERTIFICATES (comma-separated files), GOOGLE_OIDC_CERTS_URL, GOOGLE_PLAY_API_URL."""
+    urls = {}
+    for name, default in (
+        ("GOOGLE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL),
+        ("GOOGLE_PLAY_API_URL", GOOGLE_PLAY_API_URL),
+    ):
+        url = environ.get(name, "").strip() or default
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r}: expected an http(s) URL")
+        urls[name] = url.rstrip("/")
+    return {
+        "appstore_root_certificates": _keys(environ, "APPSTORE_ROOT_CERTIFICATES", ()),
+        "google_oidc_certs_url": urls["GOOGLE_OIDC_CERTS_URL"],
+        "google_play_api_url": urls["GOOGLE_PLAY_API_URL"],
+    }
 
 
 @cache

@@ -141,3 +141,18 @@ class RecordingQueue:
 
     def reasons(self) -> list[str]:
         return [m["MessageAttributes"]["dead_letter_reason"]["StringValue"] for m in self.sent]
+
+
+@dataclass
+class ScriptedLookups:
+    """The providers' APIs (the `PurchaseLookups` port): documents by lookup, or a scripted failure for all."""
+
+    documents: dict[Any, Any] = field(default_factory=dict)
+    failure: Any = None  # a LookupFailed every lookup gets while set
+    calls: list[list[Any]] = field(default_factory=list)
+
+    def fetch(self, lookups: Sequence[Any]) -> dict[Any, Any]:
+        self.calls.append(list(lookups))
+        if self.failure is not None:
+            return dict.fromkeys(lookups, self.failure)
+        return {lookup: self.documents[lookup] for lookup in lookups if lookup in self.documents}

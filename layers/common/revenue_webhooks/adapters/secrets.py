@@ -14,15 +14,21 @@ class Secrets:
     """The `WebhookSecrets` port, and the other secrets a function reads, on one Secrets Manager client."""
 
     def __init__(
-        self, client: Any, route_secret_ids: Mapping[str, str], standard_webhooks_secrets_id: str = ""
+        self,
+        client: Any,
+        route_secret_ids: Mapping[str, str],
+        standard_webhooks_secrets_id: str = "",
+        whole_routes: frozenset[str] = frozenset(),
     ) -> None:
         """`route_secret_ids`: every built-in route, with the Secrets Manager id of its signing secret ("" when
-        none is configured); `standard_webhooks_secrets_id`: the JSON secret of the Standard Webhooks senders."""
+        none is configured); `standard_webhooks_secrets_id`: the JSON secret of the Standard Webhooks senders;
+        `whole_routes`: routes whose secret is one JSON document (the app stores), never split at commas."""
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
         self.cache = SecretsProvider(boto3_client=client)
         self.route_secret_ids = dict(route_secret_ids)
         self.standard_webhooks_secrets_id = standard_webhooks_secrets_id
+        self.whole_routes = whole_routes
 
     def string(self, secret_id: str, *, force: bool = False) -> str:
         value = self.cache.get(secret_id, max_age=MAX_AGE_S, force_fetch=force)
@@ -41,6 +47,8 @@ class Secrets:
         the Standard Webhooks JSON secret; empty when none is configured (every signature then fails)."""
         if route in self.route_secret_ids:
             secret_id = self.route_secret_ids[route]
+            if secret_id and route in self.whole_routes:
+                return [self.string(secret_id)]
             return self.values(secret_id) if secret_id else []
         if not self.standard_webhooks_secrets_id:
             return []

@@ -42,6 +42,8 @@ ATTEMPT = "Attempt"
 CANCEL_AT = "Cancel At"
 TRIAL_END = "Trial End"
 STATUS = "Status"
+# App stores: where the buyer's store account is (App Store storefront, Google Play billing region).
+STOREFRONT = "Storefront"
 
 # Purchase Type values.
 ONE_TIME = "one_time"
@@ -74,7 +76,10 @@ COMMON_PROPERTIES = {
     "$user_id": "The app's user id, when the payment carried one (Simplified ID Merge).",
     "$device_id": "The browser's device id when passed, else the provider's customer id.",
     "ip": '"0" (no geolocation of the Lambda), or the buyer\'s IP when passed in metadata.',
-    PROVIDER: "The payment provider: stripe, shopify, paddle, lemonsqueezy, revenuecat or a Standard Webhooks sender.",
+    PROVIDER: (
+        "The payment provider: stripe, shopify, paddle, lemonsqueezy, revenuecat, appstore, googleplay or a Standard"
+        " Webhooks sender."
+    ),
     STRIPE_ACCOUNT: "Stripe Connect: the connected account (`acct_...`) the event happened on; absent otherwise.",
 }
 
@@ -86,6 +91,8 @@ class CatalogEvent:
     insert_id_recipe: str
     properties: tuple[tuple[str, str], ...]
 
+
+STOREFRONT_MEANING = "App stores: the App Store storefront (ISO 3166-1 alpha-3, `USA`) or the Google Play billing region (alpha-2, `US`)."
 
 MONEY = (
     (REVENUE, "Amount in major units of `Currency` (exact: minor units / 10^exponent)."),
@@ -109,6 +116,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
                 PLATFORM_FEE,
                 "Stripe Connect: the platform's application fee on the invoice, in major units of `Currency`.",
             ),
+            (STOREFRONT, STOREFRONT_MEANING),
         ),
     ),
     CatalogEvent(
@@ -120,6 +128,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (ORDER_ID, "The order or payment refunded."),
             (REFUND_ID, "The provider's refund id."),
             (REASON, "The refund reason when the provider gives one."),
+            (STOREFRONT, STOREFRONT_MEANING),
         ),
     ),
     CatalogEvent(
@@ -134,6 +143,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (QUANTITY, "Seats or units."),
             (STATUS, "active or trialing."),
             (TRIAL_END, "ISO 8601 end of the trial, when trialing."),
+            (STOREFRONT, STOREFRONT_MEANING),
         ),
     ),
     CatalogEvent(

@@ -112,6 +112,31 @@ def major_money(amount: Any, currency: Any, *, round_to_currency: bool = False) 
         return None
 
 
+def scaled_money(amount: Any, scale: int, currency: Any, *, round_half_up: bool = False) -> Money | None:
+    """Money from an integer count of 10^-`scale` major units: Apple's milli-units (scale 3), Google's nanos (9).
+
+    Exact when the amount is a whole number of the currency's minor units (10990 milli-USD is 1099 cents,
+    120000 milli-JPY is 120 yen, 1234 milli-KWD is 1234 fils); otherwise None, or rounded half up with
+    `round_half_up` (a prorated refund that is a share of a price).
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(currency, str):
+        return None
+    try:
+        code = normalize_currency(currency)
+    except ValueError:
+        return None
+    shift = scale - exponent(code)
+    if shift <= 0:
+        return Money(amount * 10**-shift, code)
+    minor, remainder = divmod(amount, 10**shift)
+    if remainder:
+        if not round_half_up:
+            return None
+        exact = Decimal(amount).scaleb(-shift)
+        minor = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return Money(minor, code)
+
+
 def obj(value: Any) -> dict[str, Any]:
     """`value` if it is a JSON object, else an empty one: payload shapes are never trusted."""
     return value if isinstance(value, dict) else {}

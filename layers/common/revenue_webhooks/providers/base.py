@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..domain.facts import Deferred, Fact
+from ..domain.lookups import Found, Lookup
 from ..domain.webhook import QueuedEvent
 
 # JSON nested deeper than this is refused before the parser could recurse on it.
@@ -100,6 +101,14 @@ class Provider(ABC):
     def map(self, event: QueuedEvent) -> list[Fact | Deferred]:
         """Turn a queued webhook into the catalog's facts (empty when it means nothing for revenue)."""
 
+    def lookups(self, event: QueuedEvent) -> tuple[Lookup, ...]:
+        """What `map_with` needs fetched from the provider's API first; most providers' webhooks say it all."""
+        return ()
+
+    def map_with(self, event: QueuedEvent, found: Found) -> list[Fact | Deferred]:
+        """`map`, given the documents `lookups` asked for (the forwarder fetched them; none failed)."""
+        return self.map(event)
+
 
 Signer = Callable[..., dict[str, str]]
 
@@ -111,6 +120,8 @@ class SigningSecret:
     variable: str  # e.g. STRIPE_WEBHOOK_SECRET_ID: the Secrets Manager id or ARN, set by the template
     resource: str  # e.g. StripeWebhookSecret: the AWS::SecretsManager::Secret in template.yaml
     prefix: str = "local_"  # how the provider's secrets begin (whsec_...), for the local stack's made-up ones
+    # One JSON document (the app stores' configuration), not comma-separated values to try in turn.
+    whole: bool = False
 
 
 def _no_options(sample_name: str) -> dict[str, str]:

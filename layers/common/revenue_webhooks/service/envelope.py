@@ -13,8 +13,10 @@ message, so the receiver uses at most five and the dead-letter reason at most fi
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from ..domain.webhook import QueuedEvent
@@ -76,7 +78,56 @@ def from_message(message: Mapping[str, Any]) -> QueuedEvent:
     return _build(message["Body"], attributes)
 
 
+# ---- EventBridge ------------------------------------------------------------------------------
+# Stripe's Amazon EventBridge destination (template.yaml, StripeEventSourceName) puts events on a partner
+# bus whose rule targets this queue: the message body is then the EventBridge event itself, with no
+# attributes. Its `detail` is the Stripe event, byte for byte the JSON a webhook would carry, so it becomes
+# the same QueuedEvent a signed webhook becomes: same facts, same $insert_ids, counted once if both arrive.
+
+EVENTBRIDGE_STRIPE_SOURCE = "aws.partner/stripe.com/"
+
+
+def is_eventbridge(body: str) -> bool:
+    """Whether a message body is an EventBridge event (`version`, `detail-type`, `source`, `detail`)."""
+    return body.startswith("{") and '"detail-type"' in body and '"source"' in body
+
+
+def from_eventbridge(body: str) -> QueuedEvent:
+    """The queued webhook an EventBridge event from a Stripe partner source stands for."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise ValueError("EventBridge message body is not JSON") from None
+    source, detail = event.get("source"), event.get("detail")
+    if not isinstance(source, str) or not source.startswith(EVENTBRIDGE_STRIPE_SOURCE) or not isinstance(detail, dict):
+        raise ValueError(f"EventBridge event from {str(source)[:80]!r}: only Stripe partner sources are read")
+    if detail.get("object") == "v2.core.event":
+        raise ValueError("a Stripe thin event: the rule routes snapshot events only (docs/providers.md)")
+    event_id, event_type = detail.get("id"), detail.get("type") or event.get("detail-type")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
+        raise ValueError("EventBridge detail is not a Stripe event: id and type are required")
+    return QueuedEvent(
+        provider="stripe",
+        event_id=event_id,
+        event_type=event_type,
+        received_at_ms=_iso_ms(event.get("time")),
+        body=json.dumps(detail, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+    )
+
+
+def _iso_ms(value: Any) -> int:
+    """EventBridge's `time` (ISO 8601, UTC) in Unix milliseconds; 0 when absent (nothing reads it for Stripe)."""
+    if not isinstance(value, str):
+        return 0
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
 def _build(body: str, attributes: Mapping[str, str | None]) -> QueuedEvent:
+    if not attributes.get(A_PROVIDER) and is_eventbridge(body):
+        return from_eventbridge(body)
     missing = [name for name in (A_PROVIDER, A_EVENT_ID, A_EVENT_TYPE, A_RECEIVED_AT) if not attributes.get(name)]
     if missing:
         raise ValueError(f"queue message lacks attributes {missing}: not written by this receiver")

@@ -23,13 +23,14 @@ from typing import Any
 from .. import observability
 from ..config import Settings
 from ..domain.facts import Deferred, Fact, Identity
+from ..domain.lookups import Lookup, LookupFailed
 from ..domain.outcomes import Outcome, Result, worst
 from ..domain.totals import company_key, customer_key
 from ..domain.webhook import QueuedEvent
 from ..mixpanel.rendering import group_update, mixpanel_event, profile_update
 from ..providers.base import Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
-from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue
+from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue, PurchaseLookups
 
 logger = observability.logger
 
@@ -49,6 +50,7 @@ class Message:
     events: list[dict[str, Any]] = field(default_factory=list)
     fact_keys: list[str] = field(default_factory=list)  # the fact behind each event
     customers: set[str] = field(default_factory=set)  # whose profile totals its facts changed
+    wanted: tuple[Lookup, ...] = ()  # what its mapping needs from the provider's API first
     companies: set[str] = field(default_factory=set)  # whose company totals its facts changed (Group Analytics)
     result: Result | None = None  # None until decided; DELIVERED when every event was accepted
 
@@ -89,6 +91,7 @@ class Forwarder:
         *,
         mode: str = "live",
         dead_letter_queue_url: str = "",
+        lookups: PurchaseLookups | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -98,6 +101,7 @@ class Forwarder:
         self.project_token = project_token  # "" : profiles are not sent
         self.mode = mode  # the lane: live, or test (test-mode webhooks, their own project and dead letters)
         self.dead_letter_queue_url = dead_letter_queue_url or settings.dead_letter_queue_url
+        self.lookups = lookups  # the providers' APIs (Google Play), for mappings that need a document first
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -107,6 +111,7 @@ class Forwarder:
         observability.add("MessagesProcessed", len(messages))
         for message in messages:
             self._map(message)
+        self._look_up(messages)
         self._resolve_identities(messages)
         companies: dict[str, dict[str, Any]] = {}
         totals = self._record(messages, companies)
@@ -142,15 +147,54 @@ class Forwarder:
             if provider is None:
                 message.decide(Result(Outcome.INVALID, "unknown_provider", message.queued.provider))
                 return
+            message.wanted = provider.lookups(message.queued)
+            if message.wanted:
+                return  # mapped by `_look_up`, once what it needs is fetched
             mapped = provider.map(message.queued)
         except Exception as error:  # a bug or an unexpected shape: isolate this message, keep the batch
             logger.exception("mapping failed", extra=self._log_context(message))
             message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
             return
+        self._take(message, mapped)
+
+    def _take(self, message: Message, mapped: list[Fact | Deferred]) -> None:
         deferred = [item for item in mapped if isinstance(item, Deferred)]
         if deferred:
             message.decide(Result(Outcome.TRANSIENT, "deferred", deferred[0].reason))
         message.facts = [item for item in mapped if isinstance(item, Fact)]
+
+    def _look_up(self, messages: list[Message]) -> None:
+        """Fetch what the batch's mappings need from the providers' APIs (all at once), then map those messages.
+
+        An API outage is transient (the message is retried, and dead-lettered with the reason when its retries
+        run out); an answer that the purchase does not exist is not.
+        """
+        waiting = [m for m in messages if m.result is None and m.wanted]
+        if not waiting:
+            return
+        if self.lookups is None:
+            for message in waiting:
+                message.decide(Result(Outcome.TRANSIENT, "lookups_not_configured", f"{message.label[0]} needs its API"))
+            return
+        found = self.lookups.fetch(sorted({lookup for m in waiting for lookup in m.wanted}, key=repr))
+        for message in waiting:
+            failures = [found.get(lookup) for lookup in message.wanted if not _fetched(found, lookup)]
+            if failures:
+                failure = next((f for f in failures if isinstance(f, LookupFailed)), None)
+                failure = failure or LookupFailed("lookup_missing", "the API port gave no answer")
+                outcome = Outcome.TRANSIENT if failure.transient else Outcome.INVALID
+                message.decide(Result(outcome, failure.reason, failure.detail))
+                continue
+            assert message.queued is not None
+            provider = self.providers(message.queued.provider)
+            try:
+                assert provider is not None
+                mapped = provider.map_with(message.queued, {lookup: found[lookup] for lookup in message.wanted})
+            except Exception as error:  # a bug or an unexpected document: isolate this message
+                logger.exception("mapping failed", extra=self._log_context(message))
+                message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
+                continue
+            self._take(message, mapped)
 
     def _resolve_identities(self, messages: list[Message]) -> None:
         """Facts that must take another fact's user (a refund takes its payment's) look it up now."""
@@ -381,6 +425,10 @@ class Forwarder:
         if message.queued:
             context["event_id"] = message.queued.event_id
         return context
+
+
+def _fetched(found: dict[Lookup, Any], lookup: Lookup) -> bool:
+    return lookup in found and not isinstance(found[lookup], LookupFailed)
 
 
 def _merge(link: Identity, own: Identity) -> Identity:

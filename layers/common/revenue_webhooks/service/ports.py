@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..domain.facts import Fact, Identity
+from ..domain.lookups import Found, Lookup
 from ..domain.outcomes import Result
 
 # What `Ledger.record_all` says of each fact: (its canonical event, newly recorded), or the error that stopped it.
@@ -98,3 +99,10 @@ class WebhookSecrets(Protocol):
     """A route's signing secrets, several while one is rotated (adapters/secrets.py)."""
 
     def for_route(self, route: str) -> list[str]: ...
+
+
+class PurchaseLookups(Protocol):
+    """A provider's API, for the documents its mappings need (adapters/google_play.py): one answer per lookup,
+    the document or a `LookupFailed`; never raises for one lookup's trouble."""
+
+    def fetch(self, lookups: Sequence[Lookup]) -> Found: ...
