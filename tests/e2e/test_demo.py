@@ -22,7 +22,6 @@ from devstack.samples import EVENTS_DIR, SQS_DIR, samples
 from devstack.template import ROOT, Template
 
 
-
 def _env(**extra: str) -> dict[str, str]:
     env = {
         k: v
