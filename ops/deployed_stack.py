@@ -92,6 +92,11 @@ class DeployedStack:
     def signing_secret(self, route: str) -> str:
         """The secret a route's webhooks are signed with; while one rotates ("old,new"), the newest, listed last."""
         spec = specs().get(route)
+        if spec is not None and spec.signing.whole:
+            raise StackLookupError(
+                f"{route}'s notifications are signed by the store itself, not with a secret of stack {self.name} "
+                f"({spec.signing.resource} is its configuration): `make replay` posts them as stored"
+            )
         logical_id = spec.signing.resource if spec else STANDARD_WEBHOOKS_SECRETS_RESOURCE
         value = self._secret_string(logical_id)
         if spec is None:

@@ -445,12 +445,14 @@ def _target(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, 
             if provider not in stack.routes:
                 raise UsageError(f"stack {args.stack} has no route {provider!r}; its routes: {', '.join(stack.routes)}")
             url = url or stack.output(OUTPUT_WEBHOOK_URL)
-            secret = secret or stack.signing_secret(provider)
+            store = (spec := specs().get(provider)) is not None and spec.signing.whole
+            secret = secret or ("" if store else stack.signing_secret(provider))
         except StackLookupError as error:
             raise UsageError(str(error)) from None
         _said(f"{provider} webhooks to stack {args.stack}" + ("" if args.secret else ", signed with its secret"))
     secret = secret or environ.get(variable, "").strip()
-    if url and secret:
+    spec = specs().get(provider)
+    if url and (secret or (spec is not None and spec.signing.whole)):  # a store's notifications carry their signature
         return url, secret
     local, why_not = local_stack.find(environ)
     if local is not None and (not url or _same_base(url, local.webhook_url)):
