@@ -27,6 +27,7 @@ from .samples import Sample, describe, samples
 from .stack import LocalStack, Options, StackError
 
 REQUEST_TIMEOUT_S = 15
+WRONG_SIGNATURE = "(wrong signature)"
 
 
 class DemoFailed(Exception):
@@ -75,7 +76,11 @@ def run(timeout_s: float = 80.0) -> int:
             _show_log_tail(stack)
             return 1
     print(f"\n{table}\n\n{reconcile}", file=out)
-    print(f"\nmake demo: done in {time.monotonic() - started:.0f} s; nothing left 127.0.0.1.", file=out)
+    print(
+        f"\nmake demo: done in {time.monotonic() - started:.0f} s; everything it started has stopped, "
+        "and nothing was sent beyond 127.0.0.1.",
+        file=out,
+    )
     return 0
 
 
@@ -103,13 +108,26 @@ def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
     refunds = _refund_types(stack)
     first = [(s, t) for s, t in typed if (s.route, t) not in refunds]
     later = [(s, t) for s, t in typed if (s.route, t) in refunds]
-    stack.say(f"sending {len(chosen)} sample webhooks to {stack.api.url if stack.api else '?'}, each freshly signed")
+    refunds_later = (
+        f": {len(first)} now, then {_count(len(later), 'refund')} once the payments it refunds are delivered "
+        "(in real life a refund comes days later)"
+        if later
+        else ""
+    )
+    stack.say(
+        f"sending the {_count(len(chosen), 'sample webhook')} of events/ to {stack.api.url if stack.api else '?'}, "
+        f"each freshly signed{refunds_later}; then one more with a wrong signature, which must be refused"
+    )
     sent: list[Sent] = []
     deadline = time.monotonic() + timeout_s
     for wave in (first, later):
         if not wave:
             continue
         sent += [_post(stack, sample, event_type) for sample, event_type in wave]
+        stack.say(
+            f"waiting for the forwarder: like Lambda, the event source mapping gathers messages for its batching "
+            f"window ({stack.source.batching_window_s:g} s, ForwarderBatchingWindowSeconds) before each run"
+        )
         if not stack.wait_settled(max(0.0, deadline - time.monotonic())):
             raise DemoFailed(
                 f"the queue did not drain within {timeout_s:.0f} s: {stack.tally.accepted} enqueued, "
@@ -120,6 +138,10 @@ def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
     checkout = [s for s in chosen if (s.route, s.name) == ("stripe", "checkout.session.completed")]
     sent.append(_bad_signature(stack, (checkout or chosen)[0]))
     return sent
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _through_eventbridge(stack: LocalStack, chosen: list[Sample], deadline: float, timeout_s: float) -> None:
@@ -187,10 +209,11 @@ def _bad_signature(stack: LocalStack, sample: Sample) -> Sent:
     assert stack.api is not None
     before = stack.tally.accepted
     url = f"{stack.api.url}/webhooks/{sample.route}"
+    stack.say(f"sending events/{sample.route}/{sample.path.name} again, signed with a wrong secret")
     response = requests.post(url, data=sample.body, headers=sample.headers("not-the-secret"), timeout=REQUEST_TIMEOUT_S)
     if response.status_code != 400 or stack.tally.accepted != before:
         raise DemoFailed(f"a wrongly signed {sample.route} webhook was answered {response.status_code}, not 400")
-    return Sent(sample, "(wrong signature)", response.status_code, _json(response))
+    return Sent(sample, WRONG_SIGNATURE, response.status_code, _json(response))
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
@@ -321,6 +344,7 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
     if violations:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally
+    wrongly_signed = sum(1 for s in sent if s.event_type == WRONG_SIGNATURE)
     if stack.eventbridge_sent:
         lines += [
             "",
@@ -329,10 +353,10 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         ]
     lines += [
         "",
-        f"{len(sent)} webhooks sent: {len(sent) - len(rejected)} answered 200 "
-        f"({tally.accepted - stack.eventbridge_sent} enqueued, {len(ignored)} ignored), {len(rejected)} rejected; "
-        f"of the enqueued (and the EventBridge copies), {tally.delivered} delivered, {tally.retried} retries, "
-        "0 dead-lettered.",
+        f"{len(sent)} webhooks sent ({len(sent) - wrongly_signed} samples and {wrongly_signed} wrongly signed): "
+        f"{len(sent) - len(rejected)} answered 200 ({tally.accepted - stack.eventbridge_sent} enqueued, "
+        f"{len(ignored)} ignored), {len(rejected)} rejected; of the enqueued (and the EventBridge copies), "
+        f"{tally.delivered} delivered, {tally.retried} retries, 0 dead-lettered.",
     ]
     return "\n".join(lines)
 

@@ -714,10 +714,9 @@ class LocalStack:
             f"batching window {self.source.batching_window_s} s",
             "Function logs (Powertools JSON and EMF metrics): "
             + (f"{_shown(self.function_log)} (--verbose shows them here)" if self.function_log else "here"),
-            f"AWS (moto) at {self.moto.endpoint if self.moto else '?'}: "
-            f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
-            f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
-            f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
+            f"AWS (moto) at {self.moto.endpoint if self.moto else '?'} (keys local/local, {REGION}); "
+            f"make event, make replay and make redrive find this stack by themselves "
+            f"({_shown(self.options.state_dir / 'stack.json')}), e.g. make redrive ARGS=--list",
             *self._sam_local_lines(),
             "",
             *local_stripe.banner_lines(self),

@@ -3,6 +3,11 @@
 const REFRESH_MS = 3000;
 const PALETTE = ["#5b4fe9", "#0f9d8a", "#e0803a", "#c2418c", "#3a86d9", "#8a9a1f", "#7d5ba6", "#d14b4b"];
 const SVG_NS = "http://www.w3.org/2000/svg";
+// The page's legend (page.html) says the same in full.
+const STAT_MEANINGS = {
+  events: "Distinct events, as Mixpanel counts them: copies with the same event, distinct_id, time and $insert_id count once",
+  ingested: "Every event /import accepted, retried and redelivered copies included",
+};
 const openDetails = new Set();
 let paused = false, timer = null;
 
@@ -40,11 +45,13 @@ function renderStats(s) {
   choice.replaceChildren(...s.projects.map(id => el("option", {value: id, text: "project " + id})));
   choice.value = s.project_id; choice.hidden = s.projects.length < 2;
   const faults = Object.values(s.faults_served).reduce((a, b) => a + b, 0);
-  const items = [["Events", s.events], ["Ingested", s.raw_events], ["Profiles", s.profiles], ["Companies", s.groups],
-                 ["Requests", s.requests], ["Faults served", faults], ["Spec violations", s.spec_violations]];
+  const items = [["Events", s.events, STAT_MEANINGS.events], ["Ingested", s.raw_events, STAT_MEANINGS.ingested],
+                 ["Profiles", s.profiles], ["Companies", s.groups], ["Requests", s.requests], ["Faults served", faults],
+                 ["Spec violations", s.spec_violations]];
   const box = document.getElementById("stats");
-  box.replaceChildren(...items.map(([label, n]) =>
-    el("div", {class: "stat" + (label === "Spec violations" && n > 0 ? " bad" : "")}, el("b", {text: n}), label)));
+  box.replaceChildren(...items.map(([label, n, meaning]) =>
+    el("div", {class: "stat" + (label === "Spec violations" && n > 0 ? " bad" : ""), title: meaning || label,
+               "data-stat": label}, el("b", {text: n}), label)));
 }
 
 function renderEvents(data) {
@@ -55,7 +62,7 @@ function renderEvents(data) {
                          ...names.map(n => el("option", {value: n, text: n})));
   select.value = chosen;
   document.getElementById("events-count").textContent =
-    data.matched === data.total ? `${data.total} (newest first)` : `${data.matched} of ${data.total} (newest first)`;
+    (data.matched === data.total ? `${data.total}` : `${data.matched} of ${data.total}`) + " (newest first, by event time)";
   const body = document.querySelector("#events tbody");
   if (!data.events.length) {
     body.replaceChildren(el("tr", {}, el("td", {colspan: 5, class: "empty", text: "No events yet."})));

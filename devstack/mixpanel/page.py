@@ -108,13 +108,17 @@ def daily_mrr(rows: Iterable[sqlite3.Row], view: RevenueView) -> dict[str, Any]:
 
 
 def events_json(rows: list[sqlite3.Row], query: dict[str, str], view: RevenueView) -> dict[str, Any]:
-    """`/api/events`: the deduplicated events newest first, filtered by `name` and `user` (a substring)."""
+    """`/api/events`: the deduplicated events newest first, filtered by `name` and `user` (a substring).
+
+    Newest by event time, the time the event says it happened (as Mixpanel lists events), not by arrival:
+    webhooks arrive late and out of order; events of the same time are listed last-arrived first.
+    """
     name, user = query.get("name") or None, (query.get("user") or "").strip().lower()
     limit = int(query["limit"]) if query.get("limit", "").isdigit() else 200
     names = sorted({r["event"] for r in rows})
     matched = [
         r
-        for r in reversed(rows)
+        for r in sorted(rows, key=lambda r: (r["time_ms"], r["seq"]), reverse=True)
         if (name is None or r["event"] == name) and (not user or user in r["distinct_id"].lower())
     ]
     return {

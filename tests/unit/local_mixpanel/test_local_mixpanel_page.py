@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import requests
-from local_mixpanel_calls import event, post_import
+from local_mixpanel_calls import NOW, event, post_import
 
 from devstack.mixpanel import MixpanelServer
 
@@ -20,6 +20,14 @@ def test_events_api_filters_by_name_and_user_newest_first(server: MixpanelServer
     by_user = requests.get(f"{server.url}/api/events", params={"user": "ELSE"}, timeout=10).json()
     assert [e["properties"]["$insert_id"] for e in by_name["events"]] == ["a2"]
     assert [e["properties"]["$insert_id"] for e in by_user["events"]] == ["a3"]
+
+
+def test_events_api_lists_newest_first_by_event_time_not_arrival(server: MixpanelServer) -> None:
+    day = 86_400
+    post_import(server, [event("late-arriving-old", time=NOW - 3 * day), event("b1", time=NOW - day)])
+    post_import(server, [event("oldest", time=NOW - 5 * day), event("newest", time=NOW), event("b2", time=NOW - day)])
+    listed = requests.get(f"{server.url}/api/events", timeout=10).json()["events"]
+    assert [e["properties"]["$insert_id"] for e in listed] == ["newest", "b2", "b1", "late-arriving-old", "oldest"]
 
 
 def test_revenue_api_nets_refunds_per_day_and_currency(server: MixpanelServer) -> None:
