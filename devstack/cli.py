@@ -105,13 +105,17 @@ def dev_command(args: argparse.Namespace) -> int:
     except StackError as error:
         print(f"make dev: {error}", file=sys.stderr)
         return 1
+    from . import state_file
+
     try:
         print(stack.banner(), file=out, flush=True)
+        state_file.publish(stack)  # how make event / replay / redrive find this stack
         print("Ready. Ctrl-C stops everything.", file=out, flush=True)
         while not stopping.wait(0.5):
             pass
         print("\nStopping...", file=out, flush=True)
     finally:
+        state_file.withdraw(stack)
         stack.stop()
     print("Stopped.", flush=True)
     return 0

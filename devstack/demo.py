@@ -27,6 +27,7 @@ from .samples import Sample, describe, samples
 from .stack import LocalStack, Options, StackError
 
 REQUEST_TIMEOUT_S = 15
+WRONG_SIGNATURE = "(wrong signature)"
 
 
 class DemoFailed(Exception):
@@ -73,7 +74,11 @@ def run(timeout_s: float = 80.0) -> int:
             _show_log_tail(stack)
             return 1
     print(f"\n{table}\n\n{reconcile}", file=out)
-    print(f"\nmake demo: done in {time.monotonic() - started:.0f} s; nothing left 127.0.0.1.", file=out)
+    print(
+        f"\nmake demo: done in {time.monotonic() - started:.0f} s; everything it started has stopped, "
+        "and nothing was sent beyond 127.0.0.1.",
+        file=out,
+    )
     return 0
 
 
@@ -101,13 +106,26 @@ def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
     refunds = _refund_types(stack)
     first = [(s, t) for s, t in typed if (s.route, t) not in refunds]
     later = [(s, t) for s, t in typed if (s.route, t) in refunds]
-    stack.say(f"sending {len(chosen)} sample webhooks to {stack.api.url if stack.api else '?'}, each freshly signed")
+    refunds_later = (
+        f": {len(first)} now, then {_count(len(later), 'refund')} once the payments it refunds are delivered "
+        "(in real life a refund comes days later)"
+        if later
+        else ""
+    )
+    stack.say(
+        f"sending the {_count(len(chosen), 'sample webhook')} of events/ to {stack.api.url if stack.api else '?'}, "
+        f"each freshly signed{refunds_later}; then one more with a wrong signature, which must be refused"
+    )
     sent: list[Sent] = []
     deadline = time.monotonic() + timeout_s
     for wave in (first, later):
         if not wave:
             continue
         sent += [_post(stack, sample, event_type) for sample, event_type in wave]
+        stack.say(
+            f"waiting for the forwarder: like Lambda, the event source mapping gathers messages for its batching "
+            f"window ({stack.source.batching_window_s:g} s, ForwarderBatchingWindowSeconds) before each run"
+        )
         if not stack.wait_settled(max(0.0, deadline - time.monotonic())):
             raise DemoFailed(
                 f"the queue did not drain within {timeout_s:.0f} s: {stack.tally.accepted} enqueued, "
@@ -118,6 +136,10 @@ def _send_all(stack: LocalStack, timeout_s: float) -> list[Sent]:
     checkout = [s for s in chosen if (s.route, s.name) == ("stripe", "checkout.session.completed")]
     sent.append(_bad_signature(stack, (checkout or chosen)[0]))
     return sent
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _through_eventbridge(stack: LocalStack, chosen: list[Sample], deadline: float, timeout_s: float) -> None:
@@ -185,10 +207,11 @@ def _bad_signature(stack: LocalStack, sample: Sample) -> Sent:
     assert stack.api is not None
     before = stack.tally.accepted
     url = f"{stack.api.url}/webhooks/{sample.route}"
+    stack.say(f"sending events/{sample.route}/{sample.path.name} again, signed with a wrong secret")
     response = requests.post(url, data=sample.body, headers=sample.headers("not-the-secret"), timeout=REQUEST_TIMEOUT_S)
     if response.status_code != 400 or stack.tally.accepted != before:
         raise DemoFailed(f"a wrongly signed {sample.route} webhook was answered {response.status_code}, not 400")
-    return Sent(sample, "(wrong signature)", response.status_code, _json(response))
+    return Sent(sample, WRONG_SIGNATURE, response.status_code, _json(response))
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
@@ -234,6 +257,9 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         ],
     )
 
+    reporting = stack.template.parameters.get("ReportingCurrency", "")
+    lines += _economics(events, reporting, stack.rates.description)
+
     profiles = mixpanel.profiles()
     lines += ["", f"Profiles ({len(profiles)}):", ""]
     rows = []
@@ -243,23 +269,29 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
                 distinct_id,
                 str(properties.get("Purchase Count", "")),
                 str(properties.get("Refund Count", "")),
-                _revenue(properties),
+                _per_currency(properties, "Lifetime Revenue "),
+                _per_currency(properties, "MRR "),
+                _reporting(properties, "Lifetime Revenue", reporting),
+                _reporting(properties, "MRR", reporting),
                 str(properties.get("Plan", "")),
                 str(properties.get("Subscription Status", "")),
             ]
         )
-    lines += _table(["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Subscription"], rows)
+    header = ["Distinct ID", "Purchases", "Refunds", "Lifetime revenue", "MRR"]
+    header += [f"Lifetime ({reporting})", f"MRR ({reporting})"] if reporting else ["", ""]
+    lines += _table([*header, "Plan", "Subscription"], rows)
 
     companies = mixpanel.groups()
     lines += ["", f"Company profiles (Group Analytics, {len(companies)}):", ""]
     lines += _table(
-        ["Company", "Purchases", "Refunds", "Lifetime revenue", "Plan", "Seats", "Subscription"],
+        ["Company", "Purchases", "Refunds", "Lifetime revenue", "MRR", "Plan", "Seats", "Subscription"],
         [
             [
                 f"{key}={group_id}",
                 str(properties.get("Purchase Count", "")),
                 str(properties.get("Refund Count", "")),
-                _revenue(properties),
+                _per_currency(properties, "Lifetime Revenue "),
+                _per_currency(properties, "MRR "),
                 str(properties.get("Plan", "")),
                 str(properties.get("Seats", "")),
                 str(properties.get("Subscription Status", "")),
@@ -310,6 +342,7 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
     if violations:
         raise DemoFailed(f"the requests to Mixpanel broke its API spec: {json.dumps(violations[:3])}")
     tally = stack.tally
+    wrongly_signed = sum(1 for s in sent if s.event_type == WRONG_SIGNATURE)
     if stack.eventbridge_sent:
         lines += [
             "",
@@ -318,23 +351,86 @@ def report(stack: LocalStack, sent: list[Sent]) -> str:
         ]
     lines += [
         "",
-        f"{len(sent)} webhooks sent: {len(sent) - len(rejected)} answered 200 "
-        f"({tally.accepted - stack.eventbridge_sent} enqueued, {len(ignored)} ignored), {len(rejected)} rejected; "
-        f"of the enqueued (and the EventBridge copies), {tally.delivered} delivered, {tally.retried} retries, "
-        "0 dead-lettered.",
+        f"{len(sent)} webhooks sent ({len(sent) - wrongly_signed} samples and {wrongly_signed} wrongly signed): "
+        f"{len(sent) - len(rejected)} answered 200 ({tally.accepted - stack.eventbridge_sent} enqueued, "
+        f"{len(ignored)} ignored), {len(rejected)} rejected; of the enqueued (and the EventBridge copies), "
+        f"{tally.delivered} delivered, {tally.retried} retries, 0 dead-lettered.",
     ]
     return "\n".join(lines)
 
 
-def _revenue(properties: dict[str, Any]) -> str:
-    """`Lifetime Revenue <CUR>` properties as "USD 60.00; JPY 3,000", each in its currency's decimals."""
+def _economics(events: list[dict[str, Any]], reporting: str, rates: str) -> list[str]:
+    """MRR movements by currency, and revenue in the reporting currency with where its rates came from."""
+    from revenue_webhooks.domain.money import exponent
+
+    movements: dict[tuple[str, str], list[float]] = {}
+    for event in events:
+        p = event["properties"]
+        if "MRR Movement" in p and isinstance(p.get("MRR Change"), int | float):
+            entry = movements.setdefault((p["MRR Movement"], p.get("Currency", "")), [0, 0.0])
+            entry[0] += 1
+            entry[1] += p["MRR Change"]
+    lines = ["", "MRR movements (sum of MRR Change by MRR Movement):", ""]
+    lines += _table(
+        ["Movement", "Currency", "Events", "MRR Change"],
+        [[m, cur, str(int(n)), _amount(total, exponent(cur))] for (m, cur), (n, total) in sorted(movements.items())],
+    )
+    if not reporting:
+        return lines
+    name = f"Revenue ({reporting})"
+    gross = refunds = 0.0
+    sources: dict[str, int] = {}
+    unconverted = 0
+    for event in events:
+        p = event["properties"]
+        if "Revenue" not in p or event["event"] not in ("Purchase Completed", "Refund Issued"):
+            continue
+        if name not in p:
+            unconverted += 1
+            continue
+        sources[p.get("Exchange Rate Source", "same currency")] = (
+            sources.get(p.get("Exchange Rate Source", "same currency"), 0) + 1
+        )
+        if event["event"] == "Refund Issued":
+            refunds += p[name]
+        else:
+            gross += p[name]
+    places = exponent(reporting)
+    lines += [
+        "",
+        f"Revenue in the reporting currency {reporting} (each event at its own rate; rates from {rates}):",
+        "",
+    ]
+    lines += _table(
+        ["Gross", "Refunds", "Net", "Converted by", "Unconverted"],
+        [
+            [
+                _amount(gross, places),
+                _amount(refunds, places),
+                _amount(gross - refunds, places),
+                ", ".join(f"{k} {v}" for k, v in sorted(sources.items())),
+                str(unconverted),
+            ]
+        ],
+    )
+    return lines
+
+
+def _per_currency(properties: dict[str, Any], prefix: str) -> str:
     from revenue_webhooks.domain.money import exponent
 
     return "; ".join(
-        f"{name.rsplit(' ', 1)[-1]} {_amount(value, exponent(name.rsplit(' ', 1)[-1]))}"
+        f"{name[len(prefix) :]} {_amount(value, exponent(name[len(prefix) :]))}"
         for name, value in sorted(properties.items())
-        if name.startswith("Lifetime Revenue ") and isinstance(value, int | float)
+        if name.startswith(prefix) and len(name) == len(prefix) + 3 and isinstance(value, int | float)
     )
+
+
+def _reporting(properties: dict[str, Any], name: str, currency: str) -> str:
+    from revenue_webhooks.domain.money import exponent
+
+    value = properties.get(f"{name} ({currency})") if currency else None
+    return _amount(value, exponent(currency)) if isinstance(value, int | float) else ""
 
 
 def _amount(value: float, decimals: int) -> str:

@@ -2,9 +2,10 @@
 
 A stored signature goes stale after five minutes (the receiver's tolerance), so API Gateway events
 are made on demand from the provider payloads in `events/<provider>/`, signed now with the secret
-the deployed (or `sam local`) receiver reads: STRIPE_WEBHOOK_SECRET, SHOPIFY_WEBHOOK_SECRET, ...
-`--sqs` writes the Lambda SQS event the forwarder receives for the same webhook instead (the files
-in `events/sqs/` are made this way).
+the receiver verifies with: `--secret`, else a deployed stack's (`--stack NAME`, from Secrets
+Manager), else STRIPE_WEBHOOK_SECRET, SHOPIFY_WEBHOOK_SECRET, ..., else the running local stack's
+(`make dev`, found through .devstack/stack.json). `--sqs` writes the Lambda SQS event the forwarder
+receives for the same webhook instead (the files in `events/sqs/` are made this way).
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from revenue_webhooks.service.envelope import to_sqs
 
+from ops import local_stack
 from ops.arguments import secret_variable
+from ops.deployed_stack import DeployedStack, StackLookupError
+from ops.targets import UsageError
 
 from .apigw import Route, http_api_event
 from .aws import ACCOUNT, REGION
@@ -33,6 +38,7 @@ from .template import ROOT, Resolver, Template
 
 RECEIVER = "ReceiverFunction"
 FORWARDER = "ForwarderFunction"
+DEFAULT_STACK_NAME = "sam-app"  # `sam deploy`'s default: the name in an SQS event's queue ARN without --stack
 DEFAULT_PORT = 3000  # make dev's (devstack/stack.py): the push audience a local Google Play token is for
 
 
@@ -42,33 +48,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--name", default="checkout.session.completed", help="a file in events/<provider>/ without .json, or a path"
     )
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    parser.add_argument("--secret", help="the signing secret (default: $<PROVIDER>_WEBHOOK_SECRET)")
+    parser.add_argument(
+        "--secret",
+        help="the signing secret (default: --stack's, else $<PROVIDER>_WEBHOOK_SECRET, else the running local stack's)",
+    )
     parser.add_argument("--timestamp", type=int, help="sign as of this Unix time (default: now)")
     parser.add_argument("--sqs", action="store_true", help="the forwarder's SQS event for this webhook instead")
-    parser.add_argument("--stack", default="sam-app", help="stack name used in the SQS event's queue ARN")
+    parser.add_argument(
+        "--stack",
+        help="a deployed stack: sign with its secret (Secrets Manager); with --sqs only its name is used, "
+        f"in the queue ARN (default {DEFAULT_STACK_NAME})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         sample = find(args.provider, args.name)
-    except LookupError as error:
+        if args.sqs:
+            document = sqs_event(sample, stack=args.stack or DEFAULT_STACK_NAME)
+        elif sample.route in STORE_ROUTES:
+            document = api_event(sample, "", timestamp=args.timestamp)
+            print(_store_note(sample.route), file=sys.stderr)
+        else:
+            document = api_event(sample, signing_secret(args, sample.route, os.environ), timestamp=args.timestamp)
+    except (LookupError, UsageError) as error:
         print(f"make event: {error}", file=sys.stderr)
         return 2
-    if args.sqs:
-        document = sqs_event(sample, stack=args.stack)
-    elif sample.route in STORE_ROUTES:
-        document = api_event(sample, "", timestamp=args.timestamp)
-        print(_store_note(sample.route), file=sys.stderr)
-    else:
-        secret = args.secret or os.environ.get(secret_variable(sample.route), "").strip()
-        if not secret:
-            print(
-                f"make event: set {secret_variable(sample.route)} to the signing secret the receiver verifies with "
-                f"(the value stored in its Secrets Manager secret), or pass --secret",
-                file=sys.stderr,
-            )
-            return 2
-        document = api_event(sample, secret, timestamp=args.timestamp)
     text = json.dumps(document, indent=2) + "\n"
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +82,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def signing_secret(args: argparse.Namespace, route: str, environ: Mapping[str, str]) -> str:
+    """--secret, else the deployed stack's (--stack), else $<ROUTE>_WEBHOOK_SECRET, else the running local stack's."""
+    if args.secret:
+        return str(args.secret)
+    if args.stack:
+        try:
+            secret = DeployedStack(args.stack).signing_secret(route)
+        except StackLookupError as error:
+            raise UsageError(str(error)) from None
+        print(f"make event: signed with stack {args.stack}'s {route} secret", file=sys.stderr)
+        return secret
+    given = environ.get(secret_variable(route), "").strip()
+    if given:
+        return given
+    local, why_not = local_stack.find(environ)
+    if local is not None and local.secrets.get(route):
+        print(f"make event: signed with {local.describe()}'s {route} secret", file=sys.stderr)
+        return local.secrets[route]
+    if local is not None:
+        why_not = f"the local stack serves {', '.join(local.routes)}, not {route}"
+    raise UsageError(
+        f"no signing secret for {route}: start the local stack with `make dev` (its secrets are then found), "
+        f"set {secret_variable(route)}, or pass --secret or --stack NAME (make event ARGS='--stack NAME') ({why_not})"
+    )
 
 
 def api_event(sample: Sample, secret: str, *, timestamp: int | None = None, template: Template | None = None) -> dict:
@@ -101,7 +132,7 @@ def api_event(sample: Sample, secret: str, *, timestamp: int | None = None, temp
     )
 
 
-def sqs_event(sample: Sample, *, stack: str = "sam-app", received_at_ms: int | None = None) -> dict[str, Any]:
+def sqs_event(sample: Sample, *, stack: str = DEFAULT_STACK_NAME, received_at_ms: int | None = None) -> dict[str, Any]:
     """The Lambda SQS event (one record) the forwarder receives once the receiver has queued this webhook."""
     from revenue_webhooks.config import from_environ
     from revenue_webhooks.domain.webhook import QueuedEvent

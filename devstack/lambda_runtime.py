@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .template import ROOT, Template
 
@@ -56,30 +54,3 @@ def context_for(template: Template, logical_id: str) -> LambdaContext:
     timeout = float(template.function_setting(logical_id, "Timeout") or 3)
     memory = int(template.function_setting(logical_id, "MemorySize") or 128)
     return LambdaContext(logical_id, timeout, memory)
-
-
-class FunctionOutput(io.TextIOBase):
-    """The functions' stdout: a log file while the stack runs, the real stdout after (loggers keep this object)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file: TextIO | None = path.open("a", encoding="utf-8")
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        # Once detached, follow whatever stdout is now (a test runner's capture, or the terminal).
-        target = self._file or (sys.stdout if sys.stdout is not self else sys.__stdout__)
-        if target is None:
-            return len(text)
-        target.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def detach_file(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()

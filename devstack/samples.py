@@ -70,8 +70,11 @@ def find(route: str, name: str, directory: Path = EVENTS_DIR) -> Sample:
     for sample in samples(route, directory):
         if sample.name == name:
             return sample
-    choices = ", ".join(s.name for s in samples(route, directory)) or "none"
-    raise LookupError(f"no sample events/{route}/{name}.json (samples for {route}: {choices})")
+    routes = sorted({s.route for s in samples(directory=directory)})
+    if route not in routes:
+        raise LookupError(f"no provider {route!r} has samples in events/; the providers: {', '.join(routes)}")
+    choices = ", ".join(s.name for s in samples(route, directory))
+    raise LookupError(f"no sample events/{route}/{name}.json; the samples for {route}: {choices}")
 
 
 def secret_from(environ: Mapping[str, str], route: str) -> str | None:

@@ -15,7 +15,6 @@ functions that `sam local` runs in containers, and .devstack/sam-env.json is the
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import secrets
@@ -39,7 +38,9 @@ from .apigw import Exchange, HttpApi, Route
 from .aws import REGION, MotoServer, provision
 from .demo_sender import demo_sender_mapping
 from .eventbridge import LOCAL_SOURCE, StripeEventDestination
-from .lambda_runtime import FunctionOutput, context_for, load_handler
+from .function_output import FunctionOutput, NullLog
+from .lambda_runtime import context_for, load_handler
+from .reference_rates import LocalRates
 from .samples import describe
 from .stores import ROUTES as STORE_ROUTES
 from .stores import Stores
@@ -138,6 +139,7 @@ class LocalStack:
         self.webhook_secrets: dict[str, str] = {}
         self.secret_sources: dict[str, str] = {}
         self.mixpanel_description = ""
+        self.rates = LocalRates()  # the reporting currency's reference rates (devstack/reference_rates.py)
         self.stores: Stores | None = None  # the app stores' signer, issuer and API (devstack/stores)
         self.stripe_events: StripeEventDestination | None = None  # Stripe's EventBridge destination, on moto
         self.eventbridge_sent = 0  # Stripe events the demo also put on the partner bus
@@ -251,6 +253,7 @@ class LocalStack:
                 f" ({self.mixpanel.url}/?project={DEMO_TEST_CREDENTIALS.project_id})"
             )
 
+        self.rates = LocalRates.start_for(self)
         self._load_functions(api_url)
         self._write_sam_env()
         self.catch_up = catch_up.start(self, self.moto.environment())
@@ -275,7 +278,16 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started, newest first; the environment of this process is restored."""
-        for part in (self.api, self.catch_up, *self.esms, self.mixpanel, self.stores, self.moto, self.stripe):
+        for part in (
+            self.api,
+            self.catch_up,
+            *self.esms,
+            self.mixpanel,
+            self.stores,
+            self.rates,
+            self.moto,
+            self.stripe,
+        ):
             try:
                 if part is not None:
                     part.stop()
@@ -316,6 +328,7 @@ class LocalStack:
         origins = self.options.environ.get("BROWSER_PROXY_ORIGINS", "").strip()
         if origins:  # the pages that may use the browser proxy (README, "Browser proxy")
             parameters["BrowserProxyOrigins"] = origins
+        parameters["ReportingCurrency"] = self.options.environ.get("REPORTING_CURRENCY", "USD").strip().upper()
         parameters.update(self.options.parameters)
         return parameters
 
@@ -437,6 +450,7 @@ class LocalStack:
             **local,
             "MIXPANEL_API_URL": mixpanel_url,
             **catch_up.function_variables(self),
+            **self.rates.environment(),
         }
         from revenue_webhooks.config import ConfigError, from_environ
 
@@ -491,6 +505,7 @@ class LocalStack:
         moved = {self.moto.endpoint: f"http://{host}:{self.moto.port}"}
         if self.mixpanel is not None:
             moved[self.mixpanel.url] = f"http://{host}:{self.mixpanel.port}"
+        moved.update(self.rates.moved(host))
         environments = {RECEIVER: self.receiver_environment, FORWARDER: self.forwarder_environment}
         if self.proxy_routes:
             environments[BROWSER_PROXY] = self.proxy_environment
@@ -633,7 +648,7 @@ class LocalStack:
                 (lane, letter)
                 for lane, url in zip(("live", "test"), self.dead_letter_urls, strict=False)
                 for letter in Redrive(
-                    self.sqs, url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=_Null()
+                    self.sqs, url, visibility_timeout=30, wait_seconds=0, empty_receives=1, log=NullLog()
                 ).dead_letters(limit=DEAD_LETTER_PEEK_LIMIT)
             ]
         return [
@@ -705,16 +720,16 @@ class LocalStack:
             "  and start this stack with the secret it prints: STRIPE_WEBHOOK_SECRET=$(stripe listen --print-secret) make dev",
             "",
             f"Mixpanel: {self.mixpanel_description}",
+            self.rates.banner_line(self.template.parameters.get("ReportingCurrency", "")),
             f"Queue: {self.source.queue} (VisibilityTimeout {self.queue_attributes.get('VisibilityTimeout')} s, "
             f"maxReceiveCount {json.loads(self.queue_attributes.get('RedrivePolicy') or '{}').get('maxReceiveCount')}"
             f" -> {self.dead_letter_queue}); {FORWARDER} batches of up to {self.source.batch_size}, "
             f"batching window {self.source.batching_window_s} s",
             "Function logs (Powertools JSON and EMF metrics): "
             + (f"{_shown(self.function_log)} (--verbose shows them here)" if self.function_log else "here"),
-            f"AWS (moto) at {self.moto.endpoint if self.moto else '?'}: "
-            f"AWS_ENDPOINT_URL={self.moto.endpoint if self.moto else '?'} AWS_ACCESS_KEY_ID=local "
-            f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION} "
-            f"DEAD_LETTER_QUEUE_URL={self.dead_letter_url} EVENTS_QUEUE_URL={self.queue_url} make redrive ARGS=--list",
+            f"AWS (moto) at {self.moto.endpoint if self.moto else '?'} (keys local/local, {REGION}); "
+            f"make event, make replay and make redrive find this stack by themselves "
+            f"({_shown(self.options.state_dir / 'stack.json')}), e.g. make redrive ARGS=--list",
             *self._sam_local_lines(),
             "",
             *local_stripe.banner_lines(self),
@@ -764,10 +779,3 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-class _Null(io.StringIO):
-    """A log that keeps nothing."""
-
-    def write(self, text: str) -> int:
-        return len(text)

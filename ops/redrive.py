@@ -40,8 +40,11 @@ from revenue_webhooks.service.envelope import (
     DEAD_LETTER_ATTRIBUTES,
 )
 
+from . import local_stack
 from .arguments import positive_int
-from .targets import UsageError, stack_outputs
+from .deployed_stack import OUTPUT_DEAD_LETTER_QUEUE_URL, OUTPUT_QUEUE_URL, DeployedStack, StackLookupError
+from .local_stack import LocalStackState
+from .targets import UsageError
 
 # What `--reason` matches for messages the SQS redrive policy moved: they carry no reason.
 NO_REASON = "none"
@@ -55,7 +58,6 @@ DEFAULT_EMPTY_RECEIVES = 3
 TASK_POLL_S = 2.0
 TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 
-STACK_OUTPUTS = {"queue": "EventsQueueUrl", "dead_letter_queue": "EventsDeadLetterQueueUrl"}
 ENV = {"queue": "EVENTS_QUEUE_URL", "dead_letter_queue": "DEAD_LETTER_QUEUE_URL"}
 
 
@@ -538,22 +540,48 @@ def _iso_ms(value: str) -> str:
 # ---- command line -----------------------------------------------------------------------
 
 
-def queue_urls(args: argparse.Namespace, environ: Mapping[str, str], cloudformation: Any = None) -> tuple[str, str]:
-    """(dead-letter queue URL, EventsQueue URL): flags first, then the stack's outputs, then the environment."""
+@dataclass(frozen=True)
+class QueueTarget:
+    """The two queues a run works on, what named them, and the AWS to reach them through."""
+
+    dead_letter_queue: str
+    queue: str
+    source: str  # said on stderr when it is not the flags: the stack, the environment, the local stack
+    local: LocalStackState | None = None  # the local stack's moto, else the shell's usual AWS settings
+
+    def client(self, **options: Any) -> Any:
+        if self.local is not None:
+            return self.local.client("sqs", **options)
+        import boto3
+
+        return boto3.client("sqs", **options)
+
+
+def find_queues(args: argparse.Namespace, environ: Mapping[str, str], cloudformation: Any = None) -> QueueTarget:
+    """Flags first, then the stack's outputs, then the environment, then the running local stack (`make dev`)."""
     dead_letter_queue, queue = args.dead_letter_queue_url or "", args.queue_url or ""
+    source = "flags"
     if args.stack and not (dead_letter_queue and queue):
-        outputs = stack_outputs(args.stack, cloudformation)
-        dead_letter_queue = dead_letter_queue or outputs.get(STACK_OUTPUTS["dead_letter_queue"], "")
-        queue = queue or outputs.get(STACK_OUTPUTS["queue"], "")
-        if not dead_letter_queue:
-            raise UsageError(f"stack {args.stack} has no output {STACK_OUTPUTS['dead_letter_queue']}")
-    dead_letter_queue = dead_letter_queue or environ.get(ENV["dead_letter_queue"], "")
-    queue = queue or environ.get(ENV["queue"], "")
-    if not dead_letter_queue:
+        stack = DeployedStack(args.stack, cloudformation)
+        try:
+            dead_letter_queue = dead_letter_queue or stack.output(OUTPUT_DEAD_LETTER_QUEUE_URL)
+            queue = queue or stack.outputs.get(OUTPUT_QUEUE_URL, "")
+        except StackLookupError as error:
+            raise UsageError(str(error)) from None
+        source = f"stack {args.stack}"
+    if not (dead_letter_queue and queue) and (environ.get(ENV["dead_letter_queue"]) or environ.get(ENV["queue"])):
+        dead_letter_queue = dead_letter_queue or environ.get(ENV["dead_letter_queue"], "")
+        queue = queue or environ.get(ENV["queue"], "")
+        source = f"{ENV['dead_letter_queue']} / {ENV['queue']}"
+    if dead_letter_queue:
+        return QueueTarget(dead_letter_queue, queue, source)
+    local, why_not = local_stack.find(environ)
+    if local is None:
         raise UsageError(
-            f"which dead-letter queue? Pass --dead-letter-queue-url, --stack NAME or set {ENV['dead_letter_queue']}"
+            f"which dead-letter queue? Pass --stack NAME (a deployed stack), --dead-letter-queue-url, or set "
+            f"{ENV['dead_letter_queue']}; or start the local stack with `make dev` ({why_not})"
         )
-    return dead_letter_queue, queue
+    return QueueTarget(local.dead_letter_queue_url, local.events_queue_url, local.describe(), local)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -562,7 +590,10 @@ def parser() -> argparse.ArgumentParser:
         description="List dead letters by reason, or move them back to EventsQueue (all, or filtered).",
         epilog="Exit status: 0 done, 1 some messages failed, 2 usage or configuration error. See docs/operations.md.",
     )
-    where = p.add_argument_group("queues (flags, else --stack outputs, else EVENTS_QUEUE_URL / DEAD_LETTER_QUEUE_URL)")
+    where = p.add_argument_group(
+        "queues (flags, else --stack outputs, else EVENTS_QUEUE_URL / DEAD_LETTER_QUEUE_URL, else the running"
+        " local stack that `make dev` describes in .devstack/stack.json)"
+    )
     where.add_argument("--stack", help="CloudFormation stack name; reads EventsQueueUrl and EventsDeadLetterQueueUrl")
     where.add_argument("--dead-letter-queue-url", help="the dead-letter queue (EventsDeadLetterQueue)")
     where.add_argument("--queue-url", help="where messages go back to (EventsQueue)")
@@ -614,21 +645,22 @@ def main(argv: list[str] | None = None) -> int:
     """`revenue-webhooks redrive` and `make redrive ARGS=...`."""
     args = parser().parse_args(argv)
     selection = Filter(tuple(args.reason), tuple(args.event_type), tuple(args.provider))
-    import boto3  # here, not at the top: `--help` and importing this module stay fast
-    from botocore.config import Config
+    from botocore.config import Config  # here, not at the top: `--help` and importing this module stay fast
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        dead_letter_queue, queue = queue_urls(args, os.environ)
+        target = find_queues(args, os.environ)
+        if target.source != "flags":
+            print(f"redrive: the queues of {target.source}", file=sys.stderr)
         redrive = Redrive(
-            boto3.client("sqs"),
-            dead_letter_queue,
-            queue,
+            target.client(),
+            target.dead_letter_queue,
+            target.queue,
             visibility_timeout=args.visibility_timeout,
             wait_seconds=args.wait_seconds,
             empty_receives=args.empty_receives,
             # One attempt: an emulator's "not implemented" 500 would otherwise be retried for seconds.
-            task_sqs=boto3.client("sqs", config=Config(retries={"total_max_attempts": 1})),
+            task_sqs=target.client(config=Config(retries={"total_max_attempts": 1})),
         )
         if args.list:
             letters = redrive.dead_letters(selection, args.max)

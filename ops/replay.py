@@ -24,16 +24,15 @@ from typing import Any, Protocol, TextIO
 
 from revenue_webhooks.providers import sign, specs
 
+from . import local_stack
 from .arguments import positive_int, secret_variable
+from .deployed_stack import OUTPUT_WEBHOOK_URL, DeployedStack, StackLookupError
+from .targets import UsageError
 
 SUFFIXES = (".json", ".jsonl")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 SHOWN_FAILURES = 20
-
-
-class UsageError(Exception):
-    """An argument, file or secret is missing or wrong; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,12 +355,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", help=".json files (one event), .jsonl files (one per line), or folders of them")
     p.add_argument(
-        "--url", required=True, help="base webhook URL, e.g. http://127.0.0.1:3000/webhooks; /<provider> is added"
+        "--url",
+        help="base webhook URL, e.g. http://127.0.0.1:3000/webhooks; /<provider> is added "
+        "(default: --stack's WebhookUrl, else the running local stack's, from .devstack/stack.json)",
     )
+    p.add_argument("--stack", help="a deployed stack: its WebhookUrl output and its signing secret (Secrets Manager)")
     p.add_argument(
         "--provider", required=True, help=f"{', '.join(specs())}, or a Standard Webhooks sender name from the mapping"
     )
-    p.add_argument("--secret", help="signing secret (default: $<PROVIDER>_WEBHOOK_SECRET, e.g. STRIPE_WEBHOOK_SECRET)")
+    p.add_argument(
+        "--secret",
+        help="signing secret (default: --stack's, else $<PROVIDER>_WEBHOOK_SECRET such as STRIPE_WEBHOOK_SECRET, "
+        "else the local stack's when the URL is its)",
+    )
     p.add_argument(
         "--shopify-topic", help="X-Shopify-Topic for every event (default: from the file name, orders.paid.json)"
     )
@@ -412,22 +418,69 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
 def _prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, list[Path], dict[Path, str]]:
     """Everything that can be wrong before the first request, checked before the first request."""
-    if not args.url.startswith(("http://", "https://")):
+    if args.url and not args.url.startswith(("http://", "https://")):
         raise UsageError(f"--url {args.url!r}: expected an http(s) URL")
     if args.shopify_topic and args.provider != "shopify":
         raise UsageError("--shopify-topic applies to --provider shopify only")
-    secret = args.secret or environ.get(secret_variable(args.provider), "").strip()
-    if not secret:
-        raise UsageError(f"no signing secret: pass --secret or set {secret_variable(args.provider)}")
+    url, secret = _target(args, environ)
     try:
         sign(args.provider, b"{}", secret)
     except ValueError as error:  # a Standard Webhooks secret must be whsec_<base64>
-        raise UsageError(f"the secret cannot sign for {args.provider}: {error}") from None
+        kind = "" if args.provider in specs() else f" (not one of {', '.join(specs())}: a Standard Webhooks sender)"
+        raise UsageError(f"the secret cannot sign for {args.provider}{kind}: {error}") from None
     files = files_in(args.paths)
     topics = shopify_topics(files, args.shopify_topic) if args.provider == "shopify" else {}
     if count_events(files) == 0:
         raise UsageError("no events in " + ", ".join(map(str, args.paths)))
-    return endpoint_for(args.url, args.provider), secret, files, topics
+    return endpoint_for(url, args.provider), secret, files, topics
+
+
+def _target(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str]:
+    """(base URL, secret): flags first, then --stack, then the environment's secret, then the running local stack."""
+    provider, variable = args.provider, secret_variable(args.provider)
+    url, secret = args.url or "", args.secret or ""
+    if args.stack:
+        stack = DeployedStack(args.stack)
+        try:
+            if provider not in stack.routes:
+                raise UsageError(f"stack {args.stack} has no route {provider!r}; its routes: {', '.join(stack.routes)}")
+            url = url or stack.output(OUTPUT_WEBHOOK_URL)
+            store = (spec := specs().get(provider)) is not None and spec.signing.whole
+            secret = secret or ("" if store else stack.signing_secret(provider))
+        except StackLookupError as error:
+            raise UsageError(str(error)) from None
+        _said(f"{provider} webhooks to stack {args.stack}" + ("" if args.secret else ", signed with its secret"))
+    secret = secret or environ.get(variable, "").strip()
+    spec = specs().get(provider)
+    if url and (secret or (spec is not None and spec.signing.whole)):  # a store's notifications carry their signature
+        return url, secret
+    local, why_not = local_stack.find(environ)
+    if local is not None and (not url or _same_base(url, local.webhook_url)):
+        if provider not in local.routes:
+            raise UsageError(f"the local stack has no route {provider!r}; its routes: {', '.join(local.routes)}")
+        _said(f"{provider} webhooks to {local.describe()}" + ("" if secret else ", signed with its secret"))
+        return url or local.webhook_url, secret or local.secrets.get(provider, "")
+    if not url:
+        raise UsageError(
+            f"which webhook URL? Pass --url or --stack NAME, or start the local stack with `make dev` ({why_not})"
+        )
+    raise UsageError(
+        f"no signing secret for {url}: pass --secret or --stack NAME, or set {variable}"
+        + (f" (the local stack at {local.webhook_url} is another URL)" if local is not None else "")
+    )
+
+
+def _same_base(url: str, base: str) -> bool:
+    """Whether `url` is the local stack's webhook URL (with or without the route, a slash, or `localhost`)."""
+
+    def normal(value: str) -> str:
+        return value.rstrip("/").replace("://localhost:", "://127.0.0.1:")
+
+    return normal(url) == normal(base) or normal(url).rsplit("/", 1)[0] == normal(base)
+
+
+def _said(line: str) -> None:
+    print(f"replay: {line}", file=sys.stderr)
 
 
 def _events(files: list[Path], topics: Mapping[Path, str], strip_newline: bool) -> Iterator[StoredEvent]:

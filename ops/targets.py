@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from .deployed_stack import DeployedStack, StackLookupError
+
 STRIPE_KEY_ENV = "STRIPE_API_KEY"
 STRIPE_BASE_ENV = "STRIPE_API_BASE"
 # Stack outputs the tools read (template.yaml).
@@ -148,19 +150,11 @@ def stack_outputs(stack: str, cloudformation: Any = None) -> dict[str, str]:
 
 def stack_description(stack: str, cloudformation: Any = None) -> tuple[dict[str, str], dict[str, str]]:
     """A CloudFormation stack's outputs and parameters, by key."""
-    from botocore.exceptions import ClientError
-
-    if cloudformation is None:
-        import boto3
-
-        cloudformation = boto3.client("cloudformation")
+    found = DeployedStack(stack, cloudformation)
     try:
-        found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
-    except ClientError as error:
-        raise UsageError(f"stack {stack}: {error.response.get('Error', {}).get('Message', error)}") from None
-    outputs = {output["OutputKey"]: output.get("OutputValue", "") for output in found.get("Outputs") or []}
-    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters") or []}
-    return outputs, parameters
+        return found.outputs, found.parameters
+    except StackLookupError as error:
+        raise UsageError(str(error)) from None
 
 
 def moment(value: str) -> int:

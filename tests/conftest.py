@@ -15,6 +15,13 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/harness.py and tests/str
 from revenue_webhooks.config import Settings, from_environ
 
 
+@pytest.fixture(autouse=True)
+def no_running_local_stack(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator tools find a running `make dev` through $DEVSTACK_DIR/stack.json: a developer's own must not
+    answer for a test. Tests that want a local stack start one and point DEVSTACK_DIR at it."""
+    monkeypatch.setenv("DEVSTACK_DIR", str(tmp_path_factory.mktemp("no-devstack")))
+
+
 @pytest.fixture
 def settings() -> Settings:
     return from_environ({"MODE": "any"})

@@ -105,11 +105,21 @@ class Story:
         price: str = "price_basic",
         plan_name: str = "Basic",
         quantity: int = 1,
+        *,
+        unit_amount: int = 1000,
+        currency: str = "usd",
+        interval: str = "month",
     ) -> dict[str, Any]:
         sub = _object("customer.subscription.created")
         item = sub["items"]["data"][0]
-        item["price"].update(id=price, nickname=plan_name, unit_amount=1000, currency="usd")
-        item["price"]["recurring"] = {**(item["price"].get("recurring") or {}), "interval": "month"}
+        item["price"].update(
+            id=price,
+            nickname=plan_name,
+            unit_amount=unit_amount,
+            unit_amount_decimal=str(unit_amount),
+            currency=currency,
+        )
+        item["price"]["recurring"] = {**(item["price"].get("recurring") or {}), "interval": interval}
         item["quantity"] = quantity
         sub.update(
             id=sub_id,

@@ -3,6 +3,11 @@
 const REFRESH_MS = 3000;
 const PALETTE = ["#5b4fe9", "#0f9d8a", "#e0803a", "#c2418c", "#3a86d9", "#8a9a1f", "#7d5ba6", "#d14b4b"];
 const SVG_NS = "http://www.w3.org/2000/svg";
+// The page's legend (page.html) says the same in full.
+const STAT_MEANINGS = {
+  events: "Distinct events, as Mixpanel counts them: copies with the same event, distinct_id, time and $insert_id count once",
+  ingested: "Every event /import accepted, retried and redelivered copies included",
+};
 const openDetails = new Set();
 let paused = false, timer = null;
 
@@ -40,11 +45,13 @@ function renderStats(s) {
   choice.replaceChildren(...s.projects.map(id => el("option", {value: id, text: "project " + id})));
   choice.value = s.project_id; choice.hidden = s.projects.length < 2;
   const faults = Object.values(s.faults_served).reduce((a, b) => a + b, 0);
-  const items = [["Events", s.events], ["Ingested", s.raw_events], ["Profiles", s.profiles], ["Companies", s.groups],
-                 ["Requests", s.requests], ["Faults served", faults], ["Spec violations", s.spec_violations]];
+  const items = [["Events", s.events, STAT_MEANINGS.events], ["Ingested", s.raw_events, STAT_MEANINGS.ingested],
+                 ["Profiles", s.profiles], ["Companies", s.groups], ["Requests", s.requests], ["Faults served", faults],
+                 ["Spec violations", s.spec_violations]];
   const box = document.getElementById("stats");
-  box.replaceChildren(...items.map(([label, n]) =>
-    el("div", {class: "stat" + (label === "Spec violations" && n > 0 ? " bad" : "")}, el("b", {text: n}), label)));
+  box.replaceChildren(...items.map(([label, n, meaning]) =>
+    el("div", {class: "stat" + (label === "Spec violations" && n > 0 ? " bad" : ""), title: meaning || label,
+               "data-stat": label}, el("b", {text: n}), label)));
 }
 
 function renderEvents(data) {
@@ -55,7 +62,7 @@ function renderEvents(data) {
                          ...names.map(n => el("option", {value: n, text: n})));
   select.value = chosen;
   document.getElementById("events-count").textContent =
-    data.matched === data.total ? `${data.total} (newest first)` : `${data.matched} of ${data.total} (newest first)`;
+    (data.matched === data.total ? `${data.total}` : `${data.matched} of ${data.total}`) + " (newest first, by event time)";
   const body = document.querySelector("#events tbody");
   if (!data.events.length) {
     body.replaceChildren(el("tr", {}, el("td", {colspan: 5, class: "empty", text: "No events yet."})));
@@ -125,6 +132,77 @@ function chart(currency, color, days, rows) {
   return el("div", {class: "chart"},
     el("h3", {}, el("span", {text: currency}), el("span", {class: "money" + (net < 0 ? " neg" : ""), text: "net " + fmtMoney(net, currency)})),
     root);
+}
+
+// MRR over time (a line) and the day's movements by type (bars above and below zero), one pair per currency.
+const MOVEMENT_COLORS = {New: "#178a52", Expansion: "#3a86d9", Reactivation: "#0f9d8a", Contraction: "#e0803a", Churn: "#d14b4b"};
+function renderMrr(data) {
+  const box = document.getElementById("mrr-charts");
+  if (!data.currencies.length) { box.replaceChildren(el("div", {class: "empty", text: "No subscription events with MRR yet."})); return; }
+  box.replaceChildren(...data.currencies.flatMap(cur => [
+    mrrLine(cur, data.mrr.filter(r => r.currency === cur)),
+    movementBars(cur, data.movements.filter(r => r.currency === cur))]));
+}
+
+function mrrLine(currency, rows) {
+  const W = 480, H = 180, L = 64, R = 10, T = 12, B = 28;
+  const top = Math.max(1e-9, ...rows.map(r => r.mrr));
+  const x = i => L + (rows.length === 1 ? (W - L - R) / 2 : i * (W - L - R) / (rows.length - 1));
+  const y = v => T + (top - v) / top * (H - T - B);
+  const root = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "data-mrr-currency": currency, class: "mrr-line",
+                           "aria-label": `MRR over time in ${currency}`});
+  for (const v of [top, top / 2, 0]) {
+    root.append(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: v === 0 ? "#9aa1b3" : "#eceef4"}));
+    root.append(svg("text", {x: L - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7385"}, fmtMoney(v, currency)));
+  }
+  root.append(svg("polyline", {points: rows.map((r, i) => `${x(i)},${y(r.mrr)}`).join(" "), fill: "none",
+                               stroke: "#5b4fe9", "stroke-width": 2}));
+  rows.forEach((r, i) => {
+    const dot = svg("circle", {cx: x(i), cy: y(r.mrr), r: 3, fill: "#5b4fe9", class: "mrr-point", "data-day": r.day});
+    dot.append(svg("title", {}, `${r.day}: MRR ${fmtMoney(r.mrr, currency)}`));
+    root.append(dot);
+    if (rows.length <= 14 || i % Math.ceil(rows.length / 14) === 0)
+      root.append(svg("text", {x: x(i), y: H - 8, "text-anchor": "middle", "font-size": 10, fill: "#6b7385"}, r.day.slice(5)));
+  });
+  const last = rows.length ? rows[rows.length - 1].mrr : 0;
+  return el("div", {class: "chart"}, el("h3", {}, el("span", {text: `MRR ${currency}`}),
+            el("span", {class: "money", text: fmtMoney(last, currency)})), root);
+}
+
+function movementBars(currency, rows) {
+  const W = 480, H = 180, L = 64, R = 10, T = 12, B = 28;
+  const days = [...new Set(rows.map(r => r.day))].sort();
+  const up = d => rows.filter(r => r.day === d && r.change > 0).reduce((a, r) => a + r.change, 0);
+  const down = d => rows.filter(r => r.day === d && r.change < 0).reduce((a, r) => a - r.change, 0);
+  const top = Math.max(1e-9, ...days.map(up)), bottom = Math.max(0, ...days.map(down)), span = top + bottom;
+  const y = v => T + (top - v) / span * (H - T - B);
+  const slot = (W - L - R) / Math.max(1, days.length), bw = Math.max(4, Math.min(38, slot * 0.6));
+  const root = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "data-mrr-currency": currency, class: "mrr-movements",
+                           "aria-label": `MRR movements by type in ${currency}`});
+  for (const v of [top, 0, -bottom].filter((v, i, a) => a.indexOf(v) === i)) {
+    root.append(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: v === 0 ? "#9aa1b3" : "#eceef4"}));
+    root.append(svg("text", {x: L - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7385"}, fmtMoney(v, currency)));
+  }
+  days.forEach((day, i) => {
+    const x = L + i * slot + (slot - bw) / 2;
+    let above = 0, below = 0;
+    for (const r of rows.filter(r => r.day === day)) {
+      const from = r.change >= 0 ? above : -below, to = from + r.change;
+      if (r.change >= 0) above = to; else below = -to;
+      const bar = svg("rect", {x, y: y(Math.max(from, to)), width: bw, height: Math.abs(y(from) - y(to)), rx: 2,
+                               fill: MOVEMENT_COLORS[r.movement] || "#8a9a1f", class: "movement",
+                               "data-movement": r.movement, "data-day": day});
+      bar.append(svg("title", {}, `${day}: ${r.movement} ${fmtMoney(r.change, currency)}`));
+      root.append(bar);
+    }
+    if (days.length <= 14 || i % Math.ceil(days.length / 14) === 0)
+      root.append(svg("text", {x: x + bw / 2, y: H - 8, "text-anchor": "middle", "font-size": 10, fill: "#6b7385"}, day.slice(5)));
+  });
+  const legend = el("div", {class: "legend"}, ...Object.entries(MOVEMENT_COLORS).map(([name, color]) =>
+    el("span", {}, el("i", {style: `background:${color}`}), name)));
+  const net = rows.reduce((a, r) => a + r.change, 0);
+  return el("div", {class: "chart"}, el("h3", {}, el("span", {text: `Movements ${currency}`}),
+            el("span", {class: "money" + (net < 0 ? " neg" : ""), text: "net new " + fmtMoney(net, currency)})), root, legend);
 }
 
 function renderProfiles(data) {
@@ -230,10 +308,11 @@ async function refresh() {
   const name = document.getElementById("filter-name").value, user = document.getElementById("filter-user").value;
   const q = new URLSearchParams({name, user});
   try {
-    const [summary, events, revenue, profiles, groups, dead, requests, reconcile] = await Promise.all([
-      getJSON("/api/summary"), getJSON("/api/events?" + q), getJSON("/api/revenue"), getJSON("/api/profiles"),
-      getJSON("/api/groups"), getJSON("/api/dead-letters"), getJSON("/api/requests"), getJSON("/api/reconcile")]);
-    renderStats(summary); renderEvents(events); renderRevenue(revenue); renderProfiles(profiles);
+    const [summary, events, revenue, mrr, profiles, groups, dead, requests, reconcile] = await Promise.all([
+      getJSON("/api/summary"), getJSON("/api/events?" + q), getJSON("/api/revenue"), getJSON("/api/mrr"),
+      getJSON("/api/profiles"), getJSON("/api/groups"), getJSON("/api/dead-letters"), getJSON("/api/requests"),
+      getJSON("/api/reconcile")]);
+    renderStats(summary); renderEvents(events); renderRevenue(revenue); renderMrr(mrr); renderProfiles(profiles);
     renderGroups(groups); renderDeadLetters(dead); renderRequests(requests); renderReconcile(reconcile);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";

@@ -44,6 +44,12 @@ class RevenueView:
     amount_property: str = "Revenue"
     currency_property: str = "Currency"
     refund_events: tuple[str, ...] = ("Refund Issued",)
+    # MRR (docs/events.md "MRR, movements and the reporting currency")
+    mrr_property: str = "MRR"
+    mrr_change_property: str = "MRR Change"
+    movement_property: str = "MRR Movement"
+    subscription_property: str = "Subscription ID"
+    provider_property: str = "Provider"
 
 
 CATALOG_REVENUE_VIEW = RevenueView()
@@ -69,14 +75,50 @@ def daily_revenue(rows: Iterable[sqlite3.Row], view: RevenueView) -> list[dict[s
     return [totals[key] for key in sorted(totals)]
 
 
+def daily_mrr(rows: Iterable[sqlite3.Row], view: RevenueView) -> dict[str, Any]:
+    """MRR at the end of each UTC day per currency (each subscription's newest `MRR`, summed), and the day's
+    `MRR Change` by `MRR Movement`; from the deduplicated events, in event-time order."""
+    events = []
+    for row in rows:
+        props = json.loads(row["properties"])
+        mrr, currency = props.get(view.mrr_property), props.get(view.currency_property)
+        subscription = props.get(view.subscription_property)
+        if not is_number(mrr) or not isinstance(currency, str) or not currency or subscription is None:
+            continue
+        events.append((row["time_ms"], row["seq"], props, currency.upper()))
+    state: dict[str, dict[tuple[Any, Any], float]] = {}
+    totals: dict[tuple[str, str], float] = {}
+    movements: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for time_ms, _, props, currency in sorted(events, key=lambda e: (e[0], e[1])):
+        day = datetime.fromtimestamp(time_ms / 1000, UTC).date().isoformat()
+        subscriptions = state.setdefault(currency, {})
+        subscriptions[(props.get(view.provider_property), props[view.subscription_property])] = props[view.mrr_property]
+        totals[(day, currency)] = sum(subscriptions.values())
+        change, movement = props.get(view.mrr_change_property), props.get(view.movement_property)
+        if is_number(change) and isinstance(movement, str) and movement:
+            entry = movements.setdefault(
+                (day, currency, movement), {"day": day, "currency": currency, "movement": movement, "change": 0.0}
+            )
+            entry["change"] += change
+    return {
+        "mrr": [{"day": d, "currency": cur, "mrr": round(v, 6)} for (d, cur), v in sorted(totals.items())],
+        "movements": [movements[key] for key in sorted(movements)],
+        "currencies": sorted(state),
+    }
+
+
 def events_json(rows: list[sqlite3.Row], query: dict[str, str], view: RevenueView) -> dict[str, Any]:
-    """`/api/events`: the deduplicated events newest first, filtered by `name` and `user` (a substring)."""
+    """`/api/events`: the deduplicated events newest first, filtered by `name` and `user` (a substring).
+
+    Newest by event time, the time the event says it happened (as Mixpanel lists events), not by arrival:
+    webhooks arrive late and out of order; events of the same time are listed last-arrived first.
+    """
     name, user = query.get("name") or None, (query.get("user") or "").strip().lower()
     limit = int(query["limit"]) if query.get("limit", "").isdigit() else 200
     names = sorted({r["event"] for r in rows})
     matched = [
         r
-        for r in reversed(rows)
+        for r in sorted(rows, key=lambda r: (r["time_ms"], r["seq"]), reverse=True)
         if (name is None or r["event"] == name) and (not user or user in r["distinct_id"].lower())
     ]
     return {

@@ -93,3 +93,7 @@ class Project:
     def revenue(self) -> list[dict[str, Any]]:
         """Revenue per UTC day and currency from the deduplicated events: gross, refunds, net and event count."""
         return page.daily_revenue(self._store.event_rows(), self.revenue_view)
+
+    def mrr(self) -> dict[str, Any]:
+        """MRR per day and currency, and the day's MRR Change by movement (the page's MRR charts)."""
+        return page.daily_mrr(self._store.event_rows(), self.revenue_view)

@@ -136,6 +136,7 @@ class MixpanelServer(LocalServer, Project):
         page_json: dict[str, Callable[[Project, dict[str, str]], Any]] = {
             "/api/events": lambda p, q: page.events_json(p._store.event_rows(), q, self.revenue_view),
             "/api/revenue": lambda p, _q: page.revenue_json(p.revenue()),
+            "/api/mrr": lambda p, _q: p.mrr(),
             "/api/profiles": lambda p, _q: {"profiles": p._store.recently_updated_profiles()},
             "/api/groups": lambda p, _q: {"groups": p._store.recently_updated_groups()},
             "/api/dead-letters": lambda _p, _q: page.dead_letters_json(self.dead_letters),

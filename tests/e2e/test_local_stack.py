@@ -31,6 +31,7 @@ from devstack.aws import free_port
 from devstack.samples import find
 from devstack.stack import LocalStack, Options
 from devstack.template import ROOT, TEMPLATE, Template
+from ops import local_stack
 
 STRIPE_SECRET = "whsec_e2e_" + "c" * 32
 START_TIMEOUT_S = 60
@@ -134,6 +135,11 @@ def test_the_banner_lists_a_url_and_secret_per_route_and_the_stripe_cli_command(
     assert f"{STRIPE_SECRET}  (from STRIPE_WEBHOOK_SECRET)" in text
     assert f"stripe listen --forward-to 127.0.0.1:{port}/webhooks/stripe" in text
     assert "VisibilityTimeout 390 s, maxReceiveCount 5 -> EventsDeadLetterQueue" in text
+    # ...and describes itself for the tools in another terminal (make event, replay, redrive).
+    found, why_not = local_stack.find({"DEVSTACK_DIR": str(dev_stack.state)})
+    assert found is not None, why_not
+    assert (found.webhook_url, found.secrets["stripe"]) == (f"{dev_stack.api}/webhooks", STRIPE_SECRET)
+    assert found.pid == dev_stack.process.pid
 
 
 def test_a_signed_checkout_reaches_the_local_mixpanel_and_a_bad_signature_does_not(dev_stack: DevStack) -> None:
@@ -192,6 +198,7 @@ def test_other_paths_are_404_and_the_dead_letter_queue_is_shown_on_the_page(dev_
 def test_ctrl_c_stops_everything_it_started(dev_stack: DevStack) -> None:
     assert _stop(dev_stack.process) == 0
     assert "Stopped." in dev_stack.output()
+    assert not (dev_stack.state / local_stack.FILE_NAME).exists()  # the tools no longer find it
     for url in (dev_stack.api, dev_stack.mixpanel):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=2)

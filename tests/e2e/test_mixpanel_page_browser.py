@@ -6,6 +6,7 @@ there is none. Never downloads a browser.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -139,18 +140,31 @@ def rows(page: Page) -> Any:
 
 def test_events_are_listed_newest_first_once_each(page: Page) -> None:
     expect(rows(page)).to_have_count(5)
-    # Received order, newest first; dedup keeps the copy ingested last, so the retried p1 leads.
+    # Newest first by event time, not by arrival: p1's retry arrived last but happened two days ago. Events of
+    # the same time (s1 and r1, p3 and p2) are listed last-arrived first.
     insert_ids = rows(page).evaluate_all("rows => rows.map(r => r.dataset.insertId)")
-    assert insert_ids == ["p1", "s1", "r1", "p3", "p2"]
-    expect(page.locator("#events-count")).to_have_text("5 (newest first)")
-    expect(page.locator("#stats")).to_contain_text("Ingested")
+    assert insert_ids == ["s1", "r1", "p3", "p2", "p1"]
+    times = rows(page).evaluate_all("rows => rows.map(r => r.cells[0].textContent)")
+    assert times == sorted(times, reverse=True)
+    expect(page.locator("#events-count")).to_have_text("5 (newest first, by event time)")
+
+
+def test_events_and_ingested_are_explained(page: Page) -> None:
+    # Six events were ingested (p1 twice); five are distinct, as Mixpanel counts them.
+    expect(page.locator(".stat[data-stat='Events'] b")).to_have_text("5")
+    expect(page.locator(".stat[data-stat='Ingested'] b")).to_have_text("6")
+    expect(page.locator(".stat[data-stat='Events']")).to_have_attribute("title", re.compile("count once"))
+    expect(page.locator(".stat[data-stat='Ingested']")).to_have_attribute("title", re.compile("retried"))
+    legend = page.locator("#stats-legend")
+    expect(legend).to_be_visible()
+    expect(legend).to_contain_text("the difference is what deduplication removed")
 
 
 def test_events_filter_by_name_and_by_user(page: Page) -> None:
     page.select_option("#filter-name", "Refund Issued")
     expect(rows(page)).to_have_count(1)
     expect(rows(page).first).to_have_attribute("data-event", "Refund Issued")
-    expect(page.locator("#events-count")).to_have_text("1 of 5 (newest first)")
+    expect(page.locator("#events-count")).to_have_text("1 of 5 (newest first, by event time)")
 
     page.select_option("#filter-name", "")
     page.fill("#filter-user", "user-2")
@@ -211,6 +225,49 @@ def test_dead_letters_not_connected(browser: Browser) -> None:
         tab.wait_for_selector("body[data-loaded='1']")
         expect(tab.locator("#dead-letters")).to_have_text("not connected")
         expect(tab.locator("#events")).to_contain_text("No events yet.")
+        tab.close()
+
+
+def subscription_event(insert_id: str, sub_id: str, days_ago: int, mrr: float, change: float, movement: str) -> dict:
+    return {
+        "event": "Subscription Changed",
+        "properties": {
+            "time": NOW - days_ago * DAY,
+            "distinct_id": "user-9",
+            "$insert_id": insert_id,
+            "Subscription ID": sub_id,
+            "MRR": mrr,
+            "MRR Change": change,
+            "MRR Movement": movement,
+            "Currency": "EUR",
+            "Provider": "stripe",
+        },
+    }
+
+
+def test_mrr_is_charted_over_time_with_its_movements_by_type(browser: Browser) -> None:
+    with MixpanelServer() as mixpanel:
+        send(
+            mixpanel,
+            [
+                subscription_event("m1", "sub_a", 3, 20, 20, "New"),
+                subscription_event("m2", "sub_b", 2, 50, 50, "New"),
+                subscription_event("m3", "sub_a", 1, 40, 20, "Expansion"),
+                subscription_event("m4", "sub_b", 0, 0, -50, "Churn"),
+            ],
+        )
+        tab = browser.new_page()
+        tab.goto(mixpanel.url)
+        tab.wait_for_selector("body[data-loaded='1']")
+        line = tab.locator("svg.mrr-line[data-mrr-currency='EUR']")
+        expect(line.locator("circle.mrr-point")).to_have_count(4)  # one point a day
+        expect(tab.locator(".chart", has=line)).to_contain_text("€40.00")  # sub_a 40 + sub_b 0, today
+        bars = tab.locator("svg.mrr-movements[data-mrr-currency='EUR'] rect.movement")
+        assert sorted(bars.evaluate_all("bars => bars.map(b => b.dataset.movement)")) == [
+            "Churn", "Expansion", "New", "New"
+        ]  # fmt: skip
+        expect(tab.locator(".chart", has=tab.locator("svg.mrr-movements"))).to_contain_text("net new €40.00")
+        tab.screenshot(path=str(SCREENSHOT.with_name("mixpanel-page-mrr.png")), full_page=True)
         tab.close()
 
 

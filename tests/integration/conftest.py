@@ -1,13 +1,28 @@
-"""Fixtures several integration modules share (a module may define its own under the same name)."""
+"""What several integration test files share (a module may define its own fixture under the same name): a moto
+server (one per module: moto's state is per process anyway), a pipeline, the local Stripe API over an account."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 from harness import Pipeline
 
 from devstack.stripe_api import StripeAccount, StripeApiServer
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server mode on 127.0.0.1, reached by boto3 over HTTP as AWS would be."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
 
 
 @pytest.fixture(scope="module")

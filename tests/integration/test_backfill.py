@@ -74,10 +74,15 @@ def test_the_backfill_gives_mixpanel_what_the_webhooks_gave(rig: Rig, reference:
     got = rig.events()
     assert Counter(e["event"] for e in webhook_only(reference).values()) == {"Subscription Changed": 1}
     assert got.keys() == reference.keys() - webhook_only(reference).keys()
-    # A backfilled start names the plan the subscription has now: the upgraded one's differs, nothing else.
+    # A backfilled start names the plan the subscription has now: the upgraded one's differs, nothing else
+    # but its MRR, which is the in-order start's plus the upgrade only a webhook told (a start from 0).
     differences = changed(reference, got)
     assert [d["event"] for d in differences.values()] == ["Subscription Started"]
-    assert set(next(iter(differences.values()))) == {"event", "Plan", "Price"}
+    (difference,) = differences.values()
+    assert set(difference) == {"event", "Plan", "Price", "MRR", "MRR Change"}
+    (upgrade,) = webhook_only(reference).values()
+    before, after = difference["MRR"]
+    assert after == pytest.approx(before + upgrade["properties"]["MRR Change"]) and difference["MRR Change"][1] == after
     assert rig.pipeline.mixpanel.spec_violations() == [] and not rig.pipeline.dead_letters()
 
 

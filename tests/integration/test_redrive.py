@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -19,18 +17,6 @@ from ops import redrive
 pytest.importorskip("moto")
 
 FAST = ["--wait-seconds", "0", "--empty-receives", "2"]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 class Queues:

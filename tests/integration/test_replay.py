@@ -3,98 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from revenue_webhooks.config import from_environ
-from revenue_webhooks.domain import catalog as catalog
-from revenue_webhooks.providers import get_provider
-from revenue_webhooks.providers.base import WebhookRejected, WebhookRequest
+from webhook_endpoint import SECRETS, SENDER, Endpoint
 
 from ops import replay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-SENDER = "demo-billing"
-SECRETS = {
-    "stripe": "whsec_replay_test_secret",
-    "shopify": "shpss_replay_test_secret",
-    "paddle": "pdl_ntfset_replay_test_secret",
-    "lemonsqueezy": "replay-test-secret",
-    "revenuecat": "Bearer replay-test-token",
-    SENDER: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-}
-# One mapped event type, only so that the Standard Webhooks route exists; replay needs no mapping.
-MAPPING = {
-    SENDER: {
-        "events": {
-            "subscription.canceled": {
-                "event": catalog.SUBSCRIPTION_CANCELLED,
-                "time": "data.time",
-                "subscription_id": "data.id",
-            }
-        }
-    }
-}
-
-
-class Endpoint:
-    """A webhook endpoint on 127.0.0.1 that verifies every request as the receiver does, and keeps what arrived."""
-
-    def __init__(self, unavailable_first: int = 0) -> None:
-        self.settings = from_environ({"STANDARD_WEBHOOKS_MAPPING": json.dumps(MAPPING)})
-        self.verified: list[tuple[str, dict[str, str], bytes]] = []
-        self.requests = 0
-        self.unavailable_first = unavailable_first
-        self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                status, answer = endpoint.handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
-        with self._lock:
-            self.requests += 1
-            if self.requests <= self.unavailable_first:
-                return 503, {"error": "temporarily unavailable"}
-        route = path.rstrip("/").rsplit("/", 1)[-1]
-        provider = get_provider(route, self.settings)
-        if provider is None:
-            return 404, {"error": "unknown provider"}
-        request = WebhookRequest(body=body, headers=headers, received_at_ms=int(time.time() * 1000), route=route)
-        try:
-            provider.verify(request, [SECRETS[route]])
-        except WebhookRejected as rejection:
-            return rejection.status, {"error": rejection.public}
-        with self._lock:
-            self.verified.append((route, headers, body))
-        return 200, {"status": "accepted"}
-
-    def bodies(self) -> Counter[bytes]:
-        return Counter(body for _, _, body in self.verified)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

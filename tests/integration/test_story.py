@@ -170,10 +170,12 @@ def test_mixpanel_holds_what_the_in_order_run_holds(story: Story) -> None:
     assert story.events.keys() - story.reference.keys() == set()
     assert missing == webhook_only_before(story)
     assert Counter(story.reference[k]["event"] for k in missing)["Subscription Changed"] == len(missing) >= 1
-    # A backfilled start names the plan the subscription has now: the two upgraded ones differ there, nothing else.
+    # A backfilled start names the plan the subscription has now: the two upgraded ones differ there and in the
+    # MRR that plan gives (a start from 0: its MRR Change is its MRR), nothing else.
     differences = changed(story.reference, story.events)
     assert {d["event"] for d in differences.values()} <= {"Subscription Started"}
-    assert all(set(d) == {"event", "Plan", "Price"} for d in differences.values())
+    assert all(set(d) == {"event", "Plan", "Price", "MRR", "MRR Change"} for d in differences.values())
+    assert all(d["MRR Change"][1] == d["MRR"][1] > d["MRR"][0] for d in differences.values())  # upgrades
     assert len(differences) == 2
     assert story.rig.pipeline.mixpanel.spec_violations() == []
 

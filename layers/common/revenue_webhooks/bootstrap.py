@@ -19,6 +19,8 @@ from .adapters.checkpoints import DynamoDbCheckpoints
 from .adapters.dynamodb_ledger import DynamoDbLedger
 from .adapters.google_play import GooglePlayApi
 from .adapters.mixpanel_relay import MixpanelRelay
+from .adapters.rate_cache import DynamoDbRateCache
+from .adapters.reference_rates import EcbReferenceRates
 from .adapters.secrets import Secrets
 from .adapters.sqs import QueueSender
 from .adapters.stripe_api import is_api_key, stripe_client
@@ -33,6 +35,7 @@ from .service.forwarder import Forwarder
 from .service.lanes import LIVE, TEST, Lanes
 from .service.ports import PaymentLookup
 from .service.receiver import Receiver
+from .service.reporting import ReportingRates
 
 if TYPE_CHECKING:  # the reconcile's modules load in ReconcileFunction only, never in the receiver's cold start
     from .service.reconcile import Reconciler
@@ -123,6 +126,7 @@ def forwarder(mode: str = LIVE) -> Forwarder:
             dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
             lookups=purchase_lookups(),
             payment_lookups=payment_lookups(),
+            enrichers=[rates] if (rates := reporting_rates()) else [],
         )
         for key in [key for key in _FORWARDERS if key[0] == mode]:
             del _FORWARDERS[key]
@@ -198,6 +202,19 @@ def _lane_ledger(config: Settings) -> Callable[[bool], DynamoDbLedger]:
 @cache
 def _stripe_client(key: str, api_base: str, timeout_s: float) -> Any:
     return stripe_client(key, api_base, timeout_s=timeout_s)
+
+
+@cache
+def reporting_rates() -> ReportingRates | None:
+    """The reporting currency's rates (ECB reference tables kept in the ledger's table); None when not configured."""
+    config = _checked_settings()
+    if not config.reporting_currency:
+        return None
+    return ReportingRates(
+        config.reporting_currency,
+        DynamoDbRateCache(config.ledger_table, aws("dynamodb")),
+        EcbReferenceRates(config.reference_rates_url, config.rates_timeout_s),
+    )
 
 
 # The forwarder's variable naming the Play Developer API's service account key (secret GooglePlayCredentials).
@@ -387,6 +404,7 @@ def reset() -> None:
         purchase_lookups,
         payment_lookups,
         _stripe_client,
+        reporting_rates,
     ):
         cached.cache_clear()
     _FORWARDERS.clear()

@@ -23,6 +23,8 @@ ID_MERGE_MODES = ("simplified", "original")
 # Which id names a payment's company when no metadata key does (docs/identity.md, "Companies").
 COMPANY_FALLBACKS = ("none", "customer", "account")
 
+# The ECB's euro foreign exchange reference rates (docs/providers.md, "Reporting currency").
+ECB_RATES_URL = "https://www.ecb.europa.eu/stats/eurofxref/"
 # Google's public keys for the OIDC tokens Pub/Sub push sends, and the Play Developer API.
 GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_PLAY_API_URL = "https://androidpublisher.googleapis.com"
@@ -93,6 +95,11 @@ class Settings:
     # MIXPANEL_API_URL, else the residency's data host).
     reconcile_days: int = 30
     mixpanel_export_url: str = ""
+    # One reporting currency (README "Reporting currency"): every money property also converted into it.
+    reporting_currency: str = ""
+    reporting_format: str = "{property} ({currency})"
+    reference_rates_url: str = ECB_RATES_URL
+    rates_timeout_s: float = 10.0
     # App stores (docs/providers.md): where their trust anchors and APIs are. Only the local stack and the
     # tests change them; a deployment uses Apple's root shipped in the layer and Google's public endpoints.
     appstore_root_certificates: tuple[str, ...] = ()  # DER or PEM files; () is the shipped Apple Root CA - G3
@@ -145,6 +152,7 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
     for origin in origins:
         if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
             raise ConfigError(f"BROWSER_PROXY_ORIGINS: {origin!r} is not an origin such as https://www.example.com")
+    reporting = _reporting(environ, profile_currency)
     return Settings(
         **stripe,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
@@ -187,8 +195,35 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         group_key=group_key,
         company_id_keys=_keys(environ, "COMPANY_ID_METADATA_KEYS", ("mixpanel_company_id", "company_id")),
         company_fallback=company_fallback,
+        **reporting,
         **_app_store_settings(environ),
     )
+
+
+def _reporting(environ: Mapping[str, str], profile_currency: str) -> dict[str, Any]:
+    """REPORTING_CURRENCY (PROFILE_CURRENCY, deprecated, serves when it is unset), its property names and rates."""
+    currency = (environ.get("REPORTING_CURRENCY", "").strip() or profile_currency).upper()
+    if currency and (len(currency) != 3 or not currency.isascii() or not currency.isalpha()):
+        raise ConfigError(f"REPORTING_CURRENCY={currency!r}: expected an ISO 4217 code such as USD")
+    fmt = environ.get("REPORTING_PROPERTY_FORMAT", "").strip() or "{property} ({currency})"
+    try:
+        example = fmt.format(property="Revenue", currency="USD")
+    except (KeyError, IndexError, ValueError):
+        example = ""
+    if "Revenue" not in example or "{property}" not in fmt:
+        raise ConfigError(
+            f"REPORTING_PROPERTY_FORMAT={fmt!r}: expected a template with {{property}} and optionally {{currency}}, "
+            'such as "{property} ({currency})"'
+        )
+    url = environ.get("REFERENCE_RATES_URL", "").strip() or ECB_RATES_URL
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"REFERENCE_RATES_URL={url!r}: expected an http(s) URL")
+    return {
+        "reporting_currency": currency,
+        "reporting_format": fmt,
+        "reference_rates_url": url if url.endswith("/") else url + "/",
+        "rates_timeout_s": _float(environ, "REFERENCE_RATES_TIMEOUT_SECONDS", 10.0),
+    }
 
 
 def _stripe_settings(environ: Mapping[str, str]) -> dict[str, Any]:

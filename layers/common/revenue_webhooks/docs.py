@@ -5,7 +5,15 @@ It lives outside the domain because it reads the providers too (the catalog know
 
 from __future__ import annotations
 
-from .domain.catalog import COMMON_PROPERTIES, EVENTS, GROUP_KEY_PROPERTY, GROUP_PROPERTIES, PROFILE_PROPERTIES
+from .domain.catalog import (
+    COMMON_PROPERTIES,
+    EVENTS,
+    GROUP_KEY_PROPERTY,
+    GROUP_PROPERTIES,
+    PROFILE_PROPERTIES,
+    REPORTING,
+)
+from .domain.mrr import MOVEMENT_MEANINGS
 from .providers import produced_by
 
 
@@ -26,6 +34,7 @@ def render_markdown() -> str:
     ]
     lines += [f"| `{name}` | {text} |" for name, text in COMMON_PROPERTIES.items()]
     lines.append(f"| `{GROUP_KEY_PROPERTY[0]}` | {GROUP_KEY_PROPERTY[1]} |")
+    lines += _economics()
     for event in EVENTS:
         lines += [
             "",
@@ -66,6 +75,37 @@ def render_markdown() -> str:
     ]
     lines += [f"| `{name}` | {text} |" for name, text in GROUP_PROPERTIES]
     return "\n".join(lines) + "\n"
+
+
+def _economics() -> list[str]:
+    """MRR, its movements and the reporting currency, once for every event that carries them."""
+    lines = [
+        "",
+        "## MRR, movements and the reporting currency",
+        "",
+        "Subscription events carry `MRR` (the subscription's monthly recurring revenue after the event, read from",
+        "the payload alone), `MRR Change` when the payload also states what it was before (Stripe's",
+        "`previous_attributes`; a creation starts from 0, an end goes to 0), and `MRR Movement` when it moved.",
+        "MRR is normalised to a month (a yearly price / 12, every 3 months / 3, a week x 52 / 12), after recurring",
+        "discounts, without tax, one-time and metered charges; a free trial counts 0 until it is paid. It is",
+        "rounded once, half up, to the currency's minor unit, so the `MRR Change` of a subscription's events add",
+        "up to its MRR. What each provider's payload allows is in docs/providers.md; the Mixpanel reports in",
+        "docs/recipes.md. The movements (ChartMogul's meanings, per subscription: an event's properties must not",
+        "depend on which other webhooks came first):",
+        "",
+        "| `MRR Movement` | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in MOVEMENT_MEANINGS]
+    lines += [
+        "",
+        'With `REPORTING_CURRENCY` set (README, "Reporting currency"), every event with money or MRR also carries:',
+        "",
+        "| property | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in REPORTING]
+    return lines
 
 
 if __name__ == "__main__":

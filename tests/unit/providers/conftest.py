@@ -5,6 +5,7 @@ Exposed as fixtures (not imports) so that no package `__init__.py` is needed und
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +32,18 @@ def fixture_bytes() -> Callable[[str], bytes]:
 @pytest.fixture
 def fixture_json() -> Callable[[str], Any]:
     return lambda relative: json.loads((FIXTURES / relative).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def revenuecat_sample(fixture_json: Callable[[str], Any]) -> Callable[..., dict[str, Any]]:
+    """RevenueCat's published sample N, with `event` fields changed."""
+
+    def make(number: int, **event: Any) -> dict[str, Any]:
+        body = copy.deepcopy(fixture_json(f"revenuecat/sample-events_{number}.json"))
+        body["event"].update(event)
+        return body
+
+    return make
 
 
 @pytest.fixture

@@ -365,3 +365,95 @@ def test_a_purchase_awaiting_payment_has_not_started(provider: Any, google: Goog
         subscriptionNotification={"version": "1.0", "notificationType": 4, "purchaseToken": "pending-token"},
     )
     assert mapped(provider, google, body) == []
+
+
+# ---- subscription economics: tax, net and MRR from the order (by hand from events/googleplay/play-api) -------
+
+
+def _order(order_id: str) -> dict[str, Any]:
+    return json.loads((ROOT / "events" / "googleplay" / "play-api" / "orders.json").read_text())[order_id]
+
+
+def _minor(money: dict[str, Any], exponent: int) -> int:
+    """A Google Money in minor units, by hand: units and nanos (10^-9)."""
+    return int(money["units"]) * 10**exponent + money.get("nanos", 0) // 10 ** (9 - exponent)
+
+
+def test_a_subscription_purchase_states_its_tax_and_its_mrr(provider: Any, google: GoogleStandIn) -> None:
+    purchase, started = mapped(provider, google, sample("SUBSCRIPTION_PURCHASED"))
+    order = _order("GPA.3312-4455-6677-88990")
+    line = order["lineItems"][0]
+    assert isinstance(purchase, Fact) and isinstance(started, Fact) and purchase.amounts is not None
+    assert purchase.amounts.tax == Money(_minor(order["tax"], 2), "USD")  # 0.70
+    assert purchase.amounts.net(purchase.money) == Money(1069 - 70, "USD")  # what the listing price says: 9.99
+    # A monthly base plan (2026-01-01 to 2026-02-01, 31 days): the line's total without tax is the MRR.
+    mrr = _minor(line["total"], 2) - _minor(line["tax"], 2)
+    assert started.mrr is not None and started.mrr.after == Money(mrr, "USD") == Money(999, "USD")
+    assert started.mrr.change == Money(999, "USD") and started.mrr.movement == "New"
+
+
+def test_a_yearly_renewal_is_a_twelfth_a_month_and_claims_no_change(provider: Any, google: GoogleStandIn) -> None:
+    renewal = json.loads(json.dumps(google.documents["subscriptions"][SUBSCRIPTION_TOKEN]))
+    renewal["lineItems"][0]["latestSuccessfulOrderId"] = "GPA.3312-4455-6677-88990..1"
+    google.put("subscriptions", "yearly-token", renewal)
+    order = json.loads(json.dumps(_order("GPA.3312-4455-6677-88990")))
+    order["orderId"] = "GPA.3312-4455-6677-88990..1"
+    line = order["lineItems"][0]
+    line["total"] = order["total"] = {"currencyCode": "EUR", "units": "119", "nanos": 0}
+    line["tax"] = order["tax"] = {"currencyCode": "EUR", "units": "19", "nanos": 0}
+    line["subscriptionDetails"]["servicePeriodStartTime"] = "2026-02-01T00:00:00Z"
+    line["subscriptionDetails"]["servicePeriodEndTime"] = "2027-02-01T00:00:00Z"
+    google.put("orders", order["orderId"], order)
+    body = notification_body(
+        "m-yearly", subscriptionNotification={"version": "1.0", "notificationType": 2, "purchaseToken": "yearly-token"}
+    )
+    purchase, renewed = mapped(provider, google, body)
+    assert isinstance(purchase, Fact) and isinstance(renewed, Fact) and purchase.amounts is not None
+    assert purchase.money == Money(11900, "EUR") and purchase.amounts.tax == Money(1900, "EUR")
+    assert renewed.mrr is not None and renewed.mrr.after == Money(833, "EUR")  # (119.00 - 19.00) / 12 = 8.333...
+    assert renewed.mrr.change is None and renewed.mrr.movement is None  # what it was before, the order does not say
+
+
+def test_an_expiry_churns_what_the_last_order_billed(provider: Any, google: GoogleStandIn) -> None:
+    body = notification_body(
+        "m-expired",
+        subscriptionNotification={"version": "1.0", "notificationType": 13, "purchaseToken": SUBSCRIPTION_TOKEN},
+    )
+    (ended,) = mapped(provider, google, body)
+    assert isinstance(ended, Fact) and ended.mrr is not None
+    assert ended.mrr.after == Money(0, "USD") and ended.mrr.change == Money(-999, "USD")
+    assert ended.mrr.movement == "Churn"
+
+
+def test_a_free_trial_counts_zero_until_paid(provider: Any, google: GoogleStandIn) -> None:
+    trial = json.loads(json.dumps(google.documents["subscriptions"][SUBSCRIPTION_TOKEN]))
+    trial["lineItems"][0]["offerPhase"] = {"freeTrial": {}}
+    del trial["lineItems"][0]["latestSuccessfulOrderId"]
+    google.put("subscriptions", "trial-token", trial)
+    body = notification_body(
+        "m-trial", subscriptionNotification={"version": "1.0", "notificationType": 4, "purchaseToken": "trial-token"}
+    )
+    (started,) = mapped(provider, google, body)
+    assert isinstance(started, Fact) and started.mrr is not None
+    assert started.mrr.after == Money(0, "USD") and started.mrr.movement is None
+    expired = notification_body(
+        "m-trial-end",
+        subscriptionNotification={"version": "1.0", "notificationType": 13, "purchaseToken": "trial-token"},
+    )
+    (ended,) = mapped(provider, google, expired)
+    assert isinstance(ended, Fact) and ended.mrr is not None
+    assert ended.mrr.change == Money(0, "USD") and ended.mrr.movement is None  # never paid: no churn
+
+
+def test_a_refund_states_the_tax_refunded(provider: Any, google: GoogleStandIn) -> None:
+    (refund,) = mapped(provider, google, sample("VOIDED_PURCHASE"))
+    details = _order("GPA.3345-6789-0123-45678")["orderHistory"]["refundEvent"]["refundDetails"]
+    assert isinstance(refund, Fact) and refund.amounts is not None
+    assert refund.amounts.tax == Money(_minor(details["tax"], 0), "JPY") == Money(109, "JPY")
+    assert refund.amounts.net(refund.money) == Money(1200 - 109, "JPY")
+
+
+def test_a_one_time_purchase_in_kwd_states_its_zero_tax(provider: Any, google: GoogleStandIn) -> None:
+    (purchase,) = mapped(provider, google, sample("ONE_TIME_PRODUCT_PURCHASED.kwd"))
+    assert isinstance(purchase, Fact) and purchase.amounts is not None
+    assert purchase.amounts.tax == Money(0, "KWD") and purchase.amounts.net(purchase.money) == Money(1250, "KWD")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -29,15 +28,9 @@ def provider(settings) -> RevenueCatProvider:
 
 
 @pytest.fixture
-def sample(fixture_json):
-    """RevenueCat's published sample N, with `event` fields changed."""
-
-    def make(number: int, **event: Any) -> dict[str, Any]:
-        body = copy.deepcopy(fixture_json(f"revenuecat/sample-events_{number}.json"))
-        body["event"].update(event)
-        return body
-
-    return make
+def sample(revenuecat_sample):
+    """RevenueCat's published sample N, with `event` fields changed (conftest.py)."""
+    return revenuecat_sample
 
 
 @pytest.fixture

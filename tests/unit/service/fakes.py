@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the forwarder's ports (service/ports.py): a ledger, an event sink, a queue.
+"""In-memory stand-ins for the forwarder's ports (service/ports.py): a ledger, an event sink, a queue, rates.
 
 The ledger applies the real totals rule (domain/totals.py) and records each fact once, as the DynamoDB
 ledger does; what it adds is the ability to fail on demand. The sink answers per event from a script.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from revenue_webhooks.domain.facts import Fact, Identity, PaymentOwner
+from revenue_webhooks.domain.fx import RateTable
 from revenue_webhooks.domain.identity import payer
 from revenue_webhooks.domain.outcomes import DELIVERED, Outcome, Result
 from revenue_webhooks.domain.totals import apply, apply_company, company_key, customer_key
-from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, LookupUnavailable, Recorded
+from revenue_webhooks.service.ports import Ledger, LedgerUnavailable, LookupUnavailable, RatesUnavailable, Recorded
 
 
 class InMemoryLedger(Ledger):
@@ -179,6 +180,40 @@ class RecordingQueue:
 
     def reasons(self) -> list[str]:
         return [m["MessageAttributes"]["dead_letter_reason"]["StringValue"] for m in self.sent]
+
+
+class InMemoryRateCache:
+    """The rate cache (service/ports.RateCache): the first table kept for a day stays, as the conditional put does."""
+
+    def __init__(self) -> None:
+        self.tables: dict[tuple[str, str], RateTable] = {}
+        self.down = False
+
+    def rate_tables(self, source: str, days: Iterable[str]) -> dict[str, RateTable]:
+        if self.down:
+            raise RatesUnavailable("the in-memory rate cache is down")
+        return {day: self.tables[(source, day)] for day in days if (source, day) in self.tables}
+
+    def keep_rate_tables(self, source: str, tables: Mapping[str, RateTable]) -> dict[str, RateTable]:
+        for day, table in tables.items():
+            self.tables.setdefault((source, day), table)
+        return self.rate_tables(source, tables)
+
+
+@dataclass
+class PublishedRates:
+    """The reference source (service/ports.RateSource): the tables of a published file, counted and breakable."""
+
+    published: list[RateTable]
+    name: str = "ecb"
+    down: bool = False
+    requests: list[list[str]] = field(default_factory=list)
+
+    def tables(self, days: Collection[str]) -> list[RateTable]:
+        self.requests.append(sorted(days))
+        if self.down:
+            raise RatesUnavailable("the reference source is unreachable")
+        return list(self.published)
 
 
 @dataclass

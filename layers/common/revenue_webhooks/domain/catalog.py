@@ -20,6 +20,7 @@ SUBSCRIPTION_REACTIVATED = "Subscription Reactivated"
 SUBSCRIPTION_CANCELLED = "Subscription Cancelled"
 TRIAL_ENDING = "Trial Ending"
 PAYMENT_FAILED = "Payment Failed"
+TRIAL_CONVERTED = "Trial Converted"
 
 # Event properties.
 REVENUE = "Revenue"
@@ -45,6 +46,23 @@ STATUS = "Status"
 # App stores: where the buyer's store account is (App Store storefront, Google Play billing region).
 STOREFRONT = "Storefront"
 
+# Subscription economics (domain/mrr.py, amounts.py, fx.py).
+MRR = "MRR"
+MRR_CHANGE = "MRR Change"
+MRR_MOVEMENT = "MRR Movement"
+TAX = "Tax"
+DISCOUNT = "Discount"
+NET_REVENUE = "Net Revenue"
+FEE = "Fee"
+SETTLEMENT_AMOUNT = "Settlement Amount"
+SETTLEMENT_CURRENCY = "Settlement Currency"
+EXCHANGE_RATE = "Exchange Rate"
+EXCHANGE_RATE_DATE = "Exchange Rate Date"
+EXCHANGE_RATE_SOURCE = "Exchange Rate Source"
+# Money properties also given in the reporting currency, named by REPORTING_PROPERTY_FORMAT ("Revenue (USD)").
+CONVERTED = (REVENUE, TAX, DISCOUNT, NET_REVENUE, FEE, MRR, MRR_CHANGE)
+DEFAULT_REPORTING_FORMAT = "{property} ({currency})"
+
 # Purchase Type values.
 ONE_TIME = "one_time"
 SUBSCRIPTION_INITIAL = "subscription_initial"
@@ -59,6 +77,7 @@ REFUND_COUNT = "Refund Count"
 SUBSCRIPTION_STATUS = "Subscription Status"
 PROFILE_PLAN = "Plan"
 LAST_PURCHASE_DATE = "Last Purchase Date"
+PROFILE_MRR = "MRR"
 
 # Company (group) profile properties, besides the profile ones above (sent to /groups as $set of absolute values).
 SEATS = "Seats"
@@ -99,6 +118,32 @@ MONEY = (
     (CURRENCY, "Upper-case ISO 4217 code of the currency charged."),
 )
 
+# What a payment or refund was made of, where the provider states it (docs/providers.md says where from).
+GROSS_NET = (
+    (TAX, "Tax in `Revenue`, in `Currency`, when the provider states it."),
+    (DISCOUNT, "What discounts took off before the customer paid, in `Currency`, when stated."),
+    (NET_REVENUE, "`Revenue` - `Tax`: only when the tax is stated."),
+    (FEE, "The processor's fee, in `Currency`, when the provider reports it."),
+    (SETTLEMENT_AMOUNT, "What reached the merchant after fees (and tax a merchant of record remits), when reported."),
+    (SETTLEMENT_CURRENCY, "Currency of `Settlement Amount`."),
+)
+
+# A subscription's MRR after the event, from the payload alone (docs/events.md "MRR"; domain/mrr.py).
+MRR_STATE = (
+    (MRR, "The subscription's monthly recurring revenue after this event, in major units of `Currency`."),
+    (MRR_CHANGE, "MRR after minus before, when the payload states both (0 when unchanged)."),
+    (MRR_MOVEMENT, "New, Expansion, Contraction, Churn or Reactivation, when MRR moved."),
+    (CURRENCY, "Currency of the subscription's MRR."),
+)
+
+# When REPORTING_CURRENCY is set, on every event with money or MRR.
+REPORTING = (
+    ("<property> (<REPORTING_CURRENCY>)", "Revenue, Tax, Discount, Net Revenue, Fee, MRR and MRR Change converted."),
+    (EXCHANGE_RATE, "1 `Currency` = this many of the reporting currency (absent when no conversion was needed)."),
+    (EXCHANGE_RATE_DATE, "The rate's day: the reference table's publication day, or the payment's day."),
+    (EXCHANGE_RATE_SOURCE, "ecb, or the provider's own conversion (e.g. paddle_payout_totals)."),
+)
+
 EVENTS: tuple[CatalogEvent, ...] = (
     CatalogEvent(
         PURCHASE_COMPLETED,
@@ -107,6 +152,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
         " Session or an invoice, and the PaymentIntent that paid it) is one event, whichever arrives first.",
         "`<provider>:payment:<order, session, invoice or PaymentIntent id>`",
         MONEY
+        + GROSS_NET
         + (
             (ORDER_ID, "The provider's order, Checkout session, invoice or PaymentIntent id."),
             (PURCHASE_TYPE, "one_time, subscription_initial, subscription_renewal, subscription_update or invoice."),
@@ -126,6 +172,7 @@ EVENTS: tuple[CatalogEvent, ...] = (
         "One per refund, with that refund's own amount (never a cumulative total).",
         "`<provider>:refund:<refund id>`",
         MONEY
+        + GROSS_NET
         + (
             (ORDER_ID, "The order or payment refunded."),
             (REFUND_ID, "The provider's refund id."),
@@ -146,17 +193,26 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (STATUS, "active or trialing."),
             (TRIAL_END, "ISO 8601 end of the trial, when trialing."),
             (STOREFRONT, STOREFRONT_MEANING),
-        ),
+        )
+        + MRR_STATE,
+    ),
+    CatalogEvent(
+        TRIAL_CONVERTED,
+        "A trial became paying: its MRR counts from here (MRR Movement New).",
+        "`<provider>:trial-converted:<subscription id>`",
+        ((SUBSCRIPTION_ID, "The subscription."), (PLAN, "Plan.")) + MRR_STATE,
     ),
     CatalogEvent(
         SUBSCRIPTION_RENEWED,
         "A paid renewal (cycle) of a subscription; the money is on its Purchase Completed.",
         "`<provider>:subscription-renewal:<invoice or transaction id>`",
-        MONEY + ((SUBSCRIPTION_ID, "The subscription renewed."), (PLAN, "Plan."), (ORDER_ID, "The renewal's invoice.")),
+        MONEY
+        + ((SUBSCRIPTION_ID, "The subscription renewed."), (PLAN, "Plan."), (ORDER_ID, "The renewal's invoice."))
+        + MRR_STATE[:3],
     ),
     CatalogEvent(
         SUBSCRIPTION_CHANGED,
-        "Plan or quantity changed.",
+        "Plan, quantity, price, discount or billing status changed (whatever moved the subscription's MRR).",
         "`<provider>:subscription-change:<subscription id>:<provider event id>`",
         (
             (SUBSCRIPTION_ID, "The subscription."),
@@ -164,7 +220,9 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (TO_PLAN, "Plan after."),
             (FROM_QUANTITY, "Quantity before."),
             (TO_QUANTITY, "Quantity after."),
-        ),
+            (STATUS, "The billing status after, when it changed."),
+        )
+        + MRR_STATE,
     ),
     CatalogEvent(
         SUBSCRIPTION_CANCELLATION_SCHEDULED,
@@ -174,25 +232,27 @@ EVENTS: tuple[CatalogEvent, ...] = (
             (SUBSCRIPTION_ID, "The subscription."),
             (CANCEL_AT, "ISO 8601 time the subscription will end."),
             (REASON, "Why, when the provider says (RevenueCat's cancel_reason)."),
-        ),
+        )
+        + MRR_STATE,
     ),
     CatalogEvent(
         SUBSCRIPTION_REACTIVATED,
         "A scheduled cancellation was withdrawn.",
         "`<provider>:subscription-reactivated:<subscription id>:<provider event id>`",
-        ((SUBSCRIPTION_ID, "The subscription."),),
+        ((SUBSCRIPTION_ID, "The subscription."),) + MRR_STATE,
     ),
     CatalogEvent(
         SUBSCRIPTION_CANCELLED,
         "The subscription has ended.",
         "`<provider>:subscription-end:<subscription id>`",
-        ((SUBSCRIPTION_ID, "The subscription."), (REASON, "Cancellation reason when given."), (PLAN, "Plan.")),
+        ((SUBSCRIPTION_ID, "The subscription."), (REASON, "Cancellation reason when given."), (PLAN, "Plan."))
+        + MRR_STATE,
     ),
     CatalogEvent(
         TRIAL_ENDING,
         "A trial ends soon (Stripe: three days before).",
         "`<provider>:trial-ending:<subscription id>:<trial end>`",
-        ((SUBSCRIPTION_ID, "The subscription."), (TRIAL_END, "ISO 8601 end of the trial.")),
+        ((SUBSCRIPTION_ID, "The subscription."), (TRIAL_END, "ISO 8601 end of the trial.")) + MRR_STATE,
     ),
     CatalogEvent(
         PAYMENT_FAILED,
@@ -209,13 +269,23 @@ EVENTS: tuple[CatalogEvent, ...] = (
 )
 
 PROFILE_PROPERTIES = (
-    (LIFETIME_REVENUE, "Net revenue (purchases minus refunds) in PROFILE_CURRENCY, when set."),
+    (LIFETIME_REVENUE, "Deprecated: net revenue in PROFILE_CURRENCY only, while PROFILE_CURRENCY is set (README)."),
     (f"{LIFETIME_REVENUE} <CUR>", "Net revenue per currency, e.g. `Lifetime Revenue USD`."),
     (PURCHASE_COUNT, "Number of Purchase Completed facts."),
     (REFUND_COUNT, "Number of Refund Issued facts."),
     (SUBSCRIPTION_STATUS, "Latest subscription status (newest event wins)."),
     (PROFILE_PLAN, "Latest plan (newest event wins)."),
     (LAST_PURCHASE_DATE, "ISO 8601 time of the newest purchase."),
+    (f"{PROFILE_MRR} <CUR>", "MRR per currency: the latest state of each subscription, summed (e.g. `MRR USD`)."),
+    (
+        f"{LIFETIME_REVENUE} (<REPORTING_CURRENCY>)",
+        "Net revenue converted into REPORTING_CURRENCY, each fact at its own rate; absent while one could not be.",
+    ),
+    (
+        f"{PROFILE_MRR} (<REPORTING_CURRENCY>)",
+        "MRR converted into REPORTING_CURRENCY (each subscription at the rate of its latest event); absent while one "
+        "could not be.",
+    ),
     ("$email", "Only when SEND_EMAIL=true (PII)."),
 )
 
@@ -228,7 +298,7 @@ GROUP_KEY_PROPERTY = (
 
 # Sent to /groups as $set: `$group_key` is GROUP_KEY, `$group_id` the company id.
 GROUP_PROPERTIES = (
-    (LIFETIME_REVENUE, "Net revenue of every member's payments in PROFILE_CURRENCY, when set."),
+    (LIFETIME_REVENUE, "Deprecated: net revenue in PROFILE_CURRENCY only, while PROFILE_CURRENCY is set."),
     (f"{LIFETIME_REVENUE} <CUR>", "Net revenue per currency, e.g. `Lifetime Revenue USD`."),
     (PURCHASE_COUNT, "Number of Purchase Completed facts of the company."),
     (REFUND_COUNT, "Number of Refund Issued facts of the company."),
@@ -237,11 +307,27 @@ GROUP_PROPERTIES = (
     (SEATS, "Latest subscription quantity, seats or units (as above; Stripe subscriptions carry it)."),
     (FIRST_PURCHASE_DATE, "ISO 8601 time of the company's first purchase."),
     (LAST_PURCHASE_DATE, "ISO 8601 time of the company's newest purchase."),
+    (f"{PROFILE_MRR} <CUR>", "MRR per currency of the company's subscriptions (each one's latest state, summed)."),
+    (
+        f"{LIFETIME_REVENUE} (<REPORTING_CURRENCY>)",
+        "Net revenue converted into REPORTING_CURRENCY, as on user profiles.",
+    ),
+    (f"{PROFILE_MRR} (<REPORTING_CURRENCY>)", "MRR converted into REPORTING_CURRENCY, as on user profiles."),
 )
 
 BY_NAME = {event.name: event for event in EVENTS}
 
 
-def properties_of(event_name: str) -> set[str]:
-    """Every property an event may carry: its own and the common ones."""
-    return {name for name, _ in BY_NAME[event_name].properties} | set(COMMON_PROPERTIES)
+def properties_of(event_name: str, reporting_currency: str = "", reporting_format: str = "") -> set[str]:
+    """Every property an event may carry: its own and the common ones (and the converted ones, with a currency)."""
+    own = {name for name, _ in BY_NAME[event_name].properties if not name.startswith("<")}
+    if reporting_currency:
+        fmt = reporting_format or DEFAULT_REPORTING_FORMAT
+        own |= {reporting_name(name, reporting_currency, fmt) for name in CONVERTED if name in own}
+        own |= {EXCHANGE_RATE, EXCHANGE_RATE_DATE, EXCHANGE_RATE_SOURCE}
+    return own | set(COMMON_PROPERTIES)
+
+
+def reporting_name(name: str, currency: str, reporting_format: str = DEFAULT_REPORTING_FORMAT) -> str:
+    """A money property's name in the reporting currency: `Revenue (USD)` with the default format."""
+    return reporting_format.format(property=name, currency=currency)

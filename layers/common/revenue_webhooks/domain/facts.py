@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .amounts import Amounts
+from .fx import Conversion, Rate
 from .money import Money
+from .mrr import MrrChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,27 @@ class Fact:
     #   that purchase's (a PaymentIntent's own fact yields to its Checkout or invoice): it then sends nothing.
     same_as: tuple[str, ...] = ()
     yields_to: tuple[str, ...] = ()
+    # Subscription economics: the subscription's MRR after (and before) this event (domain/mrr.py); what a
+    # payment or refund was made of (amounts.py); the provider's own conversions of `money` into other
+    # currencies, and the reporting-currency rate the forwarder chose before rendering (fx.py).
+    mrr: MrrChange | None = None
+    amounts: Amounts | None = None
+    conversions: tuple[Conversion, ...] = ()
+    rate: Rate | None = None
+    # A payment or refund the provider's API can state the settlement of (Stripe: a PaymentIntent, charge or
+    # balance transaction id); the forwarder looks it up before rendering when an API key is configured.
+    settlement_ref: str | None = None
 
     @property
     def provider(self) -> str:
         return self.key.split(":", 1)[0]
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of this fact's money (its payment's, else its subscription's MRR)."""
+        if self.money is not None:
+            return self.money.currency
+        return self.mrr.after.currency if self.mrr is not None else None
 
 
 PAYMENT_REF = ":payment-ref:"

@@ -8,7 +8,7 @@ built; only then are they divided by 10**exponent, through Decimal, so that
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 currencies with no minor unit, as Stripe, Paddle and Lemon Squeezy treat them
 # (Stripe's zero-decimal list; UGX included per Stripe's current docs).
@@ -81,3 +81,21 @@ class Money:
 
     def __neg__(self) -> Money:
         return Money(-self.minor, self.currency)
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self.minor + other.minor, _same(self, other))
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self.minor - other.minor, _same(self, other))
+
+    @classmethod
+    def rounded(cls, minor: Decimal, currency: str) -> Money:
+        """From an exact fraction of minor units (a yearly price / 12, a converted amount): rounded half up,
+        away from zero, to a whole minor unit, as ChartMogul rounds MRR ("to the closest integer value, in cents")."""
+        return cls(int(minor.quantize(Decimal(1), rounding=ROUND_HALF_UP)), currency)
+
+
+def _same(a: Money, b: Money) -> str:
+    if a.currency != b.currency:
+        raise ValueError(f"cannot add {a.currency} and {b.currency}")
+    return a.currency

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .facts import Fact
+from .mrr import STATE_ORDER
 
 
 def customer_key(fact: Fact) -> str | None:
@@ -44,6 +45,7 @@ def apply(totals: dict[str, Any], fact: Fact) -> dict[str, Any]:
         updated["email"], updated["email_at"] = fact.email, fact.time
     if fact.identity.company and fact.time >= int(totals.get("company_at") or 0):
         updated["company"], updated["company_at"] = fact.identity.company, fact.time
+    _apply_economics(updated, fact)
     return updated
 
 
@@ -76,3 +78,30 @@ def _newer(fact: Fact, totals: dict[str, Any], state: str) -> bool:
     """Whether `fact` sets `state` over the one held: newest wins; a tie goes to the larger fact key."""
     held = (int(totals.get(f"{state}_at") or 0), str(totals.get(f"{state}_key") or ""))
     return (fact.time, fact.key) >= held
+
+
+def _apply_economics(updated: dict[str, Any], fact: Fact) -> None:
+    """MRR: each subscription's newest state (by fact time, then lifecycle step, then key: any delivery order
+    gives the same); revenue in the reporting currency, each fact converted at its own rate."""
+    if fact.mrr is not None:
+        subscriptions = dict(updated.get("subscriptions") or {})
+        order = [fact.time, STATE_ORDER.get(fact.event, 2), fact.key]
+        current = subscriptions.get(fact.mrr.subscription)
+        if current is None or order > current["order"]:
+            converted = fact.rate.convert(fact.mrr.after) if fact.rate is not None else None
+            subscriptions[fact.mrr.subscription] = {
+                "mrr": fact.mrr.after.minor,
+                "currency": fact.mrr.after.currency,
+                "order": order,
+                "reporting": [converted.minor, converted.currency] if converted is not None else None,
+            }
+        updated["subscriptions"] = subscriptions
+    revenue = fact.profile.revenue if fact.profile is not None else None
+    if revenue is not None and fact.rate is not None:
+        converted = fact.rate.convert(revenue)
+        reporting, missing = dict(updated.get("reporting") or {}), dict(updated.get("unconverted") or {})
+        if converted is not None:
+            reporting[converted.currency] = int(reporting.get(converted.currency, 0)) + converted.minor
+        else:
+            missing[fact.rate.quote] = int(missing.get(fact.rate.quote, 0)) + 1
+        updated["reporting"], updated["unconverted"] = reporting, missing

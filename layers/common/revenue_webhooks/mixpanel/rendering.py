@@ -15,6 +15,7 @@ from ..domain import catalog as c
 from ..domain.facts import Fact
 from ..domain.identity import device_id, distinct_id
 from ..domain.money import Money
+from . import economics
 
 # Fixed namespace: changing it would change every $insert_id and break deduplication of replays.
 INSERT_ID_NAMESPACE = uuid.UUID("5b0f8a64-3c1e-4d1b-9a7e-2f8f9b6c1d20")
@@ -48,6 +49,8 @@ def mixpanel_event(fact: Fact, settings: Settings) -> dict[str, Any]:
     for name, value in fact.properties.items():
         if value is not None:
             properties[settings.property_names.get(name, name)] = value
+    for name, value in {**economics.event_properties(fact), **economics.reporting_properties(fact, settings)}.items():
+        properties[settings.property_names.get(name, name)] = value
     return {"event": settings.event_names.get(fact.event, fact.event), "properties": properties}
 
 
@@ -77,7 +80,7 @@ def totals_values(totals: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
     for currency, minor in sorted(revenue.items()):
         values[f"{c.LIFETIME_REVENUE} {currency}"] = Money(int(minor), currency).revenue()
-    if settings.profile_currency:
+    if settings.profile_currency:  # deprecated (README, "Reporting currency"): this currency's revenue only
         values[c.LIFETIME_REVENUE] = Money(
             int(revenue.get(settings.profile_currency, 0)), settings.profile_currency
         ).revenue()
@@ -87,6 +90,7 @@ def totals_values(totals: dict[str, Any], settings: Settings) -> dict[str, Any]:
         values[c.PROFILE_PLAN] = totals["plan"]
     if totals.get("last_purchase_at"):
         values[c.LAST_PURCHASE_DATE] = _iso(totals["last_purchase_at"])
+    values.update(economics.profile_values(totals, settings))
     return values
 
 

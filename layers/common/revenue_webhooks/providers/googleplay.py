@@ -8,7 +8,9 @@ its `PurchaseLookups` port (adapters/google_play.py) before this module maps the
 and an API outage is a retry, not a loss.
 
 Money is the order's `total` (what the buyer paid, tax included), a Money of `units` and `nanos` (10^-9)
-converted exactly to minor units; the storefront is the purchase's `regionCode`. The user is
+converted exactly to minor units, with the order's `tax` (refunds: `refundDetails.tax`) as `Tax`; the
+storefront is the purchase's `regionCode`. A subscription's MRR is its order line's total without tax over
+the service period that order paid for (a free trial: 0). Google's service fee is not in the order: no `Fee`. The user is
 `obfuscatedExternalAccountId`, the id an app passes to the Play Billing Library (`setObfuscatedAccountId`),
 so app and server events join. Facts are keyed by order id (`GPA.…`, renewals `GPA.…..0`, `..1`) and
 purchase token, never by the Pub/Sub message: redeliveries (same `messageId`) and reordering collapse.
@@ -22,14 +24,17 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from ..config import Settings
 from ..domain import catalog as c
+from ..domain.amounts import Amounts
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect
 from ..domain.identity import resolve
 from ..domain.lookups import Found, Lookup
 from ..domain.money import Money
+from ..domain.mrr import Charge, MrrChange, interval_of, monthly_recurring
 from ..domain.webhook import QueuedEvent
 from . import _google_push as push
 from ._common import as_id, iso_utc, obj, scaled_money, unix_from_iso, unix_from_number
@@ -226,6 +231,24 @@ class _State:
     def plan(self) -> dict[str, Any]:
         return {c.PLAN: self.product} if self.product else {}
 
+    def mrr(self, *, trialing: bool = False) -> Money | None:
+        """The subscription's MRR from its order: the subscription line's total without its tax, over the service
+        period the order paid for, normalised to a month; 0 in a free trial (in the recurring price's currency)."""
+        if trialing:
+            price = obj(obj(self.line.get("autoRenewingPlan")).get("recurringPrice"))
+            currency = price.get("currencyCode") or obj(self.order.get("total")).get("currencyCode")
+            return Money(0, currency.upper()) if isinstance(currency, str) and len(currency) == 3 else None
+        line = next((obj(i) for i in self.order.get("lineItems") or [] if obj(i).get("subscriptionDetails")), {})
+        details = obj(line.get("subscriptionDetails"))
+        total, tax = _money(line.get("total")), _money(line.get("tax"))
+        start = unix_from_iso(details.get("servicePeriodStartTime"))
+        end = unix_from_iso(details.get("servicePeriodEndTime"))
+        period = interval_of(start, end) if start and end else None
+        if total is None or total.minor <= 0 or period is None:
+            return None  # no paid order (yet), or a part period (a proration) that says nothing of a month
+        net = total - tax if tax is not None and tax.currency == total.currency else total
+        return monthly_recurring([Charge(Decimal(net.minor), *period)], total.currency)
+
     def paid_at(self) -> int:
         return (
             unix_from_iso(self.order.get("createTime"))
@@ -246,6 +269,12 @@ def _money(value: Any) -> Money | None:
     if whole is None or isinstance(nanos, bool) or not isinstance(nanos, int):
         return None
     return scaled_money(whole * 10**NANOS + nanos, NANOS, money.get("currencyCode"))
+
+
+def _amounts(paid: Money, tax_field: Any) -> Amounts | None:
+    """The tax Google states on an order or refund, when in the currency paid (then Net Revenue follows)."""
+    tax = _money(tax_field)
+    return Amounts(tax=tax) if tax is not None and tax.currency == paid.currency else None
 
 
 def _purchase(s: _State, purchase_type: str) -> list[Fact | Deferred]:
@@ -271,9 +300,11 @@ def _purchase(s: _State, purchase_type: str) -> list[Fact | Deferred]:
                 plan=s.product if subscription else None,
                 status="active" if subscription else None,
             ),
+            amounts=_amounts(money, s.order.get("tax")),
         )
     ]
     if purchase_type == c.SUBSCRIPTION_RENEWAL:
+        after = s.mrr()
         facts.append(
             Fact(
                 key=f"{NAME}:subscription-renewal:{s.order_id}",
@@ -283,6 +314,8 @@ def _purchase(s: _State, purchase_type: str) -> list[Fact | Deferred]:
                 money=money,
                 order_id=s.order_id,
                 properties={c.SUBSCRIPTION_ID: s.token, **s.plan()},
+                # The renewal's order tells the MRR now, not what it was before (a price change, a lapse): no change.
+                mrr=MrrChange(s.token, after) if after is not None else None,
             )
         )
     return facts
@@ -308,6 +341,7 @@ def _purchased(s: _State) -> list[Fact | Deferred]:
         identity=s.identity,
         properties=properties,
         profile=ProfileEffect(status=status, plan=s.product),
+        mrr=MrrChange.started(s.token, s.mrr(trialing=trialing)),
     )
     return [*_purchase(s, c.SUBSCRIPTION_INITIAL), started]
 
@@ -376,22 +410,28 @@ def _ended(s: _State) -> list[Fact | Deferred]:
         {c.REASON: s.message.kind.removeprefix("SUBSCRIPTION_"), **s.plan()},
         ProfileEffect(status="canceled"),
     )
-    return [replace(fact, time=ends or fact.time)]
+    # From what its last paid order billed a month to zero (Churn); a trial that never paid ends from zero.
+    before = s.mrr() or s.mrr(trialing=True)
+    paid = s.mrr() is not None
+    return [replace(fact, time=ends or fact.time, mrr=MrrChange.ended(s.token, before, was_paying=paid))]
 
 
 def _voided(s: _State) -> list[Fact | Deferred]:
     """A refund or chargeback: the order's refund events, each with its own amount."""
     detail = obj(s.message.notification.get("voidedPurchaseNotification"))
     history = obj(s.order.get("orderHistory"))
-    refunds: list[tuple[str, int, Money | None, str | None]] = []  # (refund id, time, amount, reason)
+    # (refund id, time, amount, reason, tax)
+    refunds: list[tuple[str, int, Money | None, str | None, Any]] = []
     full = obj(history.get("refundEvent"))
     if full:
+        details = obj(full.get("refundDetails"))
         refunds.append(
             (
                 s.order_id or "",
                 unix_from_iso(full.get("eventTime")) or s.event_time,
-                _money(obj(full.get("refundDetails")).get("total")) or s.total(),
+                _money(details.get("total")) or s.total(),
                 as_id(full.get("refundReason")),
+                details.get("tax") if details.get("total") else s.order.get("tax"),
             )
         )
     for partial in history.get("partialRefundEvents") or []:
@@ -405,12 +445,14 @@ def _voided(s: _State) -> list[Fact | Deferred]:
                 unix_from_iso(when) or s.event_time,
                 _money(obj(partial.get("refundDetails")).get("total")),
                 None,
+                obj(partial.get("refundDetails")).get("tax"),
             )
         )
     if not refunds and detail.get("refundType") == FULL_REFUND and s.order_id:
-        refunds.append((s.order_id, s.event_time, s.total(), None))  # the order's history not updated yet
+        # The order's history not updated yet: the whole order.
+        refunds.append((s.order_id, s.event_time, s.total(), None, s.order.get("tax")))
     facts: list[Fact | Deferred] = []
-    for refund_id, when, money, reason in refunds:
+    for refund_id, when, money, reason, tax in refunds:
         if money is None or money.minor <= 0:
             continue
         properties: dict[str, Any] = {c.REFUND_ID: refund_id, **s.storefront}
@@ -426,6 +468,7 @@ def _voided(s: _State) -> list[Fact | Deferred]:
                 order_id=s.order_id,
                 properties=properties,
                 profile=ProfileEffect(refunds=1, revenue=-money),
+                amounts=_amounts(money, tax),
             )
         )
     if not facts and detail.get("refundType") == PARTIAL_REFUND:

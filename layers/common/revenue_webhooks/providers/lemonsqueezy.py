@@ -12,6 +12,11 @@ the order counts it, the initial invoice is skipped, renewals and plan-change in
 themselves. Lemon Squeezy sends no refund id, only the order's (or invoice's) cumulative
 `refunded_amount`; the first refund webhook for an order fixes its Refund Issued (exact for a full
 refund and for a single partial refund; a second partial refund of the same order is not counted).
+
+Gross and net: orders and invoices state `tax` and `discount_total`, and their amounts in USD
+(`total_usd`, `refunded_amount_usd`: Lemon Squeezy's own conversion). No MRR: a subscription names its
+variant and price id but not their amount or interval, and an invoice has amounts but no interval
+(docs/providers.md).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any
 
 from ..config import Settings
 from ..domain import catalog as c
+from ..domain.amounts import Amounts
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.fx import Conversion
 from ..domain.identity import buyer_ip, resolve
 from ..domain.money import Money
 from ..domain.webhook import QueuedEvent
@@ -56,6 +63,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "subscription_expired": (c.SUBSCRIPTION_CANCELLED,),
 }
 
+USD_SOURCE = "lemonsqueezy_usd"
 PAID_STATUSES = ("paid", "refunded", "partial_refund")  # of orders and invoices: money was collected
 PURCHASE_TYPE_BY_BILLING_REASON = {"renewal": c.SUBSCRIPTION_RENEWAL, "updated": c.SUBSCRIPTION_UPDATE}
 STATUS_BY_SUBSCRIPTION_STATUS = {"active": "active", "on_trial": "trialing"}
@@ -129,6 +137,13 @@ class _Event:
     def money(self, field: str) -> Money | None:
         return minor_money(self.attributes.get(field), self.attributes.get("currency"))
 
+    def in_usd(self, money: Money, field: str) -> tuple[Conversion, ...]:
+        """Lemon Squeezy's own conversion of `money` into USD (`total_usd`, `refunded_amount_usd`)."""
+        usd = minor_money(self.attributes.get(field), "USD")
+        if usd is None or money.currency == "USD":
+            return ()
+        return (Conversion(money, usd, USD_SOURCE),)
+
 
 def _order_created(e: _Event) -> list[Fact | Deferred]:
     if e.attributes.get("status") not in PAID_STATUSES:
@@ -169,6 +184,8 @@ def _purchase(e: _Event, object_id: str, properties: dict[str, Any], renewal_of:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=ip,
             links=(payment_ref(NAME, object_id),),
+            amounts=Amounts(tax=e.money("tax"), discount=e.money("discount_total")),
+            conversions=e.in_usd(money, "total_usd"),
         )
     ]
     if renewal_of:
@@ -212,6 +229,7 @@ def _refund(e: _Event, object_id: str) -> list[Fact | Deferred]:
             order_id=e.id,
             profile=ProfileEffect(refunds=1, revenue=-money),
             identity_from=() if identity.user_id else (payment_ref(NAME, object_id),),
+            conversions=e.in_usd(money, "refunded_amount_usd"),
         )
     ]
 

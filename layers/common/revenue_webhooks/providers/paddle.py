@@ -13,7 +13,10 @@ one Payment Failed per failed attempt (`payments[]`, keyed by `payment_attempt_i
 and end subscriptions; a refund is an `adjustment` with `action=refund` once Paddle has approved it
 (refunds are created `pending_approval`, so both `adjustment.created` and `adjustment.updated` are
 read, keyed by adjustment id). Paddle sends no previous values on `subscription.updated`, so only a
-newly scheduled cancellation is read from it.
+newly scheduled cancellation is read from it (with the MRR the entity describes, but no MRR change).
+MRR (domain/mrr.py, _paddle_economics.py): created (New; a trial is 0), `subscription.activated` after a
+trial (Trial Converted, New), paused (Churn) and resumed (Reactivation), canceled (Churn), and a renewal's
+billed items (MRR after, no change).
 """
 
 from __future__ import annotations
@@ -28,8 +31,17 @@ from ..config import Settings
 from ..domain import catalog as c
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
 from ..domain.identity import buyer_ip, resolve
+from ..domain.money import Money
+from ..domain.mrr import MrrChange
 from ..domain.webhook import QueuedEvent
 from ._common import check_window, hmac_sha256, iso_utc, minor_money, obj, unix_from_iso
+from ._paddle_economics import (
+    had_trial,
+    payout_conversion,
+    subscription_mrr,
+    totals_amounts,
+    was_in_trial,
+)
 from .base import (
     ParsedWebhook,
     PayloadInvalid,
@@ -52,6 +64,9 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "subscription.created": (c.SUBSCRIPTION_STARTED,),
     "subscription.updated": (c.SUBSCRIPTION_CANCELLATION_SCHEDULED,),
     "subscription.canceled": (c.SUBSCRIPTION_CANCELLED,),
+    "subscription.activated": (c.TRIAL_CONVERTED,),
+    "subscription.paused": (c.SUBSCRIPTION_CHANGED,),
+    "subscription.resumed": (c.SUBSCRIPTION_CHANGED,),
     "adjustment.created": (c.REFUND_ISSUED,),
     "adjustment.updated": (c.REFUND_ISSUED,),
 }
@@ -154,6 +169,7 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
     billed_at = e.time("billed_at")
     identity = e.identity()
     ip = buyer_ip(e.settings, [txn.get("custom_data")])
+    payout = obj(dig(txn, "details", "payout_totals"))
     facts: list[Fact | Deferred] = [
         Fact(
             key=f"{NAME}:payment:{txn_id}",
@@ -166,9 +182,14 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money, plan=plan if subscription else None),
             ip=ip,
             links=(payment_ref(NAME, txn_id),),
+            amounts=totals_amounts(totals, payout, money.currency),
+            conversions=payout_conversion(money, payout, "grand_total"),
         )
     ]
     if subscription and purchase_type == c.SUBSCRIPTION_RENEWAL:
+        # The renewal bills the subscription's recurring items as they are now: its MRR after (no previous).
+        billed = {"currency_code": money.currency, "status": "active", "items": txn.get("items")}
+        after = subscription_mrr(billed) if not int(totals.get("discount") or 0) else None
         facts.append(
             Fact(
                 key=f"{NAME}:subscription-renewal:{txn_id}",
@@ -181,6 +202,7 @@ def _transaction_completed(e: _Event) -> list[Fact | Deferred]:
                 if plan
                 else {c.SUBSCRIPTION_ID: subscription},
                 ip=ip,
+                mrr=MrrChange(subscription, after) if after is not None else None,
             )
         )
     return facts
@@ -234,6 +256,7 @@ def _subscription_created(e: _Event) -> list[Fact | Deferred]:
     trial_end = unix_from_iso(dig(item, "trial_dates", "ends_at")) if status == "trialing" else None
     if trial_end is not None:
         properties[c.TRIAL_END] = iso_utc(trial_end)
+    after = subscription_mrr(sub)
     return [
         _subscription_fact(
             e,
@@ -242,6 +265,7 @@ def _subscription_created(e: _Event) -> list[Fact | Deferred]:
             e.time("started_at", "created_at"),
             properties,
             ProfileEffect(status=status, plan=plan),
+            MrrChange.started(sub["id"], after),
         )
     ]
 
@@ -263,6 +287,7 @@ def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
             e.time(),
             {c.SUBSCRIPTION_ID: sub["id"], c.CANCEL_AT: iso_utc(effective_at)},
             None,
+            _mrr_after(sub),
         )
     ]
 
@@ -275,16 +300,78 @@ def _subscription_canceled(e: _Event) -> list[Fact | Deferred]:
     plan = _plan(_plan_item(sub.get("items")))
     if plan:
         properties[c.PLAN] = plan
+    canceled_at = e.time("canceled_at")
+    was = subscription_mrr(sub, status="active")
+    never_paying = was_in_trial(sub, canceled_at) or bool(sub.get("paused_at"))  # trial, or paused (at 0)
+    mrr = MrrChange.ended(sub["id"], was, was_paying=not never_paying)
     return [
         _subscription_fact(
             e,
             f"subscription-end:{sub['id']}",
             c.SUBSCRIPTION_CANCELLED,
-            e.time("canceled_at"),
+            canceled_at,
             properties,
             ProfileEffect(status="canceled"),
+            mrr,
         )
     ]
+
+
+def _subscription_activated(e: _Event) -> list[Fact | Deferred]:
+    """A trial that ends in a paid bill; an activation without trial dates is the creation, counted there."""
+    sub = e.data
+    if not isinstance(sub.get("id"), str) or sub.get("status") != "active" or not had_trial(sub):
+        return []
+    after = subscription_mrr(sub)
+    plan = _plan(_plan_item(sub.get("items")))
+    return [
+        _subscription_fact(
+            e,
+            f"trial-converted:{sub['id']}",
+            c.TRIAL_CONVERTED,
+            e.time("first_billed_at", "updated_at"),
+            {c.SUBSCRIPTION_ID: sub["id"], **({c.PLAN: plan} if plan else {})},
+            ProfileEffect(status="active"),
+            MrrChange.started(sub["id"], after),
+        )
+    ]
+
+
+def _subscription_paused(e: _Event) -> list[Fact | Deferred]:
+    """Paused bills nothing: its MRR leaves (Churn) until `subscription.resumed` (Reactivation)."""
+    return _status_change(e, "paused", churned=True)
+
+
+def _subscription_resumed(e: _Event) -> list[Fact | Deferred]:
+    return _status_change(e, "active", churned=False)
+
+
+def _status_change(e: _Event, status: str, *, churned: bool) -> list[Fact | Deferred]:
+    sub = e.data
+    if not isinstance(sub.get("id"), str):
+        return []
+    paying = subscription_mrr(sub, status="active")
+    mrr = None
+    if paying is not None:
+        zero = Money(0, paying.currency)
+        mrr = MrrChange(sub["id"], zero, paying) if churned else MrrChange(sub["id"], paying, zero, was_paying=True)
+    return [
+        _subscription_fact(
+            e,
+            f"subscription-change:{sub['id']}:{e.id}",
+            c.SUBSCRIPTION_CHANGED,
+            e.time("paused_at" if churned else "updated_at"),
+            {c.SUBSCRIPTION_ID: sub["id"], c.STATUS: status},
+            ProfileEffect(status=status),
+            mrr,
+        )
+    ]
+
+
+def _mrr_after(sub: dict[str, Any]) -> MrrChange | None:
+    """The MRR an entity describes, with no change: Paddle's updates carry no previous values."""
+    after = subscription_mrr(sub)
+    return MrrChange(sub["id"], after) if after is not None else None
 
 
 def _adjustment(e: _Event) -> list[Fact | Deferred]:
@@ -312,12 +399,20 @@ def _adjustment(e: _Event) -> list[Fact | Deferred]:
             properties=properties,
             profile=ProfileEffect(refunds=1, revenue=-money),
             identity_from=(payment_ref(NAME, order_id),) if order_id else (),
+            amounts=totals_amounts(totals, obj(adjustment.get("payout_totals")), money.currency),
+            conversions=payout_conversion(money, obj(adjustment.get("payout_totals")), "total"),
         )
     ]
 
 
 def _subscription_fact(
-    e: _Event, key: str, event: str, time: int, properties: dict[str, Any], profile: ProfileEffect | None
+    e: _Event,
+    key: str,
+    event: str,
+    time: int,
+    properties: dict[str, Any],
+    profile: ProfileEffect | None,
+    mrr: MrrChange | None = None,
 ) -> Fact:
     return Fact(
         key=f"{NAME}:{key}",
@@ -327,6 +422,7 @@ def _subscription_fact(
         properties=properties,
         profile=profile,
         ip=buyer_ip(e.settings, [e.data.get("custom_data")]),
+        mrr=mrr,
     )
 
 
@@ -386,6 +482,9 @@ _HANDLERS: dict[str, Callable[[_Event], list[Fact | Deferred]]] = {
     "subscription.created": _subscription_created,
     "subscription.updated": _subscription_updated,
     "subscription.canceled": _subscription_canceled,
+    "subscription.activated": _subscription_activated,
+    "subscription.paused": _subscription_paused,
+    "subscription.resumed": _subscription_resumed,
     "adjustment.created": _adjustment,
     "adjustment.updated": _adjustment,
 }

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from ..config import Settings
 from ..domain import catalog as c
+from ..domain.amounts import Amounts
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect
+from ..domain.fx import Conversion
 from ..domain.identity import resolve
 from ..domain.money import Money
+from ..domain.mrr import Charge, MrrChange, interval_of, monthly_recurring
 from ..domain.webhook import QueuedEvent
 from ._common import as_id, iso_utc, major_money
 from .base import (
@@ -55,6 +59,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "BILLING_ISSUE": (c.PAYMENT_FAILED,),
 }
 REFUND_REASON = "CUSTOMER_SUPPORT"
+USD_SOURCE = "revenuecat_price_usd"
 
 
 def create(settings: Settings) -> RevenueCatProvider:
@@ -122,6 +127,37 @@ class _Event:
             self.event.get("price_in_purchased_currency"), self.event.get("currency"), round_to_currency=True
         )
 
+    def share(self, money: Money, field: str) -> Money | None:
+        """RevenueCat's estimated share of the price (`tax_percentage`, `commission_percentage`: fractions)."""
+        value = self.event.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            return None
+        return Money.rounded(Decimal(money.minor) * Decimal(repr(float(value))), money.currency)
+
+    def amounts(self, money: Money) -> Amounts:
+        return Amounts(tax=self.share(money, "tax_percentage"), fee=self.share(money, "commission_percentage"))
+
+    def in_usd(self, money: Money) -> tuple[Conversion, ...]:
+        """RevenueCat's own USD figure for the transaction (`price`)."""
+        usd = major_money(self.event.get("price"), "USD", round_to_currency=True)
+        if usd is None or money.currency == "USD" or (usd.minor < 0) != (money.minor < 0):
+            return ()
+        return (Conversion(money, usd, USD_SOURCE),)
+
+    def mrr(self, money: Money | None, *, trial: bool = False) -> Money | None:
+        """The store price normalised to a month, without RevenueCat's estimated tax; 0 in a free trial."""
+        currency = (money.currency if money else None) or self.event.get("currency")
+        if trial and isinstance(currency, str) and len(currency) == 3:
+            return Money(0, currency.upper())
+        start, end = self.event.get("purchased_at_ms"), self.event.get("expiration_at_ms")
+        if money is None or money.minor <= 0 or not isinstance(start, int) or not isinstance(end, int):
+            return None
+        period = interval_of(start // 1000, end // 1000)  # a store period is not in the payload, only its dates
+        if period is None:
+            return None  # sandbox's accelerated periods, or a period this table does not know
+        tax = self.share(money, "tax_percentage") or Money(0, money.currency)
+        return monthly_recurring([Charge(Decimal((money - tax).minor), *period)], money.currency)
+
 
 def _purchase(e: _Event, purchase_type: str) -> list[Fact | Deferred]:
     money = e.money()
@@ -144,9 +180,24 @@ def _purchase(e: _Event, purchase_type: str) -> list[Fact | Deferred]:
             order_id=e.transaction,
             properties=properties,
             profile=ProfileEffect(purchases=1, revenue=money, plan=e.product if subscription else None),
+            amounts=e.amounts(money),
+            conversions=e.in_usd(money),
         )
     ]
     if purchase_type == c.SUBSCRIPTION_RENEWAL:
+        after = e.mrr(money)
+        if e.event.get("is_trial_conversion") is True and e.subscription:
+            facts.append(
+                Fact(
+                    key=f"{NAME}:trial-converted:{e.subscription}",
+                    event=c.TRIAL_CONVERTED,
+                    time=paid_at,
+                    identity=e.identity,
+                    properties={c.SUBSCRIPTION_ID: e.subscription, **({c.PLAN: e.product} if e.product else {})},
+                    profile=ProfileEffect(status="active"),
+                    mrr=MrrChange.started(e.subscription, after),
+                )
+            )
         facts.append(
             Fact(
                 key=f"{NAME}:subscription-renewal:{e.transaction}",
@@ -156,6 +207,9 @@ def _purchase(e: _Event, purchase_type: str) -> list[Fact | Deferred]:
                 money=money,
                 order_id=e.transaction,
                 properties={c.SUBSCRIPTION_ID: e.subscription, **({c.PLAN: e.product} if e.product else {})},
+                # A renewal's price is the MRR now; before it the payload does not say (a lapsed subscriber who
+                # resubscribes also arrives as RENEWAL), so no change is claimed.
+                mrr=MrrChange(e.subscription, after) if after is not None and e.subscription else None,
             )
         )
     return facts
@@ -172,6 +226,7 @@ def _initial_purchase(e: _Event) -> list[Fact | Deferred]:
         properties[c.TRIAL_END] = iso_utc(expires)
     started: list[Fact | Deferred] = []
     if e.subscription:
+        after = e.mrr(e.money(), trial=trialing)
         started.append(
             Fact(
                 key=f"{NAME}:subscription-start:{e.subscription}",
@@ -180,6 +235,7 @@ def _initial_purchase(e: _Event) -> list[Fact | Deferred]:
                 identity=e.identity,
                 properties=properties,
                 profile=ProfileEffect(status=status, plan=e.product),
+                mrr=MrrChange.started(e.subscription, after),
             )
         )
     return _purchase(e, c.SUBSCRIPTION_INITIAL) + started
@@ -228,6 +284,8 @@ def _refund(e: _Event, money: Money) -> list[Fact | Deferred]:
             order_id=e.transaction,
             properties={c.REFUND_ID: e.id, c.REASON: REFUND_REASON},
             profile=ProfileEffect(refunds=1, revenue=-money),
+            amounts=e.amounts(money),
+            conversions=e.in_usd(-money),
         )
     ]
 
@@ -257,6 +315,9 @@ def _expiration(e: _Event) -> list[Fact | Deferred]:
         properties[c.PLAN] = e.product
     # A lapsed App Store subscriber who resubscribes keeps the original transaction: the last
     # transaction tells one ending from the next.
+    currency = e.event.get("currency")
+    # Expired bills nothing; what it billed before is not in the payload (its price is 0): no change claimed.
+    after = Money(0, currency.upper()) if isinstance(currency, str) and len(currency) == 3 else None
     return [
         replace(
             _subscription_fact(
@@ -267,6 +328,7 @@ def _expiration(e: _Event) -> list[Fact | Deferred]:
                 ProfileEffect(status="canceled"),
             ),
             time=e.time("expiration_at_ms", "event_timestamp_ms"),
+            mrr=MrrChange(e.subscription, after) if after is not None else None,
         )
     ]
 

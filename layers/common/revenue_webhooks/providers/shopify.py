@@ -28,7 +28,9 @@ from typing import Any
 
 from ..config import Settings
 from ..domain import catalog as c
+from ..domain.amounts import Amounts
 from ..domain.facts import Deferred, Fact, Identity, ProfileEffect, payment_ref
+from ..domain.fx import Conversion
 from ..domain.identity import buyer_ip, resolve
 from ..domain.money import Money
 from ..domain.webhook import QueuedEvent
@@ -67,6 +69,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 
 # `source_name` of orders that a subscription billing attempt created (renewals); the second is the
 # newer value (observed in public integrations, not in Shopify's reference docs).
+SHOP_MONEY_SOURCE = "shopify_shop_money"
 RENEWAL_SOURCES = frozenset(["subscription_contract", "subscription_contract_checkout_one"])
 
 
@@ -156,6 +159,8 @@ def _order_paid(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=ip,
             links=(payment_ref(NAME, order_id),),
+            amounts=_order_amounts(order, money),
+            conversions=_shop_money(order, "total_price_set", money),
         )
     ]
     if renewal:
@@ -204,6 +209,7 @@ def _refund_facts(refund: dict[str, Any], *, order_id: str | None, identity: Ide
             order_id=order_id,
             properties={c.REFUND_ID: refund_id},
             profile=ProfileEffect(refunds=1, revenue=-money),
+            amounts=_refund_amounts(refund, money),
             identity_from=(payment_ref(NAME, order_id),) if order_id else (),
         )
     ]
@@ -288,6 +294,42 @@ def _order_money(order: dict[str, Any]) -> Money | None:
         if money is not None:
             return money
     return major_money(order.get("total_price"), order.get("currency"))
+
+
+def _set_money(obj: dict[str, Any], field: str, currency: str) -> Money | None:
+    """A `*_set` amount in `currency` (presentment or shop money, whichever is in it), else the plain field."""
+    money_set = obj.get(f"{field}_set")
+    if isinstance(money_set, dict):
+        for side in ("presentment_money", "shop_money"):
+            entry = money_set.get(side)
+            if isinstance(entry, dict) and str(entry.get("currency_code", "")).upper() == currency:
+                return major_money(entry.get("amount"), currency)
+        return None
+    return major_money(obj.get(field), currency) if obj.get("currency", currency) == currency else None
+
+
+def _order_amounts(order: dict[str, Any], money: Money) -> Amounts | None:
+    """`total_tax` and `total_discounts`, in the currency the customer paid."""
+    tax, discount = _set_money(order, "total_tax", money.currency), _set_money(order, "total_discounts", money.currency)
+    return Amounts(tax=tax, discount=discount) if tax is not None or discount is not None else None
+
+
+def _refund_amounts(refund: dict[str, Any], money: Money) -> Amounts | None:
+    """The refunded lines' `total_tax` (newer API versions state it per refund line)."""
+    lines = [line for line in items(refund.get("refund_line_items")) if isinstance(line, dict)]
+    taxes = [_set_money(line, "total_tax", money.currency) for line in lines]
+    if not lines or any(tax is None for tax in taxes):
+        return None
+    return Amounts(tax=Money(sum(tax.minor for tax in taxes if tax is not None), money.currency))
+
+
+def _shop_money(order: dict[str, Any], field: str, money: Money) -> tuple[Conversion, ...]:
+    """Shopify's own conversion of a presentment-currency amount into the shop's currency."""
+    shop = dig(order, field, "shop_money")
+    converted = major_money(shop.get("amount"), shop.get("currency_code")) if isinstance(shop, dict) else None
+    if converted is None or converted.currency == money.currency:
+        return ()
+    return (Conversion(money, converted, SHOP_MONEY_SOURCE),)
 
 
 def _refunded(transactions: Any) -> Money | None:

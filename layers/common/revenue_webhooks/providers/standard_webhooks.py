@@ -25,15 +25,18 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from ..config import ConfigError, Settings
 from ..domain import catalog as c
+from ..domain.amounts import Amounts
 from ..domain.facts import Deferred, Fact, ProfileEffect, payment_ref
 from ..domain.identity import buyer_ip, resolve
 from ..domain.money import Money
+from ..domain.mrr import Charge, MrrChange, billing_interval, monthly_recurring
 from ..domain.webhook import QueuedEvent
 from ._common import as_id, check_window, iso_utc, major_money, minor_money, unix_time
 from .base import (
@@ -64,6 +67,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     c.SUBSCRIPTION_CANCELLED: ("subscription-end", "subscription_id", False),
     c.TRIAL_ENDING: ("trial-ending", "subscription_id", True),
     c.PAYMENT_FAILED: ("payment-failed", "order_id", True),
+    c.TRIAL_CONVERTED: ("trial-converted", "subscription_id", False),
 }
 MONEY_REQUIRED = (c.PURCHASE_COMPLETED, c.REFUND_ISSUED)
 SUBSCRIPTION_REQUIRED = (c.SUBSCRIPTION_RENEWED,)
@@ -89,6 +93,23 @@ VALUE_FIELDS = (
     "attempt",
     "cancel_at",
     "trial_end",
+    # Subscription economics: amounts in `amount_unit` of `currency`; MRR from a recurring amount per interval.
+    "tax",
+    "discount",
+    "fee",
+    "recurring_amount",
+    "previous_recurring_amount",
+    "interval",
+    "interval_count",
+)
+MONEY_FIELDS = ("amount", "tax", "discount", "fee", "recurring_amount", "previous_recurring_amount")
+# Which catalog events read a recurring amount, and what it is: (before the event, after it).
+MRR_EVENTS = (
+    c.SUBSCRIPTION_STARTED,
+    c.SUBSCRIPTION_CHANGED,
+    c.SUBSCRIPTION_RENEWED,
+    c.SUBSCRIPTION_CANCELLED,
+    c.TRIAL_CONVERTED,
 )
 RULE_FIELDS = frozenset(("event", "amount_unit", "purchase_type", "livemode", "when", *VALUE_FIELDS))
 SENDER_FIELDS = frozenset(("events", "type_path"))
@@ -211,12 +232,19 @@ def _rule(where: str, raw: Any) -> Rule:
         if name not in values:
             raise ConfigError(f"{where}.{name}: required for {event!r} (a JSON path into the payload)")
     amount_unit = raw.get("amount_unit")
-    if ("amount" in values) != ("currency" in values):
-        raise ConfigError(f'{where}: "amount" and "currency" go together')
-    if "amount" in values and amount_unit not in AMOUNT_UNITS:
+    money_fields = [name for name in MONEY_FIELDS if name in values]
+    if bool(money_fields) != ("currency" in values):
+        raise ConfigError(f'{where}: "{(money_fields or ["amount"])[0]}" and "currency" go together')
+    if money_fields and amount_unit not in AMOUNT_UNITS:
         raise ConfigError(f'{where}.amount_unit: expected "minor" (cents) or "major" (dollars), got {amount_unit!r}')
-    if "amount" not in values and amount_unit is not None:
-        raise ConfigError(f'{where}.amount_unit: only meaningful with "amount"')
+    if not money_fields and amount_unit is not None:
+        raise ConfigError(f'{where}.amount_unit: only meaningful with "amount" or another money field')
+    if ("recurring_amount" in values) != ("interval" in values):
+        raise ConfigError(f'{where}: "recurring_amount" and "interval" go together (an amount per billing interval)')
+    if "recurring_amount" in values and event not in MRR_EVENTS:
+        raise ConfigError(f"{where}.recurring_amount: only for subscription events {list(MRR_EVENTS)}")
+    if "previous_recurring_amount" in values and event != c.SUBSCRIPTION_CHANGED:
+        raise ConfigError(f"{where}.previous_recurring_amount: only for {c.SUBSCRIPTION_CHANGED!r}")
     purchase_type = raw.get("purchase_type")
     if purchase_type is not None and (event != c.PURCHASE_COMPLETED or purchase_type not in PURCHASE_TYPES):
         raise ConfigError(f"{where}.purchase_type: only for {c.PURCHASE_COMPLETED!r}, one of {list(PURCHASE_TYPES)}")
@@ -366,13 +394,40 @@ class _Reading:
             raise PayloadInvalid(f"{self.sender} {self.event.event_type}: {name} ({where}) is missing or unreadable")
         return found
 
-    def money(self) -> Money | None:
-        """The amount (refused when unreadable); absent is fine only where the event needs no money."""
-        amount = self.raw("amount")
-        if amount is None and self.rule.event not in MONEY_REQUIRED:
+    def money(self, name: str = "amount") -> Money | None:
+        """An amount (refused when unreadable); absent is fine only where the event needs no money."""
+        amount = self.raw(name)
+        if amount is None and (name != "amount" or self.rule.event not in MONEY_REQUIRED):
             return None
         read = minor_money if self.rule.amount_unit == "minor" else major_money  # minor refuses floats
-        return self.required("amount", read(amount, self.raw("currency")) if amount is not None else None)
+        found = self.required(name, read(amount, self.raw("currency")) if amount is not None else None)
+        refund_part = self.rule.event == c.REFUND_ISSUED and name in ("amount", "tax", "discount", "fee")
+        return -found if refund_part and found.minor < 0 else found  # senders that report refunds as negatives
+
+    def amounts(self) -> Amounts | None:
+        tax, discount, fee = self.money("tax"), self.money("discount"), self.money("fee")
+        return Amounts(tax=tax, discount=discount, fee=fee) if tax or discount or fee else None
+
+    def mrr(self, subscription: str | None) -> MrrChange | None:
+        """The subscription's MRR from `recurring_amount` per `interval`: New on Started (0 before), Churn on
+        Cancelled (0 after), a change on Changed when `previous_recurring_amount` is mapped, else no change."""
+        per_period = self.money("recurring_amount")
+        if per_period is None or subscription is None:
+            return None
+        interval = billing_interval(self.raw("interval"), self.raw("interval_count") or 1)
+        interval = self.required("interval", interval)
+
+        def monthly(money: Money) -> Money:
+            return monthly_recurring([Charge(Decimal(money.minor), *interval)], money.currency)
+
+        recurring = monthly(per_period)
+        event = self.rule.event
+        if event in (c.SUBSCRIPTION_STARTED, c.TRIAL_CONVERTED):
+            return MrrChange.started(subscription, recurring)
+        if event == c.SUBSCRIPTION_CANCELLED:
+            return MrrChange.ended(subscription, recurring)
+        previous = self.money("previous_recurring_amount")
+        return MrrChange(subscription, recurring, monthly(previous) if previous is not None else None)
 
     def facts(self) -> list[Fact | Deferred]:
         event = self.rule.event
@@ -380,8 +435,6 @@ class _Reading:
         object_id = self.required(id_field, self.text(id_field))
         time = self.required("time", unix_time(self.raw("time")))
         money = self.money()
-        if money is not None and event == c.REFUND_ISSUED and money.minor < 0:
-            money = -money  # senders that report refunds as negative amounts
         if event in MONEY_REQUIRED and (money is None or money.minor <= 0):
             return []  # a free order or an empty refund moved no money
         key = f"{self.sender}:{kind}:{object_id}"
@@ -408,6 +461,8 @@ class _Reading:
                 identity_from=(payment_ref(self.sender, order_id),)
                 if event == c.REFUND_ISSUED and order_id and not identity.user_id
                 else (),
+                mrr=self.mrr(self.text("subscription_id")),
+                amounts=self.amounts() if event in MONEY_REQUIRED else None,
             )
         ]
 

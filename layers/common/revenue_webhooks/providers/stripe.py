@@ -36,8 +36,17 @@ from ..config import Settings
 from ..domain import catalog as c
 from ..domain.facts import Deferred, Fact, Identity, PaymentOwner, ProfileEffect, payment_ref
 from ..domain.identity import buyer_ip, resolve
+from ..domain.mrr import MrrChange
 from ..domain.webhook import QueuedEvent
 from ._common import check_window, iso_utc, minor_money
+from ._stripe_economics import (
+    COUNTED_STATUSES,
+    checkout_amounts,
+    ended_in_trial,
+    invoice_amounts,
+    previous_state,
+    subscription_mrr,
+)
 from .base import (
     Mapped,
     ParsedWebhook,
@@ -65,6 +74,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "customer.subscription.created": (c.SUBSCRIPTION_STARTED,),
     "customer.subscription.updated": (
         c.SUBSCRIPTION_STARTED,
+        c.TRIAL_CONVERTED,
         c.SUBSCRIPTION_CHANGED,
         c.SUBSCRIPTION_CANCELLATION_SCHEDULED,
         c.SUBSCRIPTION_REACTIVATED,
@@ -207,6 +217,8 @@ def _checkout_completed(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
             email=dig(session, "customer_details", "email") or session.get("customer_email"),
+            amounts=checkout_amounts(session, money),
+            settlement_ref=payment_intent,
             links=(payment_ref(NAME, payment_intent),) if payment_intent else (),  # what its refunds will name
             same_as=(_payment_key(payment_intent),) if payment_intent else (),
         )
@@ -249,6 +261,8 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money, plan=_named_plan(price) if subscription else None),
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
+            amounts=invoice_amounts(invoice, money),
+            settlement_ref=next(iter(refs), None),
             links=tuple(payment_ref(NAME, ref) for ref in refs),
             same_as=tuple(_payment_key(intent) for intent in intents),
         )
@@ -294,6 +308,7 @@ def _payment_intent_succeeded(e: _Event) -> list[Fact | Deferred]:
             profile=ProfileEffect(purchases=1, revenue=money),
             ip=e.ip(metadata),
             email=intent.get("receipt_email"),
+            settlement_ref=intent["id"],
             links=(own,),
             yields_to=(own,),
         )
@@ -353,6 +368,7 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
             properties={c.REFUND_ID: refund_id, **({c.REASON: refund["reason"]} if refund.get("reason") else {})},
             profile=ProfileEffect(refunds=1, revenue=-money),
             identity_from=tuple(payment_ref(NAME, ref) for ref in (payment_intent, charge_id) if ref),
+            settlement_ref=id_of(refund.get("balance_transaction")),
         )
     ]
 
@@ -360,23 +376,52 @@ def _refund_facts(e: _Event, refund: dict[str, Any], charge: dict[str, Any] | No
 def _subscription_created(e: _Event) -> list[Fact | Deferred]:
     if e.obj.get("status") not in STARTED_STATUSES:
         return []  # incomplete: started by the update that activates it
-    return [_subscription_started(e)]
+    after = subscription_mrr(e.obj)
+    return [replace(_subscription_started(e), mrr=MrrChange.started(e.obj["id"], after))]
 
 
 def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
+    """Every change is read from the event itself (`previous_attributes`), never from what was seen before.
+
+    One webhook's MRR change is carried once: by its Subscription Started, else Trial Converted, else
+    Subscription Changed (made for a change nothing else names: a discount, a status); its other facts
+    carry the MRR after it with a change of 0.
+    """
     sub, previous = e.obj, e.previous
-    facts: list[Fact | Deferred] = []
-    if previous.get("status") in ("incomplete", "incomplete_expired") and sub.get("status") in STARTED_STATUSES:
+    facts: list[Fact] = []
+    old_status, status = previous.get("status", sub.get("status")), sub.get("status")
+    if old_status in ("incomplete", "incomplete_expired") and status in STARTED_STATUSES:
         facts.append(_subscription_started(e))
+    if old_status == "trialing" and status in COUNTED_STATUSES:
+        facts.append(
+            _subscription_fact(
+                e,
+                f"trial-converted:{sub['id']}",
+                c.TRIAL_CONVERTED,
+                {c.PLAN: _subscription_item(sub)[0]} if _subscription_item(sub)[0] else {},
+                ProfileEffect(status=status),
+            )
+        )
     before, after = _subscription_item(previous), _subscription_item(sub)
-    if ("items" in previous or "plan" in previous or "quantity" in previous) and before != after:
+    mrr = _mrr_change(sub, previous)
+    plan_changed = ("items" in previous or "plan" in previous or "quantity" in previous) and before != after
+    status_changed = "status" in previous and old_status != status
+    if plan_changed or (not facts and mrr is not None and mrr.change is not None and mrr.change.minor != 0):
+        properties: dict[str, Any] = {
+            c.FROM_PLAN: before[0],
+            c.TO_PLAN: after[0],
+            c.FROM_QUANTITY: before[1],
+            c.TO_QUANTITY: after[1],
+        }
+        if status_changed:
+            properties[c.STATUS] = status
         facts.append(
             _subscription_fact(
                 e,
                 f"subscription-change:{sub['id']}:{e.id}",
                 c.SUBSCRIPTION_CHANGED,
-                {c.FROM_PLAN: before[0], c.TO_PLAN: after[0], c.FROM_QUANTITY: before[1], c.TO_QUANTITY: after[1]},
-                ProfileEffect(plan=after[0], quantity=after[1]),
+                properties,
+                ProfileEffect(plan=after[0], quantity=after[1], status=status if status_changed else None),
             )
         )
     before_state = {flag: previous.get(flag, sub.get(flag)) for flag in CANCEL_FLAGS}
@@ -403,7 +448,17 @@ def _subscription_updated(e: _Event) -> list[Fact | Deferred]:
                     e, f"subscription-reactivated:{sub['id']}:{e.id}", c.SUBSCRIPTION_REACTIVATED, {}, None
                 )
             )
-    return facts
+    if mrr is None:
+        return list(facts)
+    return [replace(fact, mrr=mrr if i == 0 else mrr.without_change()) for i, fact in enumerate(facts)]
+
+
+def _mrr_change(sub: dict[str, Any], previous: dict[str, Any]) -> MrrChange | None:
+    after = subscription_mrr(sub)
+    if after is None:
+        return None
+    before = subscription_mrr(previous_state(sub, previous)) if previous else after
+    return MrrChange(sub["id"], after, before)
 
 
 def _subscription_deleted(e: _Event) -> list[Fact | Deferred]:
@@ -417,18 +472,21 @@ def _subscription_deleted(e: _Event) -> list[Fact | Deferred]:
     fact = _subscription_fact(
         e, f"subscription-end:{sub['id']}", c.SUBSCRIPTION_CANCELLED, properties, ProfileEffect(status="canceled")
     )
-    return [replace(fact, time=ended)]
+    # The deleted object says `canceled`; what it billed until then is its items (none while still in trial).
+    was = subscription_mrr({**sub, "status": "active"})
+    mrr = MrrChange.ended(sub["id"], was, was_paying=not ended_in_trial(sub))
+    return [replace(fact, time=ended, mrr=mrr)]
 
 
 def _trial_will_end(e: _Event) -> list[Fact | Deferred]:
     trial_end = e.obj.get("trial_end")
     if not trial_end:
         return []
-    return [
-        _subscription_fact(
-            e, f"trial-ending:{e.obj['id']}:{trial_end}", c.TRIAL_ENDING, {c.TRIAL_END: iso_utc(trial_end)}, None
-        )
-    ]
+    after = subscription_mrr(e.obj)
+    fact = _subscription_fact(
+        e, f"trial-ending:{e.obj['id']}:{trial_end}", c.TRIAL_ENDING, {c.TRIAL_END: iso_utc(trial_end)}, None
+    )
+    return [replace(fact, mrr=MrrChange(e.obj["id"], after, after) if after is not None else None)]
 
 
 def _invoice_payment_failed(e: _Event) -> list[Fact | Deferred]:

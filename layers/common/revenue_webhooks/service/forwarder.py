@@ -31,7 +31,16 @@ from ..mixpanel.rendering import group_update, mixpanel_event, profile_update
 from ..providers.base import Mapped, Provider
 from .envelope import dead_letter_attributes, from_record, sqs_attributes_from_record
 from .payments import Payments
-from .ports import EventSink, Ledger, LedgerUnavailable, MessageQueue, PaymentLookup, PurchaseLookups
+from .ports import (
+    EnrichmentUnavailable,
+    EventSink,
+    FactEnricher,
+    Ledger,
+    LedgerUnavailable,
+    MessageQueue,
+    PaymentLookup,
+    PurchaseLookups,
+)
 
 logger = observability.logger
 
@@ -95,6 +104,7 @@ class Forwarder:
         dead_letter_queue_url: str = "",
         lookups: PurchaseLookups | None = None,
         payment_lookups: Callable[[str], PaymentLookup | None] | None = None,
+        enrichers: Sequence[FactEnricher] = (),
     ) -> None:
         self.settings = settings
         self.providers = providers  # route -> its provider, None when no such route is configured
@@ -107,6 +117,9 @@ class Forwarder:
         self.lookups = lookups  # the providers' APIs (Google Play), for mappings that need a document first
         # provider -> its API, asked about payments the ledger never saw (Stripe's, with a key)
         self.payments = Payments(settings, ledger, payment_lookups)
+        # Lookups each fact needs before rendering, in order: settlements (service/settlements.py), then the
+        # reporting currency's rates (service/reporting.py); none when neither is configured.
+        self.enrichers = list(enrichers)
 
     def process(self, records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """Handle one SQS batch; returns the partial batch response Lambda expects."""
@@ -120,6 +133,7 @@ class Forwarder:
         self.payments.record_owners(messages)  # each Message is a payments.Held
         self.payments.resolve_owners(messages, deadline)
         self.payments.resolve_identities(messages, deadline)
+        self._enrich(messages)
         companies: dict[str, dict[str, Any]] = {}
         totals = self._record(messages, companies)
         touched = sorted({ck for m in messages if m.result is None for ck in m.customers})
@@ -203,6 +217,35 @@ class Forwarder:
                 message.decide(Result(Outcome.INVALID, "mapping_error", f"{type(error).__name__}: {error}"))
                 continue
             self._take(message, mapped)
+
+    def _enrich(self, messages: list[Message]) -> None:
+        """What each fact needs looked up before it is rendered: a settlement, the reporting currency's rate.
+
+        While a lookup fails the messages wait; on their last attempt they go out without it rather than to
+        the dead-letter queue (their revenue matters more than its conversion or fee).
+        """
+        for enricher in self.enrichers:
+            pending = [m for m in messages if m.result is None and m.facts]
+            if not pending:
+                return
+            try:
+                enriched = enricher.attach([fact for m in pending for fact in m.facts])
+            except EnrichmentUnavailable as error:
+                logger.warning("lookup unavailable", extra={"reason": error.reason, "detail": str(error)})
+                observability.add(type(error).__name__)
+                last = [m for m in pending if m.attempts >= self.settings.max_receive_count]
+                for message in pending:
+                    if message not in last:
+                        message.decide(Result(Outcome.TRANSIENT, error.reason, str(error)))
+                pending = last
+                try:
+                    enriched = enricher.attach([fact for m in pending for fact in m.facts], fetch=False)
+                except EnrichmentUnavailable:
+                    enriched = [fact for m in pending for fact in m.facts]
+            position = 0
+            for message in pending:
+                count = len(message.facts)
+                message.facts, position = enriched[position : position + count], position + count
 
     def _record(self, messages: list[Message], companies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Ledger: the first webhook about a fact fixes its event; later ones re-send that event.

@@ -5,10 +5,12 @@ in-memory fakes (tests/unit/service/)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..domain.amounts import Settlement
 from ..domain.facts import Fact, Identity, PaymentOwner
+from ..domain.fx import RateTable
 from ..domain.lookups import Found, Lookup
 from ..domain.outcomes import Result
 
@@ -147,6 +149,65 @@ class WebhookSecrets(Protocol):
     """A route's signing secrets, several while one is rotated (adapters/secrets.py)."""
 
     def for_route(self, route: str) -> list[str]: ...
+
+
+# ---- what a fact needs looked up before it is rendered (service/reporting.py, service/settlements.py) -------
+
+
+class EnrichmentUnavailable(Exception):
+    """A lookup a fact's rendering needs failed: the message waits, and on its last attempt goes out without it."""
+
+    reason = "lookup_unavailable"  # the retry reason logged and, when retries run out, never a dead letter
+
+
+class FactEnricher(Protocol):
+    """Adds to facts what a lookup says (a rate, a settlement) before they are rendered."""
+
+    def attach(self, facts: Sequence[Fact], *, fetch: bool = True) -> list[Fact]:
+        """`facts` with what is known; without `fetch`, only what needs no remote call (the last attempt)."""
+        ...
+
+
+class RatesUnavailable(EnrichmentUnavailable):
+    """Reference rates could be neither read from the cache nor fetched: retry, or render unconverted at the end."""
+
+    reason = "rates_unavailable"
+
+
+class RateCache(Protocol):
+    """Reference tables kept per fact day (adapters/dynamodb_ledger.py): the first one stored for a day is the
+    one every later rendering uses, so a replay or redrive renders the same bytes."""
+
+    def rate_tables(self, source: str, days: Iterable[str]) -> dict[str, RateTable]: ...
+
+    def keep_rate_tables(self, source: str, tables: Mapping[str, RateTable]) -> dict[str, RateTable]:
+        """Store each day's table unless one is stored already; returns what is stored for those days."""
+        ...
+
+
+class RateSource(Protocol):
+    """Published reference tables (adapters/reference_rates.py: the ECB's); raises RatesUnavailable."""
+
+    name: str
+
+    def tables(self, days: Collection[str]) -> list[RateTable]:
+        """Every table published from a little before the oldest of `days` (YYYY-MM-DD) on."""
+        ...
+
+
+class SettlementsUnavailable(EnrichmentUnavailable):
+    """The provider's API could not say how a payment settled (unreachable, rate-limited, refused)."""
+
+    reason = "settlements_unavailable"
+
+
+class SettlementLookup(Protocol):
+    """The provider's own books (adapters/stripe_settlements.py: Stripe's balance transactions)."""
+
+    def settlements(self, refs: Sequence[str]) -> dict[str, Settlement]:
+        """The settlement of each reference that has one (a pending payment has none yet); raises
+        SettlementsUnavailable when the API cannot be asked."""
+        ...
 
 
 class PurchaseLookups(Protocol):
