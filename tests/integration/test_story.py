@@ -126,16 +126,16 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     account, upgrade = write_account()
     keys = (ApiKey(KEY),)
     with StripeApiServer(account, keys=keys, validate_spec=True) as api:
-        reference_pipeline = Pipeline(visibility_timeout_s=1)
+        # The same deployment (its Stripe key too: fees and settlements) had it received every webhook in order.
+        deployment = {"secret_values": {"StripeApiKey": KEY}, "extra_env": {"STRIPE_API_BASE": api.url}}
+        reference_pipeline = Pipeline(visibility_timeout_s=1, **deployment)
         try:
             reference_rig = Rig(reference_pipeline, api, tmp_path_factory.mktemp("reference"))
             reference_rig.deliver(account.events())
             reference, reference_profiles = reference_rig.events(), reference_pipeline.mixpanel.profiles()
         finally:
             reference_pipeline.close()
-        pipeline = Pipeline(
-            visibility_timeout_s=1, secret_values={"StripeApiKey": KEY}, extra_env={"STRIPE_API_BASE": api.url}
-        )
+        pipeline = Pipeline(visibility_timeout_s=1, **deployment)
         try:
             rig = Rig(pipeline, api, tmp_path_factory.mktemp("state"))
             story = Story(account, upgrade, reference, reference_profiles, rig)
@@ -173,11 +173,18 @@ def test_mixpanel_holds_what_the_in_order_run_holds(story: Story) -> None:
     # A backfilled start names the plan the subscription has now: the two upgraded ones differ there and in the
     # MRR that plan gives (a start from 0: its MRR Change is its MRR), nothing else.
     differences = changed(story.reference, story.events)
-    assert {d["event"] for d in differences.values()} <= {"Subscription Started"}
+    assert {d["event"] for d in differences.values()} <= {"Subscription Started"}, differences
     assert all(set(d) == {"event", "Plan", "Price", "MRR", "MRR Change"} for d in differences.values())
     assert all(d["MRR Change"][1] == d["MRR"][1] > d["MRR"][0] for d in differences.values())  # upgrades
     assert len(differences) == 2
     assert story.rig.pipeline.mixpanel.spec_violations() == []
+
+
+def test_every_payment_carries_stripes_fee_whatever_the_order(story: Story) -> None:
+    """With a key, each purchase gets its balance transaction's fee and net, however its webhooks arrived (a
+    basil invoice names no payment: its fee comes from Stripe's books, not from a webhook that may come later)."""
+    purchases = [e["properties"] for e in story.events.values() if e["event"] == "Purchase Completed"]
+    assert purchases and all("Fee" in p and "Settlement Amount" in p for p in purchases)
 
 
 def test_profiles_equal_the_in_order_runs(story: Story) -> None:

@@ -39,7 +39,7 @@ def api(account: StripeAccount) -> Iterator[StripeApiServer]:
 
 def lookup(api: StripeApiServer) -> StripeSettlements:
     client = stripe.StripeClient(api.secret_key, base_addresses={"api": api.url}, max_network_retries=0)  # type: ignore[arg-type]
-    return StripeSettlements(client)
+    return StripeSettlements(lambda: client)
 
 
 def test_a_checkout_payment_and_its_refund_state_stripes_fee_and_net(

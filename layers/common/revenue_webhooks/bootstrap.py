@@ -26,6 +26,7 @@ from .adapters.sqs import QueueSender
 from .adapters.stripe_api import is_api_key, stripe_client
 from .adapters.stripe_events import StripeEventList
 from .adapters.stripe_payments import StripePayments
+from .adapters.stripe_settlements import StripeSettlements
 from .config import ConfigError, Settings, settings
 from .mixpanel.client import Backoff, Credentials, MixpanelClient
 from .providers.base import Provider
@@ -36,6 +37,7 @@ from .service.lanes import LIVE, TEST, Lanes
 from .service.ports import PaymentLookup
 from .service.receiver import Receiver
 from .service.reporting import ReportingRates
+from .service.settlements import Settlements
 
 if TYPE_CHECKING:  # the reconcile's modules load in ReconcileFunction only, never in the receiver's cold start
     from .service.reconcile import Reconciler
@@ -126,7 +128,7 @@ def forwarder(mode: str = LIVE) -> Forwarder:
             dead_letter_queue_url=config.test_dead_letter_queue_url if mode == TEST else "",
             lookups=purchase_lookups(),
             payment_lookups=payment_lookups(),
-            enrichers=[rates] if (rates := reporting_rates()) else [],
+            enrichers=[*stripe_settlements(), *([rates] if (rates := reporting_rates()) else [])],
         )
         for key in [key for key in _FORWARDERS if key[0] == mode]:
             del _FORWARDERS[key]
@@ -155,6 +157,29 @@ def stripe_api_key() -> str:
     if not is_api_key(value):
         raise ConfigError(f"{source} holds no Stripe key: expected rk_live_..., rk_test_..., sk_live_... or none")
     return value
+
+
+@cache
+def stripe_settlements() -> list[Settlements]:
+    """Stripe's fee and settlement on Stripe's payments and refunds, asked once a key is in StripeApiKey.
+
+    First among the enrichers: a settlement in the reporting currency is Stripe's own conversion, which the
+    reporting rates then take instead of a reference rate. A key that cannot be used turns the lookup off, loudly.
+    """
+    config = _checked_settings()
+    if providers.get_provider("stripe", config) is None:
+        return []
+
+    def client() -> Any:
+        try:
+            key = stripe_api_key()
+        except ConfigError:
+            observability.logger.exception("the Stripe API key cannot be used: fees and settlements are off")
+            observability.add("StripeApiKeyUnusable")
+            return None
+        return _stripe_client(key, config.stripe_api_base, config.stripe_timeout_s) if key else None
+
+    return [Settlements("stripe", StripeSettlements(client))]
 
 
 @cache
@@ -405,6 +430,7 @@ def reset() -> None:
         payment_lookups,
         _stripe_client,
         reporting_rates,
+        stripe_settlements,
     ):
         cached.cache_clear()
     _FORWARDERS.clear()

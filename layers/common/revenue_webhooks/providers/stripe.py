@@ -262,7 +262,7 @@ def _invoice_paid(e: _Event) -> list[Fact | Deferred]:
             ip=e.ip(*metadata),
             email=invoice.get("customer_email"),
             amounts=invoice_amounts(invoice, money),
-            settlement_ref=next(iter(refs), None),
+            settlement_ref=next(iter(refs), invoice["id"]),  # a basil invoice names no payment: Stripe's books do
             links=tuple(payment_ref(NAME, ref) for ref in refs),
             same_as=tuple(_payment_key(intent) for intent in intents),
         )
