@@ -58,6 +58,7 @@ from .redrive import BATCH_BYTES, BATCH_ENTRIES
 from .targets import Deployment, UsageError, add_stack_arguments, day_after, iso, moment
 
 PROVIDER = "stripe"
+PROVIDERS = ("stripe", "appstore")  # whose history the backfill reads (appstore: ops/appstore_backfill.py)
 SEND_ATTEMPTS = 4
 DEFAULT_STATE_DIR = Path(".backfill")
 DEFAULT_CONCURRENCY = 16
@@ -128,6 +129,10 @@ class Enqueuer:
             for obj in objects
             for event in KINDS_BY_NAME[kind].events(obj, api_version)
         ]
+        return self.enqueue(queued, tally)
+
+    def enqueue(self, queued: Sequence[QueuedEvent], tally: Tally) -> Tally:
+        """Queued webhooks (of any provider) into EventsQueue, minus what counts nothing or the ledger holds."""
         chosen: list[QueuedEvent] = []
         checked: list[tuple[QueuedEvent, list[Any]]] = []  # mapped: the ledger is asked whether it holds them
         for item in queued:
@@ -205,6 +210,10 @@ class Checkpoints:
         self._write(self.directory / "run.json", info)
 
     def finish(self, info: dict[str, Any]) -> None:
+        self._write(self.directory / "run.json", info)
+
+    def update(self, info: dict[str, Any]) -> None:
+        """run.json with a new cursor: a backfill read through one cursor (the App Store's) keeps it there."""
         self._write(self.directory / "run.json", info)
 
     def load(self) -> list[Slice]:
@@ -361,6 +370,13 @@ def parser() -> argparse.ArgumentParser:
         "resume), 2 usage or configuration error, 130 interrupted (run the same command again to resume).",
     )
     what = p.add_argument_group("what")
+    what.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default=PROVIDER,
+        help="whose history: stripe (default), or appstore (Apple's notification history: "
+        "`revenue-webhooks backfill --provider appstore --help`)",
+    )
     what.add_argument("--since", type=moment, help="first day (YYYY-MM-DD, UTC) or time (ISO 8601)")
     what.add_argument("--until", help="last day, inclusive (YYYY-MM-DD), or an ISO 8601 time (default: now)")
     what.add_argument(
@@ -418,10 +434,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _provider_choice() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--provider", choices=PROVIDERS, default=PROVIDER)
+    return p
+
+
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
-    """`revenue-webhooks backfill` and `make backfill ARGS=...`."""
+    """`revenue-webhooks backfill` and `make backfill ARGS=...`; `--provider appstore` reads Apple's history."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    chosen, _ = _provider_choice().parse_known_args(given)
+    if chosen.provider == "appstore":
+        from . import appstore_backfill
+
+        return appstore_backfill.main(given, out=out)
     stream = out or sys.stderr
-    args = parser().parse_args(argv)
+    args = parser().parse_args(given)
     try:
         return _main(args, stream)
     except UsageError as error:

@@ -2,7 +2,7 @@
 
 revenue-webhooks redrive    list dead letters by reason, move them back to EventsQueue (ops/redrive.py)
 revenue-webhooks replay     post stored provider events, signed, to a webhook URL (ops/replay.py)
-revenue-webhooks backfill   enqueue Stripe's history as the webhooks it sent (ops/backfill.py)
+revenue-webhooks backfill   enqueue Stripe's (or, --provider appstore, Apple's) history as the webhooks it sent (ops/backfill.py)
 revenue-webhooks reconcile  Stripe's payments, the ledger's and Mixpanel's, per currency and per object (ops/reconcile.py)
 
 Each command owns its flags: `revenue-webhooks <command> --help`.

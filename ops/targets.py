@@ -79,7 +79,13 @@ class Deployment:
             return chosen
         from revenue_webhooks.adapters.stripe_api import key_mode
 
-        if key_mode(key) != "test":
+        return self.lane_for(key_mode(key) == "test")
+
+    def lane_for(self, test_mode: bool, chosen: str | None = None) -> str:
+        """Where test-mode (or live) events go: `test` when the stack has a test lane, else `live`."""
+        if chosen:
+            return chosen
+        if not test_mode:
             return "live"
         if self.parameters is not None:
             separate = self.parameters.get("Mode") == "any" and self.parameters.get("TestEventsTo") == "test-project"
