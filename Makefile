@@ -91,7 +91,7 @@ redrive: venv ## move dead letters back to EventsQueue: make redrive ARGS="--lis
 replay: venv ## post stored provider events, signed, to a webhook URL: make replay ARGS="--provider stripe events/stripe"
 	@$(PY) -m ops.cli replay $(ARGS)
 
-backfill: venv ## Stripe's history into the pipeline, resumable: make backfill ARGS="--since 2024-01-01 [--until DATE] [--dry-run]"
+backfill: venv ## Stripe's (or --provider appstore, Apple's) history into the pipeline, resumable: make backfill ARGS="--since 2024-01-01 [--until DATE] [--dry-run]"
 	$(PY) -m ops.cli backfill $(ARGS)
 
 reconcile: venv ## Stripe vs ledger vs Mixpanel per currency and object: make reconcile ARGS="--since DATE --until DATE [--json]"

@@ -58,7 +58,7 @@ from .redrive import BATCH_BYTES, BATCH_ENTRIES
 from .targets import Deployment, UsageError, add_stack_arguments, day_after, iso, moment
 
 PROVIDER = "stripe"
-PROVIDERS = ("stripe", "appstore")  # whose history the backfill reads (appstore: ops/appstore_backfill.py)
+PROVIDERS = ("stripe", "appstore")  # whose history `revenue-webhooks backfill` reads (ops/backfill_command.py)
 SEND_ATTEMPTS = 4
 DEFAULT_STATE_DIR = Path(".backfill")
 DEFAULT_CONCURRENCY = 16
@@ -434,22 +434,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _provider_choice() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--provider", choices=PROVIDERS, default=PROVIDER)
-    return p
-
-
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
-    """`revenue-webhooks backfill` and `make backfill ARGS=...`; `--provider appstore` reads Apple's history."""
-    given = list(sys.argv[1:] if argv is None else argv)
-    chosen, _ = _provider_choice().parse_known_args(given)
-    if chosen.provider == "appstore":
-        from . import appstore_backfill
-
-        return appstore_backfill.main(given, out=out)
+    """Stripe's backfill (`revenue-webhooks backfill` chooses it: ops/backfill_command.py)."""
     stream = out or sys.stderr
-    args = parser().parse_args(given)
+    args = parser().parse_args(argv)
     try:
         return _main(args, stream)
     except UsageError as error:

@@ -2,7 +2,7 @@
 
 revenue-webhooks redrive    list dead letters by reason, move them back to EventsQueue (ops/redrive.py)
 revenue-webhooks replay     post stored provider events, signed, to a webhook URL (ops/replay.py)
-revenue-webhooks backfill   enqueue Stripe's (or, --provider appstore, Apple's) history as the webhooks it sent (ops/backfill.py)
+revenue-webhooks backfill   enqueue Stripe's (or, --provider appstore, Apple's) history as the webhooks it sent (ops/backfill_command.py)
 revenue-webhooks reconcile  Stripe's payments, the ledger's and Mixpanel's, per currency and per object (ops/reconcile.py)
 
 Each command owns its flags: `revenue-webhooks <command> --help`.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "redrive": "ops.redrive",
     "replay": "ops.replay",
-    "backfill": "ops.backfill",
+    "backfill": "ops.backfill_command",
     "reconcile": "ops.reconcile",
 }
 

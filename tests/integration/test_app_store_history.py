@@ -104,7 +104,7 @@ def rig(
 
 
 def backfill(environment: dict[str, str], state: Path, *args: str) -> tuple[int, str]:
-    from ops import backfill as tool
+    from ops import backfill_command as tool
 
     saved = dict(os.environ)
     out, err = io.StringIO(), io.StringIO()

@@ -90,7 +90,7 @@ def _client_class() -> type:
     _library()  # puts the library on the path in the Lambda layer
     from appstoreserverlibrary.api_client import AppStoreServerAPIClient
 
-    class _Client(AppStoreServerAPIClient):  # type: ignore[misc]
+    class _Client(AppStoreServerAPIClient):
         def __init__(self, base_url: str | None, **arguments: Any) -> None:
             super().__init__(**arguments)
             if base_url:
