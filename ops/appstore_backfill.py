@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from revenue_webhooks.domain.webhook import QueuedEvent
 
-from .backfill import DEFAULT_STATE_DIR, BackfillFailed, Checkpoints, Enqueuer, Tally
+from .backfill import DEFAULT_STATE_DIR, BackfillFailed, Checkpoints, Enqueuer, Tally, exit_status
 from .targets import Deployment, UsageError, add_stack_arguments, day_after, iso, moment
 
 PROVIDER = "appstore"
@@ -106,16 +106,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
-    stream = out or sys.stderr
     args = parser().parse_args(argv)
     try:
-        return _main(args, stream)
-    except UsageError as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 2
-    except BackfillFailed as error:
-        print(f"backfill: {error}\nRun the same command again to resume.", file=sys.stderr)
-        return 1
+        return exit_status(lambda: _main(args, out or sys.stderr))
     except KeyboardInterrupt:
         print("\nbackfill: interrupted; run the same command again to resume from the checkpoint", file=sys.stderr)
         return 130

@@ -436,10 +436,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     """Stripe's backfill (`revenue-webhooks backfill` chooses it: ops/backfill_command.py)."""
-    stream = out or sys.stderr
-    args = parser().parse_args(argv)
+    return exit_status(lambda: _main(parser().parse_args(argv), out or sys.stderr))
+
+
+def exit_status(run: Callable[[], int]) -> int:
+    """A backfill's exit status: 2 for a usage or configuration error, 1 when Stripe, Apple or AWS failed."""
     try:
-        return _main(args, stream)
+        return run()
     except UsageError as error:
         print(f"backfill: {error}", file=sys.stderr)
         return 2
