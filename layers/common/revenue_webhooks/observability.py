@@ -57,6 +57,12 @@ def count(name: str, by: Counter[tuple[str, str]], mode: str | None = None) -> N
 
 
 def tag_lane(mode: str) -> None:
-    """A forwarder invocation serves one lane (one queue): its EMF record carries the lane as `Mode`."""
-    if metrics.dimension_set.get("Mode") != mode:
+    """A forwarder invocation serves one lane (one queue): its EMF record carries the lane as `Mode`.
+
+    An invocation that counted nothing leaves its dimensions behind (Powertools clears them only when it
+    publishes), so the next one may find the other lane's: replaced in place, without add_dimension's warning.
+    """
+    if "Mode" in metrics.dimension_set:
+        metrics.dimension_set["Mode"] = mode
+    else:
         metrics.add_dimension(name="Mode", value=mode)
