@@ -37,15 +37,6 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections give their thread back eventually
     server: ClosingHTTPServer  # its `app` is the local Mixpanel's dispatch function
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
     def _serve(self) -> None:
         split = urlsplit(self.path)
         try:
@@ -73,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(reply)
+
+    # http.server calls do_<METHOD>: these methods are served, the others answered 501.
+    do_GET = do_POST = do_PUT = _serve
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

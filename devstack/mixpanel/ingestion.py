@@ -81,58 +81,36 @@ def import_events(
     return Reply.json(200, {"code": 200, "num_records_imported": len(valid), "status": "OK"})
 
 
-def update_profiles(
-    parsed: Parsed,
-    params: dict[str, str],
-    auth: str | None,
-    project_token: str,
-    store: Store,
-    request_id: int,
-    reject: Fault | None,
-) -> Reply:
-    """`/engage`: apply the valid profile updates in order; `params` are the query and form fields together."""
-    kind = _Updates("Engage", "profile", MAX_PROFILE_UPDATES_PER_REQUEST, validate_profile_update)
-    return _update(
-        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_profile_updates(request_id, valid)
-    )
-
-
-def update_groups(
-    parsed: Parsed,
-    params: dict[str, str],
-    auth: str | None,
-    project_token: str,
-    store: Store,
-    request_id: int,
-    reject: Fault | None,
-) -> Reply:
-    """`/groups`: apply the valid group updates in order, answering as `/engage` does (`verbose`, `strict`)."""
-    kind = _Updates("Groups", "group", MAX_GROUP_UPDATES_PER_REQUEST, validate_group_update)
-    return _update(
-        kind, parsed, params, auth, project_token, reject, lambda valid: store.apply_group_updates(request_id, valid)
-    )
-
-
 @dataclass(frozen=True)
-class _Updates:
-    """What differs between `/engage` and `/groups`: the error prefix, the noun, the limit and the rules."""
+class Updates:
+    """What differs between `/engage` and `/groups`: the error prefix, the noun, the limit, the rules and the store."""
 
     api: str
     noun: str
     limit: int
     validate: Callable[[Any, str, bool], str | None]
+    apply: Callable[[Store, int, list[dict[str, Any]]], None]
 
 
-def _update(
-    kind: _Updates,
+# `/engage` applies the valid profile updates in order; `/groups` the group updates, answering as `/engage` does.
+ENGAGE = Updates(
+    "Engage", "profile", MAX_PROFILE_UPDATES_PER_REQUEST, validate_profile_update, Store.apply_profile_updates
+)
+GROUPS = Updates("Groups", "group", MAX_GROUP_UPDATES_PER_REQUEST, validate_group_update, Store.apply_group_updates)
+
+
+def update(
+    kind: Updates,
     parsed: Parsed,
     params: dict[str, str],
     auth: str | None,
     project_token: str,
+    store: Store,
+    request_id: int,
     reject: Fault | None,
-    apply: Callable[[list[dict[str, Any]]], None],
 ) -> Reply:
-    """Validate each update (a scripted rejection counts as invalid), apply the valid ones, answer as Mixpanel."""
+    """Validate each update (a scripted rejection counts as invalid), apply the valid ones, answer as Mixpanel;
+    `params` are the query and form fields together (`verbose`, `strict`)."""
     if auth is None:
         return Reply.json(401, {"error": "Invalid credentials", "status": "error"})
     if parsed.records is None:
@@ -155,7 +133,7 @@ def _update(
             else:
                 errors.append((index, error))
     if valid:
-        apply(valid)
+        kind.apply(store, request_id, valid)
     return _engage_reply(params.get("verbose", "0"), params.get("strict") == "1", errors, bool(valid))
 
 

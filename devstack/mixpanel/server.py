@@ -19,7 +19,7 @@ from .bodies import Parsed, parse_engage, parse_import, parse_track
 from .export import EXPORT_PATH, ExportEndpoint, ExportLimits
 from .faults import FaultPlan, fault_reply
 from .http_adapter import Handler
-from .ingestion import import_events, track_events, update_groups, update_profiles
+from .ingestion import ENGAGE, GROUPS, import_events, track_events, update
 from .messages import Reply, Request
 from .page import CATALOG_REVENUE_VIEW, RevenueView
 from .projects import Project, project_db_path
@@ -209,11 +209,11 @@ class MixpanelServer(LocalServer, Project):
             if path == "/import":
                 reply = import_events(parsed, auth, strict, store, request_id, reject, client_ip)
             elif path == "/groups":
-                reply = update_groups(parsed, params, auth, token, store, request_id, reject)
+                reply = update(GROUPS, parsed, params, auth, token, store, request_id, reject)
             elif path == "/track":
                 reply = track_events(parsed, params, token, store, request_id, client_ip)
             else:
-                reply = update_profiles(parsed, params, auth, token, store, request_id, reject)
+                reply = update(ENGAGE, parsed, params, auth, token, store, request_id, reject)
         elif fault.kind == "disconnect":
             reply = Reply(0, disconnect=True)
         else:

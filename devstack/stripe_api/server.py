@@ -630,15 +630,6 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120
     server: Any
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
@@ -664,6 +655,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except OSError:
             self.close_connection = True  # the client gave up (its timeout during a slow fault)
+
+    # http.server calls do_<METHOD>: these methods are served, the others answered 501.
+    do_GET = do_POST = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

@@ -37,6 +37,16 @@ def shared() -> Iterator[Pipeline]:
         running.close()
 
 
+@pytest.fixture(scope="module")
+def quick_pipeline() -> Iterator[Pipeline]:
+    """One pipeline for the module's tests (each resets it) whose unanswered messages come back after a second."""
+    running = Pipeline(visibility_timeout_s=1)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
 @pytest.fixture
 def api(account: StripeAccount) -> Iterator[StripeApiServer]:
     """The local Stripe API over the module's `account`, every answer checked against Stripe's spec."""

@@ -33,32 +33,25 @@ def account() -> StripeAccount:
     return story
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> Iterator[Pipeline]:
-    running = Pipeline(visibility_timeout_s=1)
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 @pytest.fixture
-def rig(pipeline: Pipeline, account: StripeAccount, tmp_path: Path) -> Iterator[Rig]:
-    pipeline.reset()
+def rig(quick_pipeline: Pipeline, account: StripeAccount, tmp_path: Path) -> Iterator[Rig]:
+    quick_pipeline.reset()
     with StripeApiServer(account, validate_spec=True) as api:
-        yield Rig(pipeline, api, tmp_path / "state")
+        yield Rig(quick_pipeline, api, tmp_path / "state")
         assert api.spec_violations() == []
 
 
 @pytest.fixture(scope="module")
-def reference(pipeline: Pipeline, account: StripeAccount, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def reference(
+    quick_pipeline: Pipeline, account: StripeAccount, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict]:
     """Mixpanel after every webhook of the history, once and in order."""
-    pipeline.reset()
+    quick_pipeline.reset()
     with StripeApiServer(account) as api:
-        rig = Rig(pipeline, api, tmp_path_factory.mktemp("reference"))
+        rig = Rig(quick_pipeline, api, tmp_path_factory.mktemp("reference"))
         rig.deliver(account.events())
         events = rig.events()
-    assert not pipeline.dead_letters()
+    assert not quick_pipeline.dead_letters()
     return events
 
 

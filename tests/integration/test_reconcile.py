@@ -41,23 +41,14 @@ def history(direct: bool = False) -> StripeAccount:
     return story
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> Iterator[Pipeline]:
-    running = Pipeline(visibility_timeout_s=1)
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 def rig_for(pipeline: Pipeline, account: StripeAccount, state: Path) -> Rig:
     pipeline.reset()
     return Rig(pipeline, StripeApiServer(account).start(), state)
 
 
 @pytest.fixture
-def rig(pipeline: Pipeline, tmp_path: Path) -> Iterator[Rig]:
-    running = rig_for(pipeline, history(), tmp_path)
+def rig(quick_pipeline: Pipeline, tmp_path: Path) -> Iterator[Rig]:
+    running = rig_for(quick_pipeline, history(), tmp_path)
     yield running
     running.api.stop()
 
@@ -140,8 +131,8 @@ def test_what_only_mixpanel_holds_is_a_difference(rig: Rig) -> None:
     assert report["currencies"]["USD"]["stripe"]["gross"] == "49.00"
 
 
-def test_a_direct_payment_counts_only_where_the_pipeline_maps_it(pipeline: Pipeline, tmp_path: Path) -> None:
-    rig = rig_for(pipeline, history(direct=True), tmp_path)
+def test_a_direct_payment_counts_only_where_the_pipeline_maps_it(quick_pipeline: Pipeline, tmp_path: Path) -> None:
+    rig = rig_for(quick_pipeline, history(direct=True), tmp_path)
     try:
         rig.deliver(rig.api.accounts["test"].events())
         code, report = rig.reconcile_json("--since", SINCE, "--until", UNTIL)

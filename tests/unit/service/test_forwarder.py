@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import InMemoryLedger, RecordingQueue, ScriptedSink, transient
+from fakes import InMemoryLedger, RecordingQueue, ScriptedLookups, ScriptedSink, transient
 from revenue_webhooks import providers
 from revenue_webhooks.config import Settings
 from revenue_webhooks.domain.outcomes import Outcome, Result
@@ -56,13 +56,20 @@ def record(body: bytes, *, attempts: int = 1, provider: str = "stripe", message_
 
 class Rig:
     def __init__(
-        self, sink: ScriptedSink | None = None, settings: Settings = SETTINGS, payments: Any | None = None
+        self,
+        sink: ScriptedSink | None = None,
+        settings: Settings = SETTINGS,
+        payments: Any | None = None,
+        *,
+        lookups: ScriptedLookups | None = None,
     ) -> None:
-        """`payments`: Stripe's API for payment lookups (a `fakes.ScriptedPayments`), as with a key configured."""
+        """`payments`: Stripe's API for payment lookups (a `fakes.ScriptedPayments`), as with a key configured;
+        `lookups`: the app stores' APIs (Google Play's), None as when none is configured."""
         self.ledger = InMemoryLedger()
         self.sink = sink or ScriptedSink()
         self.dead_letters = RecordingQueue()
         self.payments = payments
+        self.lookups = lookups
         self.forwarder = Forwarder(
             settings,
             lambda route: providers.get_provider(route, settings),
@@ -71,6 +78,7 @@ class Rig:
             self.dead_letters,
             project_token="token",
             payment_lookups=lambda provider: payments if provider == "stripe" else None,
+            lookups=lookups,
         )
 
     def run(self, *records: dict[str, Any], remaining_ms: int = PLENTY_MS) -> list[str]:

@@ -11,12 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fakes import InMemoryLedger, RecordingQueue, ScriptedLookups, ScriptedSink
-from revenue_webhooks import providers
-from revenue_webhooks.config import Settings
+from fakes import ScriptedLookups
 from revenue_webhooks.domain.lookups import Lookup, LookupFailed
-from revenue_webhooks.service.forwarder import Forwarder
-from test_forwarder import PLENTY_MS, SETTINGS, checkout, record
+from test_forwarder import Rig, checkout, record
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAY = ROOT / "events" / "googleplay"
@@ -56,27 +53,8 @@ def play_record(name: str, *, attempts: int = 1) -> dict[str, Any]:
     return queued
 
 
-class Rig:
-    def __init__(self, lookups: ScriptedLookups | None, settings: Settings = SETTINGS) -> None:
-        self.ledger, self.sink, self.dead_letters = InMemoryLedger(), ScriptedSink(), RecordingQueue()
-        self.lookups = lookups
-        self.forwarder = Forwarder(
-            settings,
-            lambda route: providers.get_provider(route, settings),
-            self.ledger,
-            self.sink,
-            self.dead_letters,
-            project_token="token",
-            lookups=lookups,
-        )
-
-    def run(self, *records: dict[str, Any]) -> list[str]:
-        answer = self.forwarder.process(list(records), lambda: PLENTY_MS)
-        return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
-
-
 def test_a_batch_fetches_what_its_notifications_need_in_one_call_then_delivers() -> None:
-    rig = Rig(ScriptedLookups(play_documents()))
+    rig = Rig(lookups=ScriptedLookups(play_documents()))
     names = ("SUBSCRIPTION_PURCHASED", "ONE_TIME_PRODUCT_PURCHASED.jpy", "ONE_TIME_PRODUCT_PURCHASED.kwd")
     assert rig.run(*(play_record(name) for name in names)) == []
     assert rig.lookups is not None and len(rig.lookups.calls) == 1 and len(rig.lookups.calls[0]) == 3
@@ -91,7 +69,7 @@ def test_a_batch_fetches_what_its_notifications_need_in_one_call_then_delivers()
 
 def test_an_api_outage_retries_the_message_and_dead_letters_it_only_when_retries_run_out() -> None:
     lookups = ScriptedLookups(play_documents(), failure=LookupFailed("play_api_unavailable", "503 UNAVAILABLE"))
-    rig = Rig(lookups)
+    rig = Rig(lookups=lookups)
     assert rig.run(play_record("SUBSCRIPTION_PURCHASED")) == ["msg-SUBSCRIPTION_PURCHASED-1"]
     assert rig.dead_letters.sent == [] and rig.sink.imported == []
     assert rig.run(play_record("SUBSCRIPTION_PURCHASED", attempts=5)) == []
@@ -100,7 +78,7 @@ def test_an_api_outage_retries_the_message_and_dead_letters_it_only_when_retries
 
 def test_the_api_back_the_retry_is_delivered_once() -> None:
     lookups = ScriptedLookups(play_documents(), failure=LookupFailed("play_api_unavailable"))
-    rig = Rig(lookups)
+    rig = Rig(lookups=lookups)
     rig.run(play_record("SUBSCRIPTION_PURCHASED"))
     lookups.failure = None
     assert rig.run(play_record("SUBSCRIPTION_PURCHASED", attempts=2)) == []
@@ -110,7 +88,7 @@ def test_the_api_back_the_retry_is_delivered_once() -> None:
 
 def test_a_purchase_the_api_does_not_know_is_dead_lettered_at_once() -> None:
     rig = Rig(
-        ScriptedLookups(
+        lookups=ScriptedLookups(
             failure=LookupFailed("play_api_not_found", "404 The purchase token was not found.", transient=False)
         )
     )
@@ -119,7 +97,7 @@ def test_a_purchase_the_api_does_not_know_is_dead_lettered_at_once() -> None:
 
 
 def test_without_the_api_configured_google_play_waits_and_others_flow() -> None:
-    rig = Rig(None)
+    rig = Rig()
     stripe = record(checkout("s1", user_id="user-s1"))
     assert rig.run(play_record("SUBSCRIPTION_PURCHASED"), stripe) == ["msg-SUBSCRIPTION_PURCHASED-1"]
     assert [e["event"] for e in rig.sink.imported] == ["Purchase Completed"]
@@ -151,7 +129,7 @@ def eventbridge_record(stripe_event: bytes, message_id: str = "eb-1") -> dict[st
 
 
 def test_a_stripe_event_from_eventbridge_is_the_same_event_as_its_webhook() -> None:
-    webhook, bridged = Rig(None), Rig(None)
+    webhook, bridged = Rig(), Rig()
     body = checkout("eb", user_id="user-eb")
     webhook.run(record(body))
     bridged.run(eventbridge_record(body))
@@ -159,7 +137,7 @@ def test_a_stripe_event_from_eventbridge_is_the_same_event_as_its_webhook() -> N
 
 
 def test_a_stripe_event_delivered_by_webhook_and_by_eventbridge_counts_once() -> None:
-    rig = Rig(None)
+    rig = Rig()
     body = checkout("both", user_id="user-both")
     assert rig.run(record(body), eventbridge_record(body)) == []  # in one batch
     assert rig.run(eventbridge_record(body, "eb-2")) == []  # and again later
@@ -168,7 +146,7 @@ def test_a_stripe_event_delivered_by_webhook_and_by_eventbridge_counts_once() ->
 
 
 def test_a_refund_before_its_purchase_and_redeliveries_count_each_once() -> None:
-    rig = Rig(ScriptedLookups(play_documents()))
+    rig = Rig(lookups=ScriptedLookups(play_documents()))
     assert rig.run(play_record("VOIDED_PURCHASE")) == []  # the refund first: the API names its buyer
     assert rig.run(play_record("ONE_TIME_PRODUCT_PURCHASED.jpy"), play_record("VOIDED_PURCHASE", attempts=2)) == []
     assert rig.run(play_record("ONE_TIME_PRODUCT_PURCHASED.jpy", attempts=2)) == []
