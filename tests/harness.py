@@ -178,6 +178,7 @@ class Pipeline:
             **self.template.function_environment("ForwarderFunction", resolve),
             **env,
         }
+        self._leave_previous()
         self.receiver = load_handler(self.template, "ReceiverFunction", self.environment)
         self.forwarder = load_handler(self.template, "ForwarderFunction", self.environment)
         Pipeline._active = self
@@ -233,9 +234,18 @@ class Pipeline:
         if Pipeline._active is not self:
             from revenue_webhooks import bootstrap
 
+            self._leave_previous()
             os.environ.update(self.environment)
             bootstrap.reset()
             Pipeline._active = self
+
+    def _leave_previous(self) -> None:
+        """Drop what only the previously active pipeline set (a Stripe key of its `extra_env`, say): a Lambda
+        container of this deployment would not have it, and its forwarder would ask Stripe with it."""
+        previous = Pipeline._active
+        if previous is not None and previous is not self:
+            for name in previous.environment.keys() - self.environment.keys():
+                os.environ.pop(name, None)
 
     def post(self, provider: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:
         self.activate()
