@@ -194,6 +194,8 @@ class LocalStack:
         self.stores = Stores(options.state_dir / "stores").start(f"{self.api.url}/webhooks/googleplay")
         self.moto = MotoServer(options.moto_port).start()
         self._listen_on_bridge(self.moto, self.moto.port, "moto")
+        if self.stripe is not None and self.stripe.server is not None:  # the forwarder's fee lookups, catch-up
+            self._listen_on_bridge(self.stripe.server, self.stripe.server.port, "the local Stripe API")
         self.webhook_secrets = self._webhook_secrets()
         secret_ids = self._secret_logical_ids()
         secret_values = {
@@ -506,6 +508,8 @@ class LocalStack:
         if self.mixpanel is not None:
             moved[self.mixpanel.url] = f"http://{host}:{self.mixpanel.port}"
         moved.update(self.rates.moved(host))
+        if self.stripe is not None and self.stripe.server is not None:
+            moved[self.stripe.server.url] = f"http://{host}:{self.stripe.server.port}"
         environments = {RECEIVER: self.receiver_environment, FORWARDER: self.forwarder_environment}
         if self.proxy_routes:
             environments[BROWSER_PROXY] = self.proxy_environment
